@@ -1,0 +1,1 @@
+"""Composition root of the platform: the `airparadis` command and the process wiring."""

@@ -1,0 +1,91 @@
+"""feedback.reported -> alerts.raised -> email.
+
+Two durable consumers: the first counts wrong-prediction reports in the sliding window kept
+in KV and raises at most one alert per burst; the second emails each alert once, and when the
+SMTP server is down it keeps the alert unacknowledged so JetStream retries it, with no limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from faststream import AckPolicy
+from faststream.nats import NatsBroker, NatsRouter, PullSub
+
+from services.alerter.email import MailerUnavailable, send_alert_email
+from services.alerter.state import AlerterState, WindowConflict
+from services.alerter.window import record_report
+from shared import subjects
+from shared.bus import RetryLater, Streams, publish_event, worker_router
+from shared.messages import AlertRaised, FeedbackReported
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_WINDOW_CONFLICTS = 20
+
+
+def build_router(
+    broker: NatsBroker,
+    settings: Settings,
+    streams: Streams,
+    state: AlerterState,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> NatsRouter:
+    router = worker_router(broker, "alerter", settings)
+
+    @router.subscriber(
+        subjects.FEEDBACK_REPORTED,
+        stream=streams.feedback,
+        durable=subjects.DURABLE_ALERTER,
+        pull_sub=PullSub(batch_size=16, timeout=1.0),
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_feedback_reported(report: FeedbackReported) -> None:
+        alert = await count_report(report)
+        if alert is not None:
+            await publish_event(
+                broker, alert, subjects.ALERTS_RAISED, msg_id=alert.id, stream=subjects.STREAM_ALERTS
+            )
+            log.info("alert raised", extra={"alert_id": alert.id, "kind": alert.kind})
+
+    async def count_report(report: FeedbackReported) -> AlertRaised | None:
+        for _ in range(MAX_WINDOW_CONFLICTS):
+            window, revision = await state.load_window()
+            updated, alert = record_report(
+                window,
+                report,
+                now=clock(),
+                threshold=settings.alert_reports,
+                window_s=settings.alert_window_s,
+                cooldown_s=settings.alert_cooldown_s,
+            )
+            if updated is window:  # a redelivered report: nothing to save
+                return alert
+            try:
+                await state.save_window(updated, revision)
+            except WindowConflict:
+                continue
+            return alert
+        raise RetryLater("the alert window kept changing under concurrent updates")
+
+    @router.subscriber(
+        subjects.ALERTS_RAISED,
+        stream=streams.alerts,
+        durable=subjects.DURABLE_MAILER,
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_alert_raised(alert: AlertRaised) -> None:
+        if await state.was_sent(alert.id):
+            return
+        try:
+            await send_alert_email(alert, settings)
+        except MailerUnavailable as exc:
+            raise RetryLater(str(exc)) from exc
+        await state.mark_sent(alert.id)
+        log.info("alert emailed", extra={"alert_id": alert.id, "to": settings.alert_to})
+
+    return router

@@ -1,0 +1,274 @@
+"""The HTTP API: predictions and feedback go through the event pipeline, never in-process.
+
+POST /v1/predict publishes tweets.submitted and waits for the scored answer on its own reply
+subject; POST /v1/feedback checks the prediction exists and publishes feedback.reported.
+Every error is JSON: {"error": <kind>, "reason": <what to fix>}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.nats import NatsBroker
+from pydantic import BaseModel, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.gateway.replies import ReplyWaiter
+from shared import subjects
+from shared.bus import publish_event
+from shared.messages import (
+    MAX_COMMENT_CHARS,
+    FeedbackReported,
+    Label,
+    PredictionSnapshot,
+    ScoringFailed,
+    TweetScored,
+    TweetSubmitted,
+    TweetText,
+)
+from shared.settings import Settings
+from shared.storage import PredictionRepository
+
+log = logging.getLogger(__name__)
+
+MAX_TWEETS_PER_REQUEST = 64
+RECENT_PREDICTIONS = 10_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason = status, error, reason
+
+
+class PredictRequest(BaseModel):
+    """One tweet in `text`, or several in `texts`."""
+
+    text: TweetText | None = None
+    texts: list[TweetText] | None = Field(None, min_length=1, max_length=MAX_TWEETS_PER_REQUEST)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PredictRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' (one tweet) or 'texts' (a list)")
+        return self
+
+
+class Prediction(BaseModel):
+    id: str
+    text: str
+    label: Label
+    probability: float = Field(description="Probability that readers take the tweet as positive.")
+    threshold: float = Field(description="Decision threshold of the model (precision target).")
+    model_name: str
+    model_version: str
+    latency_ms: float = Field(description="Time from submission to answer, measured by the gateway.")
+
+
+class Predictions(BaseModel):
+    predictions: list[Prediction]
+
+
+class FeedbackRequest(BaseModel):
+    prediction_id: str = Field(min_length=1, max_length=64)
+    correct_label: Label | None = None
+    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+
+
+class FeedbackAccepted(BaseModel):
+    id: str
+    prediction_id: str
+    status: str = "reported"
+
+
+class RecentPredictions:
+    """Predictions this gateway served lately, so feedback need not wait for the store."""
+
+    def __init__(self, size: int = RECENT_PREDICTIONS) -> None:
+        self.size = size
+        self._items: OrderedDict[str, PredictionSnapshot] = OrderedDict()
+
+    def add(self, scored: TweetScored) -> None:
+        self._items[scored.id] = PredictionSnapshot(
+            text=scored.text,
+            label=scored.label,
+            probability=scored.probability,
+            threshold=scored.threshold,
+            model_name=scored.model_name,
+            model_version=scored.model_version,
+            scored_at=scored.scored_at,
+        )
+        self._items.move_to_end(scored.id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def get(self, prediction_id: str) -> PredictionSnapshot | None:
+        return self._items.get(prediction_id)
+
+
+def _reason(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(
+    settings: Settings,
+    broker: NatsBroker,
+    repository: PredictionRepository,
+    replies: ReplyWaiter,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    app = FastAPI(
+        title="Air Paradis sentiment API",
+        version="1",
+        description="Will readers take this tweet as positive or negative?",
+        **fastapi_kwargs,
+    )
+    recent = RecentPredictions()
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.error, "reason": exc.reason}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            error, reason = "malformed_json", "the body is not valid JSON in UTF-8"
+        else:
+            error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+            reason = str(exc.detail)
+        return JSONResponse({"error": error, "reason": reason}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(
+                {"error": "malformed_json", "reason": "the body is not valid JSON in UTF-8"},
+                status_code=400,
+            )
+        return JSONResponse({"error": "invalid_request", "reason": _reason(exc)}, status_code=422)
+
+    async def score(text: str) -> Prediction:
+        tweet = TweetSubmitted(text=text, source="gateway")
+        tweet = tweet.model_copy(update={"reply_to": replies.subject_for(tweet.id)})
+        answer = replies.expect(tweet.id)
+        started = time.perf_counter()
+        try:
+            await publish_event(
+                broker,
+                tweet,
+                subjects.TWEETS_SUBMITTED,
+                msg_id=tweet.id,
+                stream=subjects.STREAM_TWEETS,
+            )
+            result = await asyncio.wait_for(answer, timeout=settings.predict_timeout_s)
+        except TimeoutError as exc:
+            raise ApiError(
+                504,
+                "timeout",
+                f"the pipeline did not answer within {settings.predict_timeout_s:g} s "
+                "(is the model loaded? see /readyz)",
+            ) from exc
+        except Exception as exc:
+            log.exception("publish failed", extra={"tweet_id": tweet.id})
+            raise ApiError(503, "bus_unavailable", f"NATS did not take the tweet: {exc}") from exc
+        finally:
+            replies.forget(tweet.id)
+        if isinstance(result, ScoringFailed):
+            raise ApiError(422, "unscorable", result.reason)
+        recent.add(result)
+        return Prediction(
+            id=result.id,
+            text=result.text,
+            label=result.label,
+            probability=result.probability,
+            threshold=result.threshold,
+            model_name=result.model_name,
+            model_version=result.model_version,
+            latency_ms=round((time.perf_counter() - started) * 1000.0, 2),
+        )
+
+    @app.post(
+        "/v1/predict",
+        response_model=Prediction | Predictions,
+        responses={400: {}, 422: {}, 503: {}, 504: {}},
+    )
+    async def predict(request: PredictRequest) -> Prediction | Predictions:
+        """Score one tweet (`text`) or up to 64 (`texts`) through the pipeline."""
+        if request.text is not None:
+            return await score(request.text)
+        assert request.texts is not None
+        return Predictions(predictions=list(await asyncio.gather(*map(score, request.texts))))
+
+    @app.post("/v1/feedback", response_model=FeedbackAccepted, status_code=202)
+    async def feedback(request: FeedbackRequest) -> FeedbackAccepted:
+        """Report a wrong prediction; three reports within five minutes email the team."""
+        snapshot = recent.get(request.prediction_id)
+        if snapshot is None:
+            snapshot = await repository.get_prediction(request.prediction_id)
+        if snapshot is None:
+            raise ApiError(
+                404, "unknown_prediction", f"no prediction with id {request.prediction_id!r}"
+            )
+        report = FeedbackReported(
+            prediction_id=request.prediction_id,
+            correct_label=request.correct_label,
+            comment=request.comment,
+            prediction=snapshot,
+        )
+        try:
+            await publish_event(
+                broker,
+                report,
+                subjects.FEEDBACK_REPORTED,
+                msg_id=report.id,
+                stream=subjects.STREAM_FEEDBACK,
+            )
+        except Exception as exc:
+            raise ApiError(503, "bus_unavailable", f"NATS did not take the report: {exc}") from exc
+        return FeedbackAccepted(id=report.id, prediction_id=report.prediction_id)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready when NATS answers, the store answers and a model is serving."""
+        checks: dict[str, Any] = {}
+        try:
+            checks["nats"] = {"ok": await broker.ping(timeout=1.0)}
+        except Exception as exc:
+            checks["nats"] = {"ok": False, "reason": str(exc)}
+        try:
+            checks["store"] = {"ok": await repository.ping()}
+        except Exception as exc:
+            checks["store"] = {"ok": False, "reason": str(exc)}
+        try:
+            reply = await broker.request(None, subjects.INFER_STATUS, timeout=2.0)
+            status = await reply.decode()
+            assert isinstance(status, dict)
+            checks["model"] = {"ok": bool(status.get("ready")), **status}
+        except Exception as exc:
+            checks["model"] = {"ok": False, "reason": f"infer did not answer: {exc}"}
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return app

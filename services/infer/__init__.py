@@ -1,0 +1,1 @@
+"""Infer worker: scores preprocessed tweets in micro-batches with the champion model."""

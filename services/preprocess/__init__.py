@@ -1,0 +1,1 @@
+"""Preprocess worker: validates and normalises submitted tweets and extracts their features."""

@@ -1,0 +1,1 @@
+"""Store worker: writes predictions, feedback and alerts into ClickHouse in batches."""

@@ -1,0 +1,55 @@
+"""tweets.scored, feedback.reported, alerts.raised -> ClickHouse.
+
+Each subject has its own durable pull consumer that hands over batches; a batch is acked only
+once its rows are inserted, so a crash redelivers it, and the tables deduplicate by id so the
+redelivery adds nothing. An invalid message is dead-lettered without holding up its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
+
+from shared import subjects
+from shared.bus import Streams, valid_events, worker_router
+from shared.messages import AlertRaised, FeedbackReported, TweetScored
+from shared.settings import Settings
+from shared.storage import PredictionRepository
+
+def build_router(
+    broker: NatsBroker, settings: Settings, streams: Streams, repository: PredictionRepository
+) -> NatsRouter:
+    router = worker_router(broker, "store", settings)
+    batch = PullSub(
+        batch_size=settings.store_batch_size,
+        timeout=settings.store_flush_ms / 1000.0,
+        batch=True,
+    )
+
+    def batch_subscriber(
+        subject: str, stream: JStream, durable: str
+    ) -> Callable[[Callable[[NatsMessage], Awaitable[None]]], object]:
+        return router.subscriber(
+            subject, stream=stream, durable=durable, pull_sub=batch, ack_policy=AckPolicy.MANUAL
+        )
+
+    @batch_subscriber(subjects.TWEETS_SCORED, streams.tweets, subjects.DURABLE_STORE_PREDICTIONS)
+    async def on_tweets_scored(msg: NatsMessage) -> None:
+        if predictions := await valid_events(broker, msg.raw_message, TweetScored, "store"):
+            await repository.save_predictions(predictions)
+
+    @batch_subscriber(
+        subjects.FEEDBACK_REPORTED, streams.feedback, subjects.DURABLE_STORE_FEEDBACK
+    )
+    async def on_feedback_reported(msg: NatsMessage) -> None:
+        if reports := await valid_events(broker, msg.raw_message, FeedbackReported, "store"):
+            await repository.save_feedback(reports)
+
+    @batch_subscriber(subjects.ALERTS_RAISED, streams.alerts, subjects.DURABLE_STORE_ALERTS)
+    async def on_alerts_raised(msg: NatsMessage) -> None:
+        if alerts := await valid_events(broker, msg.raw_message, AlertRaised, "store"):
+            await repository.save_alerts(alerts)
+
+    return router

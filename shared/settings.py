@@ -1,0 +1,112 @@
+"""Every knob of the platform in one typed object, read from AIRPARADIS_* variables and .env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Platform settings. Embedded and compose modes differ only in these values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIRPARADIS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    home: Path = Field(
+        Path(".airparadis"),
+        description="Local data folder of the embedded mode (JetStream store, chDB, MLflow).",
+    )
+    data: Path | None = Field(
+        None, description="Sentiment140 CSV used to train the baseline model (original or target,text)."
+    )
+
+    # NATS
+    nats_url: str | None = Field(
+        None, description="NATS server URL; unset in embedded mode starts a local nats-server."
+    )
+    nats_port: int = Field(4222, description="Port of the local nats-server (embedded mode).")
+    nats_user: str | None = Field(None, description="NATS user (compose mode).")
+    nats_password: str | None = Field(None, description="NATS password (compose mode).")
+    max_deliveries: int = Field(
+        5, ge=1, description="Deliveries of a failing message before it goes to dlq.<subject>."
+    )
+    stream_max_age_days: int = Field(7, ge=1, description="How long JetStream keeps messages.")
+
+    # ClickHouse
+    clickhouse_url: str | None = Field(
+        None,
+        description="ClickHouse server URL (http://user:pass@host:8123/db); unset uses chDB in home.",
+    )
+    retention_days: int = Field(
+        365, ge=1, description="TTL of predictions and feedback in ClickHouse (RGPD)."
+    )
+
+    # MLflow
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking and registry URI; unset uses SQLite in home."
+    )
+    model_name: str = Field("airparadis-sentiment", description="Registered model name.")
+    target_precision: float = Field(
+        0.90, gt=0, le=1, description="Precision of the positive class the threshold aims for."
+    )
+    train_sample: int = Field(
+        50_000, ge=100, description="Tweets used to train the baseline model at first start."
+    )
+
+    # Workers
+    batch_max_size: int = Field(64, ge=1, description="Infer micro-batch: most messages per batch.")
+    batch_max_wait_ms: int = Field(
+        20, ge=1, description="Infer micro-batch: longest wait for a batch to fill, in ms."
+    )
+    store_batch_size: int = Field(500, ge=1, description="Store: most rows per ClickHouse insert.")
+    store_flush_ms: int = Field(200, ge=1, description="Store: longest wait before an insert, in ms.")
+
+    # Alerts
+    alert_reports: int = Field(3, ge=1, description="Wrong-prediction reports that raise an alert.")
+    alert_window_s: int = Field(300, ge=1, description="Sliding window for those reports, seconds.")
+    alert_cooldown_s: int = Field(600, ge=0, description="Quiet time after an alert, seconds.")
+    smtp_host: str = Field("localhost", description="SMTP server for alert emails.")
+    smtp_port: int = Field(1025, description="SMTP port.")
+    smtp_user: str | None = Field(None, description="SMTP user, if the server needs a login.")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(False, description="Use STARTTLS with the SMTP server.")
+    alert_from: str = Field("airparadis@localhost", description="Sender of alert emails.")
+    alert_to: list[str] = Field(
+        default_factory=lambda: ["comms-team@localhost"], description="Recipients of alert emails."
+    )
+
+    # Gateway
+    http_host: str = Field("127.0.0.1", description="Gateway bind address.")
+    http_port: int = Field(8000, description="Gateway port.")
+    predict_timeout_s: float = Field(
+        10.0, gt=0, description="How long /v1/predict waits for the pipeline's answer."
+    )
+
+    @field_validator("alert_to", mode="before")
+    @classmethod
+    def _split_recipients(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow URI, defaulting to a SQLite file in the home folder."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return (self.home / "mlartifacts").resolve()
+
+    @property
+    def chdb_path(self) -> Path:
+        return (self.home / "clickhouse").resolve()
+
+    @property
+    def nats_store_dir(self) -> Path:
+        return (self.home / "nats").resolve()

@@ -1,0 +1,49 @@
+"""The whole bus in one file: every subject, stream and durable consumer name."""
+
+from __future__ import annotations
+
+TWEETS_SUBMITTED = "tweets.submitted"
+TWEETS_PREPROCESSED = "tweets.preprocessed"
+TWEETS_SCORED = "tweets.scored"
+FEEDBACK_REPORTED = "feedback.reported"
+ALERTS_RAISED = "alerts.raised"
+MODELS_PROMOTED = "models.promoted"
+
+DLQ_PREFIX = "dlq."
+
+# Streams: (name, subjects). Every subject above is captured, so each step is durable.
+STREAM_TWEETS = "TWEETS"
+STREAM_FEEDBACK = "FEEDBACK"
+STREAM_ALERTS = "ALERTS"
+STREAM_MODELS = "MODELS"
+STREAM_DLQ = "DLQ"
+STREAMS: dict[str, list[str]] = {
+    STREAM_TWEETS: ["tweets.>"],
+    STREAM_FEEDBACK: ["feedback.>"],
+    STREAM_ALERTS: ["alerts.>"],
+    STREAM_MODELS: ["models.>"],
+    STREAM_DLQ: ["dlq.>"],
+}
+
+# Durable consumers: one per worker and subject, shared by its replicas.
+DURABLE_PREPROCESS = "preprocess"
+DURABLE_INFER = "infer"
+DURABLE_STORE_PREDICTIONS = "store-predictions"
+DURABLE_STORE_FEEDBACK = "store-feedback"
+DURABLE_STORE_ALERTS = "store-alerts"
+DURABLE_ALERTER = "alerter"
+DURABLE_MAILER = "alerter-mailer"
+
+# JetStream key-value bucket holding the alerter's sliding window.
+KV_ALERTER = "alerter_state"
+
+# Sync API: the gateway listens on its own inbox below this prefix.
+REPLY_PREFIX = "_INBOX.airparadis"
+
+
+def dead_letter_subject(subject: str) -> str:
+    """Subject where messages from `subject` land when they cannot be processed."""
+    return f"{DLQ_PREFIX}{subject}"
+
+# Core request-reply (not stored): the gateway asks infer which model is serving.
+INFER_STATUS = "status.infer"
