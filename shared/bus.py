@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from faststream import BaseMiddleware
 from faststream.nats import JStream, NatsBroker, NatsRouter
-from nats.js.api import StorageType
+from nats.js.api import ConsumerConfig, StorageType
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
@@ -62,6 +62,8 @@ def make_broker(settings: Settings, servers: str | None = None, **kwargs: Any) -
     auth: dict[str, Any] = {}
     if settings.nats_user:
         auth = {"user": settings.nats_user, "password": settings.nats_password or ""}
+    # Per-message "Received/Processed" lines at DEBUG: at INFO they would drown the logs.
+    kwargs.setdefault("log_level", logging.DEBUG)
     return NatsBroker(url, **auth, **kwargs)
 
 
@@ -95,11 +97,11 @@ async def declare_streams(broker: NatsBroker, streams: Streams) -> None:
     js = broker.config.connection_state.stream
     for stream in streams.all():
         try:
-            await js.add_stream(config=stream.config, subjects=stream.subjects)
+            await js.add_stream(config=stream.config, subjects=list(stream.subjects))
         except Exception as exc:  # the stream exists with another config: bring it up to date
             if "already in use" not in str(exc):
                 raise
-            await js.update_stream(config=stream.config, subjects=stream.subjects)
+            await js.update_stream(config=stream.config, subjects=list(stream.subjects))
 
 
 async def publish_event(
@@ -194,6 +196,17 @@ def _is_jetstream(raw: Msg) -> bool:
     return bool(raw.reply) and raw.reply.startswith("$JS.ACK")
 
 
+def reason_for(raw: Msg, exc: BaseException) -> str:
+    """Why a message failed, naming the first real problem: bytes that are not UTF-8 or JSON
+    are reported as such rather than as the validation error they lead to."""
+    if isinstance(exc, ValidationError):
+        try:
+            json.loads(raw.data or b"")
+        except (UnicodeDecodeError, json.JSONDecodeError) as decode_error:
+            return describe_error(decode_error)
+    return describe_error(exc)
+
+
 async def _settle(raw: Msg, how: str, delay: float | None = None) -> None:
     # A core request's reply subject is the caller's inbox: never send it an ack.
     if getattr(raw, "_ackd", False) or not _is_jetstream(raw):
@@ -246,10 +259,10 @@ class _DeadLetterScope(BaseMiddleware):
             return False
         if not isinstance(exc_val, Exception):  # cancellation: let JetStream redeliver
             return False
-        reason = describe_error(exc_val)
         for raw in raws:
             if getattr(raw, "_ackd", False):
                 continue
+            reason = reason_for(raw, exc_val)
             deliveries = delivery_count(raw)
             permanent = isinstance(exc_val, PERMANENT_ERRORS)
             retry_forever = isinstance(exc_val, RetryLater)
@@ -267,6 +280,11 @@ class _DeadLetterScope(BaseMiddleware):
                 )
                 await _settle(raw, "nak", delay=self.policy.backoff(deliveries))
         return True
+
+
+def durable_consumer(settings: Settings) -> ConsumerConfig:
+    """Consumer settings of a durable worker (a new object each time: FastStream fills it in)."""
+    return ConsumerConfig(ack_wait=settings.ack_wait_s, filter_subjects=[])
 
 
 def worker_router(broker: NatsBroker, worker: str, settings: Settings) -> NatsRouter:

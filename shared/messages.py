@@ -35,7 +35,9 @@ def _reject_blank(text: str) -> str:
 
 TweetText = Annotated[
     str,
-    Field(max_length=MAX_TWEET_CHARS, description=f"Tweet text, 1 to {MAX_TWEET_CHARS} characters."),
+    Field(
+        max_length=MAX_TWEET_CHARS, description=f"Tweet text, 1 to {MAX_TWEET_CHARS} characters."
+    ),
     AfterValidator(_reject_blank),
 ]
 
@@ -93,7 +95,9 @@ class TweetScored(Event):
     features: TextFeatures
     source: str
     label: Label
-    probability: float = Field(ge=0, le=1, description="Probability that readers take it as positive.")
+    probability: float = Field(
+        ge=0, le=1, description="Probability that readers take it as positive."
+    )
     threshold: float = Field(ge=0, le=1)
     model_name: str
     model_version: str

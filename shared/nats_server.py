@@ -91,15 +91,16 @@ class NatsServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise NatsServerError(
-                    f"nats-server exited with code {self.process.returncode}: "
-                    f"{self._log_tail()}"
+                    f"nats-server exited with code {self.process.returncode}: {self._log_tail()}"
                 )
             if port_open(self.host, self.port):
                 log.info("nats-server started", extra={"url": self.url})
                 return self.url
             time.sleep(0.05)
         self.stop()
-        raise NatsServerError(f"nats-server did not listen within {timeout:g} s: {self._log_tail()}")
+        raise NatsServerError(
+            f"nats-server did not listen within {timeout:g} s: {self._log_tail()}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
         description="Local data folder of the embedded mode (JetStream store, chDB, MLflow).",
     )
     data: Path | None = Field(
-        None, description="Sentiment140 CSV used to train the baseline model (original or target,text)."
+        None,
+        description="Sentiment140 CSV used to train the baseline model (original or target,text).",
     )
 
     # NATS
@@ -32,6 +33,11 @@ class Settings(BaseSettings):
     nats_password: str | None = Field(None, description="NATS password (compose mode).")
     max_deliveries: int = Field(
         5, ge=1, description="Deliveries of a failing message before it goes to dlq.<subject>."
+    )
+    ack_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a worker has to ack a message before JetStream redelivers it.",
     )
     stream_max_age_days: int = Field(7, ge=1, description="How long JetStream keeps messages.")
 
@@ -62,7 +68,9 @@ class Settings(BaseSettings):
         20, ge=1, description="Infer micro-batch: longest wait for a batch to fill, in ms."
     )
     store_batch_size: int = Field(500, ge=1, description="Store: most rows per ClickHouse insert.")
-    store_flush_ms: int = Field(200, ge=1, description="Store: longest wait before an insert, in ms.")
+    store_flush_ms: int = Field(
+        200, ge=1, description="Store: longest wait before an insert, in ms."
+    )
 
     # Alerts
     alert_reports: int = Field(3, ge=1, description="Wrong-prediction reports that raise an alert.")

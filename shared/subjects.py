@@ -45,5 +45,6 @@ def dead_letter_subject(subject: str) -> str:
     """Subject where messages from `subject` land when they cannot be processed."""
     return f"{DLQ_PREFIX}{subject}"
 
+
 # Core request-reply (not stored): the gateway asks infer which model is serving.
 INFER_STATUS = "status.infer"

@@ -37,3 +37,17 @@ def sentiment140_sample() -> Path:
 @pytest.fixture
 def airline_tweets() -> Path:
     return FIXTURES / "airline_tweets.csv"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An MLflow registry (SQLite) whose champion was trained on the fixture tweets."""
+    from tests.integration.registry import train_fixture_model
+    from training.registry import promote
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    settings = Settings(home=folder)
+    version = train_fixture_model(uri, settings, FIXTURES / "airline_tweets.csv")
+    promote(uri, settings.model_name, version)
+    return uri

@@ -21,7 +21,10 @@ def keyword_model(version: str = "1", threshold: float = 0.5) -> LoadedModel:
         )
 
     return LoadedModel(
-        name="airparadis-sentiment", version=version, threshold=threshold, predict_proba=predict_proba
+        name="airparadis-sentiment",
+        version=version,
+        threshold=threshold,
+        predict_proba=predict_proba,
     )
 
 

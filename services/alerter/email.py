@@ -23,7 +23,7 @@ def render_summary(alert: AlertRaised) -> str:
     ]
     for report in alert.details.get("reports", []):
         lines.append(
-            f"- \"{report['tweet']}\" ({report['tweet_length']} chars): predicted "
+            f'- "{report["tweet"]}" ({report["tweet_length"]} chars): predicted '
             f"{report['predicted_label']} (p={report['probability']:.3f}, threshold "
             f"{report['threshold']:.3f}) by {report['model_name']} v{report['model_version']}, "
             f"reported {report['reported_at']}"

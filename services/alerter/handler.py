@@ -18,7 +18,7 @@ from services.alerter.email import MailerUnavailable, send_alert_email
 from services.alerter.state import AlerterState, WindowConflict
 from services.alerter.window import record_report
 from shared import subjects
-from shared.bus import RetryLater, Streams, publish_event, worker_router
+from shared.bus import RetryLater, Streams, durable_consumer, publish_event, worker_router
 from shared.messages import AlertRaised, FeedbackReported
 from shared.settings import Settings
 
@@ -40,14 +40,21 @@ def build_router(
         subjects.FEEDBACK_REPORTED,
         stream=streams.feedback,
         durable=subjects.DURABLE_ALERTER,
-        pull_sub=PullSub(batch_size=16, timeout=1.0),
+        config=durable_consumer(settings),
+        # One at a time: reports are counted in the order they were reported (a larger
+        # pull would handle them concurrently), and their rate is low.
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_feedback_reported(report: FeedbackReported) -> None:
         alert = await count_report(report)
         if alert is not None:
             await publish_event(
-                broker, alert, subjects.ALERTS_RAISED, msg_id=alert.id, stream=subjects.STREAM_ALERTS
+                broker,
+                alert,
+                subjects.ALERTS_RAISED,
+                msg_id=alert.id,
+                stream=subjects.STREAM_ALERTS,
             )
             log.info("alert raised", extra={"alert_id": alert.id, "kind": alert.kind})
 
@@ -75,6 +82,7 @@ def build_router(
         subjects.ALERTS_RAISED,
         stream=streams.alerts,
         durable=subjects.DURABLE_MAILER,
+        config=durable_consumer(settings),
         pull_sub=PullSub(batch_size=1, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
     )

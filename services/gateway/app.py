@@ -70,7 +70,9 @@ class Prediction(BaseModel):
     threshold: float = Field(description="Decision threshold of the model (precision target).")
     model_name: str
     model_version: str
-    latency_ms: float = Field(description="Time from submission to answer, measured by the gateway.")
+    latency_ms: float = Field(
+        description="Time from submission to answer, measured by the gateway."
+    )
 
 
 class Predictions(BaseModel):

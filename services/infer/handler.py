@@ -20,7 +20,7 @@ from faststream import AckPolicy
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, NatsRouter, PullSub
 
 from shared import subjects
-from shared.bus import Streams, publish_event, valid_events, worker_router
+from shared.bus import Streams, durable_consumer, publish_event, valid_events, worker_router
 from shared.messages import ModelPromoted, TweetPreprocessed, TweetScored
 from shared.models import LoadedModel
 from shared.settings import Settings
@@ -96,6 +96,7 @@ def build_router(
         subjects.TWEETS_PREPROCESSED,
         stream=streams.tweets,
         durable=subjects.DURABLE_INFER,
+        config=durable_consumer(settings),
         pull_sub=PullSub(
             batch_size=settings.batch_max_size,
             timeout=settings.batch_max_wait_ms / 1000.0,

@@ -13,7 +13,7 @@ from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsRouter, PullSub
 
 from shared import subjects
-from shared.bus import InvalidMessage, Streams, publish_event, worker_router
+from shared.bus import InvalidMessage, Streams, durable_consumer, publish_event, worker_router
 from shared.messages import ScoringFailed, TweetPreprocessed, TweetSubmitted
 from shared.preprocessing import normalize, text_features
 from shared.settings import Settings
@@ -44,6 +44,7 @@ def build_router(broker: NatsBroker, settings: Settings, streams: Streams) -> Na
         subjects.TWEETS_SUBMITTED,
         stream=streams.tweets,
         durable=subjects.DURABLE_PREPROCESS,
+        config=durable_consumer(settings),
         pull_sub=PullSub(batch_size=32, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
     )

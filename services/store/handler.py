@@ -13,10 +13,11 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
 
 from shared import subjects
-from shared.bus import Streams, valid_events, worker_router
+from shared.bus import Streams, durable_consumer, valid_events, worker_router
 from shared.messages import AlertRaised, FeedbackReported, TweetScored
 from shared.settings import Settings
 from shared.storage import PredictionRepository
+
 
 def build_router(
     broker: NatsBroker, settings: Settings, streams: Streams, repository: PredictionRepository
@@ -32,7 +33,12 @@ def build_router(
         subject: str, stream: JStream, durable: str
     ) -> Callable[[Callable[[NatsMessage], Awaitable[None]]], object]:
         return router.subscriber(
-            subject, stream=stream, durable=durable, pull_sub=batch, ack_policy=AckPolicy.MANUAL
+            subject,
+            stream=stream,
+            durable=durable,
+            config=durable_consumer(settings),
+            pull_sub=batch,
+            ack_policy=AckPolicy.MANUAL,
         )
 
     @batch_subscriber(subjects.TWEETS_SCORED, streams.tweets, subjects.DURABLE_STORE_PREDICTIONS)
@@ -40,9 +46,7 @@ def build_router(
         if predictions := await valid_events(broker, msg.raw_message, TweetScored, "store"):
             await repository.save_predictions(predictions)
 
-    @batch_subscriber(
-        subjects.FEEDBACK_REPORTED, streams.feedback, subjects.DURABLE_STORE_FEEDBACK
-    )
+    @batch_subscriber(subjects.FEEDBACK_REPORTED, streams.feedback, subjects.DURABLE_STORE_FEEDBACK)
     async def on_feedback_reported(msg: NatsMessage) -> None:
         if reports := await valid_events(broker, msg.raw_message, FeedbackReported, "store"):
             await repository.save_feedback(reports)

@@ -48,9 +48,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
     p = Pipeline(broker, holder, MemoryRepository(), MemoryAlerterState(), models)
     broker.include_router(preprocess.build_router(broker, settings, streams))
     broker.include_router(
-        infer.build_router(
-            broker, settings, streams, holder, lambda v: models[v or "1"]
-        )
+        infer.build_router(broker, settings, streams, holder, lambda v: models[v or "1"])
     )
     broker.include_router(store.build_router(broker, settings, streams, p.repository))  # type: ignore[arg-type]
     broker.include_router(

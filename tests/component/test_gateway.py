@@ -109,7 +109,9 @@ async def test_feedback_on_an_unknown_prediction_gets_404(client: httpx.AsyncCli
 
 
 async def test_feedback_with_a_bad_label_gets_422(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/feedback", json={"prediction_id": "x", "correct_label": "meh"})
+    response = await client.post(
+        "/v1/feedback", json={"prediction_id": "x", "correct_label": "meh"}
+    )
     assert response.status_code == 422
     assert "correct_label" in response.json()["reason"]
 

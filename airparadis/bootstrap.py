@@ -1,0 +1,55 @@
+"""First start: make sure the registry has a champion, training the baseline if it has none."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rich.console import Console
+
+from shared.models import ModelVersionInfo, get_champion
+from shared.preprocessing import PreprocessConfig
+from shared.settings import Settings
+from training.data import balanced_sample, download_sentiment140, load_sentiment140
+from training.registry import promote
+from training.simple import TrainResult, train_simple
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+
+def train_baseline(settings: Settings, data: Path | None, sample: int | None = None) -> TrainResult:
+    """Train the simple model on Sentiment140 and register it (not promoted)."""
+    if data is None:
+        console.print("No --data or AIRPARADIS_DATA: downloading the official Sentiment140 archive")
+        data = download_sentiment140(settings.home / "data")
+    console.print(f"Loading {data}")
+    frame = load_sentiment140(data)
+    size = min(sample or settings.train_sample, len(frame) - len(frame) % 2)
+    frame = balanced_sample(frame, size) if size < len(frame) else frame
+    console.print(f"Training the baseline model on {len(frame):,} tweets")
+    return train_simple(
+        frame,
+        preprocess=PreprocessConfig(),
+        target_precision=settings.target_precision,
+        tracking_uri=settings.tracking_uri,
+        model_name=settings.model_name,
+        artifacts_dir=settings.artifacts_dir,
+        data_source=str(data),
+        run_name="baseline",
+    )
+
+
+def ensure_champion(settings: Settings, data: Path | None) -> ModelVersionInfo:
+    """The champion of the registry; trains, registers and promotes a baseline if none."""
+    champion = get_champion(settings.tracking_uri, settings.model_name)
+    if champion is not None:
+        log.info("champion found", extra={"model": champion.name, "version": champion.version})
+        return champion
+    result = train_baseline(settings, data)
+    console.print(
+        f"Registered {result.model_name} v{result.version}: precision "
+        f"{result.test_at_threshold['precision']:.3f} at threshold "
+        f"{result.threshold.threshold:.3f} (accuracy {result.test_at_default['accuracy']:.3f})"
+    )
+    return promote(settings.tracking_uri, settings.model_name, result.version)

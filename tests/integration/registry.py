@@ -1,0 +1,25 @@
+"""An MLflow registry on SQLite with a model trained on the committed fixture tweets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.preprocessing import PreprocessConfig
+from shared.settings import Settings
+from training.data import load_sentiment140
+from training.simple import train_simple
+
+
+def train_fixture_model(tracking_uri: str, settings: Settings, data: Path) -> str:
+    """Train the simple model on the fixture tweets and register it; return its version."""
+    result = train_simple(
+        load_sentiment140(data),
+        preprocess=PreprocessConfig(),
+        target_precision=settings.target_precision,
+        tracking_uri=tracking_uri,
+        model_name=settings.model_name,
+        artifacts_dir=Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts",
+        min_df=1,
+        progress=False,
+    )
+    return result.version

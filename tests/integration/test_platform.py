@@ -1,0 +1,303 @@
+"""The platform against real servers: nats-server with JetStream, chDB, MLflow on SQLite and an
+aiosmtpd SMTP server, all started by fixtures on free ports in temporary folders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from faststream.nats import NatsBroker
+
+from airparadis.announce import publish_promotion
+from airparadis.wiring import WORKERS, Platform, Worker, build_platform
+from shared import subjects
+from shared.bus import publish_event
+from shared.messages import (
+    DeadLetter,
+    FeedbackReported,
+    ModelPromoted,
+    PredictionSnapshot,
+    TweetSubmitted,
+)
+from shared.models import get_champion
+from shared.nats_server import NatsServerProcess, free_port
+from shared.settings import Settings
+from tests.servers import Inbox, eventually, json_attachment, nats_server, smtp_server
+from training.registry import promote
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServerProcess]:
+    with nats_server(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    with smtp_server() as (controller, inbox):
+        yield controller.port, inbox
+
+
+@pytest.fixture
+def platform_settings(
+    settings: Settings, nats: NatsServerProcess, registry: str, smtp: tuple[int, Inbox]
+) -> Settings:
+    return settings.model_copy(
+        update={
+            "nats_url": nats.url,
+            "mlflow_tracking_uri": registry,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp[0],
+            "batch_max_wait_ms": 10,
+            "store_flush_ms": 50,
+            "ack_wait_s": 3.0,
+        }
+    )
+
+
+StartPlatform = Callable[..., AbstractAsyncContextManager[Platform]]
+
+
+@pytest.fixture
+def start_platform(platform_settings: Settings) -> StartPlatform:
+    @asynccontextmanager
+    async def start(
+        workers: tuple[Worker, ...] = WORKERS, settings: Settings | None = None
+    ) -> AsyncIterator[Platform]:
+        platform = build_platform(settings or platform_settings, workers, with_gateway=False)
+        await platform.start()
+        try:
+            yield platform
+        finally:
+            await platform.stop()
+
+    return start
+
+
+@pytest.fixture
+async def upstream(nats: NatsServerProcess) -> AsyncIterator[NatsBroker]:
+    """An upstream app publishing on the bus directly."""
+    broker = NatsBroker(nats.url)
+    await broker.connect()
+    yield broker
+    await broker.stop()
+
+
+def report(n: int, prediction_id: str = "p") -> FeedbackReported:
+    now = datetime.now(UTC)
+    return FeedbackReported(
+        id=f"report-{n}",
+        prediction_id=f"{prediction_id}{n}",
+        correct_label="negative",
+        comment="reads as sarcasm",
+        prediction=PredictionSnapshot(
+            text="What a wonderful four-hour delay, thank you Air Paradis " * 3,
+            label="positive",
+            probability=0.93,
+            threshold=0.8,
+            model_name="airparadis-sentiment",
+            model_version="1",
+            scored_at=now,
+        ),
+    )
+
+
+async def count(platform: Platform, table: str) -> int:
+    assert platform.repository is not None
+    return await platform.repository.count(table)  # type: ignore[arg-type]
+
+
+def rows_in(platform: Platform, table: str, n: int) -> Callable[[], Awaitable[bool]]:
+    """A condition for `eventually`: the table holds exactly n distinct rows."""
+
+    async def check() -> bool:
+        return await count(platform, table) == n
+
+    return check
+
+
+async def test_tweet_published_on_submitted_ends_as_row_in_clickhouse(
+    start_platform: StartPlatform, upstream: NatsBroker
+) -> None:
+    async with start_platform() as platform:
+        tweet = TweetSubmitted(text="Crew was lovely and the seats were comfy", source="test")
+        await publish_event(
+            upstream, tweet, subjects.TWEETS_SUBMITTED, msg_id=tweet.id, stream="TWEETS"
+        )
+        await eventually(rows_in(platform, "predictions", 1), what="a stored prediction")
+        assert platform.repository is not None
+        stored = await platform.repository.get_prediction(tweet.id)
+    assert stored is not None
+    assert stored.text == tweet.text
+    assert stored.model_name == "airparadis-sentiment"
+    assert stored.label in {"positive", "negative"}
+    assert 0.0 <= stored.probability <= 1.0
+
+
+async def test_three_reports_send_exactly_one_email_whose_json_parses(
+    start_platform: StartPlatform, upstream: NatsBroker, smtp: tuple[int, Inbox]
+) -> None:
+    _, inbox = smtp
+    async with start_platform() as platform:
+        for n in range(4):  # the fourth falls in the cooldown
+            r = report(n)
+            await publish_event(upstream, r, subjects.FEEDBACK_REPORTED, msg_id=r.id)
+        await eventually(lambda: len(inbox.messages) >= 1, what="an alert email")
+        await eventually(rows_in(platform, "feedback", 4), what="4 stored reports")
+        await eventually(rows_in(platform, "alerts", 1), what="1 stored alert")
+
+    assert len(inbox.messages) == 1
+    message = inbox.messages[0]
+    assert "3 wrong predictions" in message["Subject"]
+    alert = json_attachment(message)
+    assert alert["kind"] == "wrong_predictions"
+    assert alert["details"]["report_ids"] == ["report-0", "report-1", "report-2"]
+    first = alert["details"]["reports"][0]
+    assert len(first["tweet"]) == 80
+    assert first["tweet_length"] > 80
+    assert {"predicted_label", "probability", "model_name", "model_version", "threshold"} <= set(
+        first
+    )
+
+
+async def test_alert_email_is_retried_until_the_smtp_server_is_back(
+    start_platform: StartPlatform, upstream: NatsBroker, platform_settings: Settings
+) -> None:
+    port = free_port()  # nothing listens there yet
+    settings = platform_settings.model_copy(update={"smtp_port": port})
+    async with start_platform(settings=settings) as platform:
+        for n in range(3):
+            r = report(n)
+            await publish_event(upstream, r, subjects.FEEDBACK_REPORTED, msg_id=r.id)
+        await eventually(rows_in(platform, "alerts", 1), what="the alert")
+        with smtp_server(port) as (_, inbox):
+            await eventually(lambda: len(inbox.messages) == 1, what="the retried email")
+
+
+async def test_window_survives_a_restart_of_the_alerter(
+    start_platform: StartPlatform, upstream: NatsBroker, smtp: tuple[int, Inbox]
+) -> None:
+    _, inbox = smtp
+    async with start_platform(("alerter",)) as platform:
+        for n in range(2):
+            r = report(n)
+            await publish_event(upstream, r, subjects.FEEDBACK_REPORTED, msg_id=r.id)
+        assert platform.alerter_state is not None
+        state = platform.alerter_state
+
+        async def two_in_window() -> bool:
+            window, _ = await state.load_window()
+            return len(window.entries) == 2
+
+        await eventually(two_in_window, what="two reports in the window")
+    async with start_platform(("alerter",)):
+        r = report(2)
+        await publish_event(upstream, r, subjects.FEEDBACK_REPORTED, msg_id=r.id)
+        await eventually(lambda: len(inbox.messages) == 1, what="the alert after restart")
+
+
+async def test_worker_stopped_mid_stream_and_restarted_loses_and_doubles_nothing(
+    start_platform: StartPlatform, upstream: NatsBroker, platform_settings: Settings
+) -> None:
+    total = 300
+    tweets = [TweetSubmitted(text=f"Flight {i} was on time, thanks!") for i in range(total)]
+    js = upstream.config.connection_state.stream
+    async with start_platform(("preprocess",)):  # declares the streams
+        pass
+    for t in tweets:
+        await publish_event(upstream, t, subjects.TWEETS_SUBMITTED, msg_id=t.id, stream="TWEETS")
+    settings = platform_settings.model_copy(update={"batch_max_size": 8, "store_batch_size": 16})
+    async with start_platform(settings=settings) as platform:
+
+        async def some_stored() -> bool:
+            return await count(platform, "predictions") > 0
+
+        await eventually(some_stored, what="some stored predictions")
+        stopped_at = await count(platform, "predictions")
+    assert stopped_at < total, "the pipeline finished before it could be stopped mid-stream"
+    async with start_platform(settings=settings) as platform:
+        await eventually(
+            rows_in(platform, "predictions", total), timeout=60, what="all predictions"
+        )
+        assert platform.store is not None
+        rows = platform.store.query("SELECT uniqExact(id) AS ids FROM predictions")
+    assert rows == [{"ids": total}]
+    info = await js.stream_info("TWEETS", subjects_filter=subjects.TWEETS_SCORED)
+    assert info.state.subjects == {subjects.TWEETS_SCORED: total}  # no tweet scored twice
+
+
+async def test_unprocessable_message_lands_in_the_dead_letter_stream(
+    start_platform: StartPlatform, upstream: NatsBroker
+) -> None:
+    async with start_platform(("preprocess",)):
+        await upstream.publish(b"{not json", subjects.TWEETS_SUBMITTED, stream="TWEETS")
+        await upstream.publish({"text": ""}, subjects.TWEETS_SUBMITTED, stream="TWEETS")
+        js = upstream.config.connection_state.stream
+
+        async def two_letters() -> bool:
+            info = await js.stream_info("DLQ")
+            return info.state.messages == 2
+
+        await eventually(two_letters, what="two dead letters")
+    first = await js.get_msg("DLQ", seq=1)
+    second = await js.get_msg("DLQ", seq=2)
+    letters = [DeadLetter.model_validate_json(m.data or b"") for m in (first, second)]
+    assert {letter.subject for letter in letters} == {subjects.TWEETS_SUBMITTED}
+    assert first.subject == "dlq.tweets.submitted"
+    assert letters[0].payload == "{not json"
+    assert letters[0].reason.startswith("malformed JSON")
+    assert "empty" in letters[1].reason
+
+
+async def test_promotion_event_swaps_the_model_without_restart(
+    start_platform: StartPlatform,
+    upstream: NatsBroker,
+    platform_settings: Settings,
+    registry: str,
+    second_version: str,
+) -> None:
+    async with start_platform() as platform:
+        first = TweetSubmitted(text="Nice crew")
+        await publish_event(upstream, first, subjects.TWEETS_SUBMITTED, msg_id=first.id)
+        await eventually(rows_in(platform, "predictions", 1), what="first prediction")
+
+        promote(registry, platform_settings.model_name, second_version)
+        await publish_promotion(
+            platform_settings,
+            platform_settings.nats_url or "",
+            ModelPromoted(model_name=platform_settings.model_name, version=second_version),
+        )
+        await eventually(
+            lambda: (
+                platform.holder.current is not None
+                and platform.holder.current.version == second_version
+            ),
+            what="the swap",
+        )
+        second = TweetSubmitted(text="Nice crew")
+        await publish_event(upstream, second, subjects.TWEETS_SUBMITTED, msg_id=second.id)
+        await eventually(rows_in(platform, "predictions", 2), what="second prediction")
+        assert platform.repository is not None
+        before = await platform.repository.get_prediction(first.id)
+        after = await platform.repository.get_prediction(second.id)
+    assert before is not None and after is not None
+    assert after.model_version == second_version
+    assert before.model_version != second_version
+
+
+@pytest.fixture
+def second_version(
+    registry: str, platform_settings: Settings, airline_tweets: Path
+) -> Iterator[str]:
+    """A second registered version; the champion is restored afterwards."""
+    from tests.integration.registry import train_fixture_model
+
+    champion = get_champion(registry, platform_settings.model_name)
+    assert champion is not None
+    yield train_fixture_model(registry, platform_settings, airline_tweets)
+    promote(registry, platform_settings.model_name, champion.version)
