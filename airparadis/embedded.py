@@ -8,8 +8,10 @@ baseline on first start), runs every worker and serves the gateway until Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -30,18 +32,13 @@ def local_nats(settings: Settings) -> tuple[Settings, NatsServerProcess | None]:
     return settings.model_copy(update={"nats_url": url}), server
 
 
-async def serve_gateway(platform: Platform) -> None:
-    assert platform.gateway is not None
-    settings = platform.settings
-    config = uvicorn.Config(
-        platform.gateway,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
-    await uvicorn.Server(config).serve()
+class GatewayServer(uvicorn.Server):
+    """uvicorn without its own signal handling: it would re-raise Ctrl-C once it has stopped,
+    interrupting the shutdown of everything else. This process owns its signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def wait_for_signal() -> None:
@@ -49,7 +46,35 @@ async def wait_for_signal() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def serve_until_signal(platform: Platform) -> None:
+    """Serve the gateway (if any) until SIGINT/SIGTERM, or until the server stops by itself."""
+    if platform.gateway is None:
+        await wait_for_signal()
+        return
+    settings = platform.settings
+    server = GatewayServer(
+        uvicorn.Config(
+            platform.gateway,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    signalled = asyncio.create_task(wait_for_signal())
+    await asyncio.wait({serving, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    signalled.cancel()
+    await serving
 
 
 async def run(
@@ -68,10 +93,7 @@ async def run(
                 else None,
             },
         )
-        if with_gateway:
-            await serve_gateway(platform)  # uvicorn handles Ctrl-C and returns
-        else:
-            await wait_for_signal()
+        await serve_until_signal(platform)
     finally:
         await platform.stop()
         log.info("platform stopped")

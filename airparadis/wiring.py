@@ -66,7 +66,15 @@ class Platform:
     gateway: FastAPI | None = None
 
     async def start(self) -> None:
-        """Connect, declare streams, load what the workers need, then start consuming."""
+        """Connect, declare streams, load what the workers need, then start consuming.
+        On failure everything opened so far is closed again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.broker.connect()
         await declare_streams(self.broker, self.streams)
         if self.alerter_state is not None:

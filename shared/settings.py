@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -82,7 +83,8 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(None, description="SMTP password.")
     smtp_starttls: bool = Field(False, description="Use STARTTLS with the SMTP server.")
     alert_from: str = Field("airparadis@localhost", description="Sender of alert emails.")
-    alert_to: list[str] = Field(
+    # NoDecode: a comma-separated list in the environment, not JSON.
+    alert_to: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["comms-team@localhost"], description="Recipients of alert emails."
     )
 

@@ -1,0 +1,5 @@
+"""`python -m airparadis` is the `airparadis` command."""
+
+from airparadis.cli import app
+
+app()

@@ -1,0 +1,581 @@
+"""ClickHouse storage: one small `Store` interface, two backends, the migration runner, and the
+typed repository the workers use.
+
+Backends speak the same SQL, with server-side query parameters (`{name:Type}`):
+- `ChdbStore`: the ClickHouse engine in-process (chDB), data in a local folder (embedded, tests);
+- `ServerStore`: a ClickHouse server over HTTP with clickhouse-connect (compose, production).
+`open_store` is the one place that chooses between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from shared.messages import AlertRaised, FeedbackReported, PredictionSnapshot, TweetScored
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "airparadis"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
+
+Table = Literal["predictions", "feedback", "alerts"]
+TABLES: frozenset[str] = frozenset({"predictions", "feedback", "alerts"})
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Arrow results: the same Python types from both backends (tz-aware datetimes, ints, str).
+_CHDB_CONNECTION_SETTINGS = "output_format_arrow_string_as_string=1"
+_MUST_ESCAPE = frozenset("\\'`\t\n")
+
+
+class StorageError(RuntimeError):
+    """A storage call failed; the message says which call and why."""
+
+
+class MigrationError(StorageError):
+    """The migration files cannot be read or applied."""
+
+
+class Store(Protocol):
+    """What the platform needs from ClickHouse. Implementations are thread-safe."""
+
+    def command(self, sql: str) -> None:
+        """Run a statement that returns nothing useful (DDL, ALTER)."""
+        ...
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a query; `{name:Type}` placeholders take their value from `parameters`."""
+        ...
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows given as column -> Python value (datetimes are stored in UTC)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; later calls fail."""
+        ...
+
+
+# --- Values on the wire: the one place where Python values become ClickHouse text ---
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant as a tz-aware UTC datetime; a naive datetime is taken to be UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _datetime_text(moment: datetime) -> str:
+    # DateTime64 parses this form; it refuses an offset suffix, hence UTC without one.
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _datetime_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot store a {type(value).__name__}: {value!r}")
+
+
+def bind_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Query parameters in the form both backends send alike: datetimes as UTC text to the
+    microsecond, dates as ISO text, booleans as 0/1. Values travel apart from the SQL text
+    (server-side binding); each backend then writes them in ClickHouse's escaped text form."""
+    bound: dict[str, Any] = {}
+    for name, value in (parameters or {}).items():
+        if isinstance(value, datetime | date):
+            bound[name] = _wire_value(value)
+        elif isinstance(value, bool):
+            bound[name] = int(value)
+        elif value is None or isinstance(value, str | int | float):
+            bound[name] = value
+        else:
+            raise TypeError(f"parameter {name}: unsupported type {type(value).__name__}")
+    return bound
+
+
+def _escaped_parameter(value: Any) -> Any:
+    # ClickHouse reads a parameter value as escaped text (as in TabSeparated): a raw tab or
+    # newline ends it and a backslash starts an escape. clickhouse-connect escapes for the
+    # server; chDB takes the text as given, so ChdbStore escapes the same way.
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return "".join("\\" + char if char in _MUST_ESCAPE else char for char in value)
+    return value
+
+
+def encode_json_each_row(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows in ClickHouse's JSONEachRow format (one JSON object a line): both backends insert
+    this same text, so a row means the same thing on either."""
+    return "\n".join(json.dumps(row, ensure_ascii=False, default=_wire_value) for row in rows)
+
+
+def _arrow_rows(table: Any) -> list[dict[str, Any]]:
+    """Rows of an Arrow result, every timestamp tz-aware (a client may strip UTC's zone)."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field(field.name, pa.timestamp(field.type.unit, tz="UTC"), field.nullable)
+        if pa.types.is_timestamp(field.type) and field.type.tz is None
+        else field
+        for field in table.schema
+    ]
+    rows: list[dict[str, Any]] = table.cast(pa.schema(fields)).to_pylist()
+    return rows
+
+
+def _identifier(name: str, what: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"invalid {what} name {name!r}: letters, digits and _ only")
+    return name
+
+
+# --- Backends ---
+
+
+class ChdbStore:
+    """The ClickHouse engine in-process (chDB), data in a local folder.
+
+    What chDB 4.4 (engine 26.9) allows, checked by experiment:
+    - One process hosts ONE embedded engine bound to ONE folder. Any number of connections to
+      that folder may be open at once, each with its own current database; opening another
+      folder fails until every connection to the first is closed (reopening costs ~70 ms).
+      So: one chDB folder per process, and tests isolate by database name, not by folder.
+    - Server-side parameters (`{name:Type}`) work as on a server, values read as escaped text
+      (a raw tab, newline or backslash must be escaped) and datetimes sent as text without
+      offset: `bind_parameters` and `_escaped_parameter` do both.
+    - Calls block, and one connection must run one query at a time: a lock serialises them.
+    """
+
+    def __init__(self, path: Path, database: str = DEFAULT_DATABASE) -> None:
+        # Imported here: the import starts the engine, which a server deployment never needs.
+        from chdb.session import Session
+
+        self.path = Path(path).resolve()
+        self.database = _identifier(database, "database")
+        self._lock = threading.Lock()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._session: Any = Session(f"{self.path}?{_CHDB_CONNECTION_SETTINGS}")
+        except Exception as error:
+            holders = sorted({str(store.path) for store in ChdbStore.open_stores()})
+            raise StorageError(
+                f"cannot open chDB at {self.path}: {error}. A process can use one chDB folder "
+                f"at a time: close the stores open on {holders or 'another folder'} first."
+            ) from error
+        try:
+            # USE is per connection: each store keeps to its own database.
+            self.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            self.command(f"USE {self.database}")
+        except StorageError:
+            self.close()
+            raise
+        _open_chdb_stores.add(self)
+        log.info("chDB store open", extra={"path": str(self.path), "database": self.database})
+
+    @staticmethod
+    def open_stores() -> list[ChdbStore]:
+        """The chDB stores of this process not closed yet (they pin the engine to their folder)."""
+        return list(_open_chdb_stores)
+
+    def _run(self, sql: str, output_format: str, parameters: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            if self._session is None:
+                raise StorageError(f"chDB store at {self.path} is closed")
+            try:
+                return self._session.query(sql, output_format, params=parameters)
+            except Exception as error:
+                raise StorageError(f"chDB call failed: {error}") from error
+
+    def command(self, sql: str) -> None:
+        self._run(sql, "CSV")
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        import pyarrow as pa
+
+        bound = {name: _escaped_parameter(v) for name, v in bind_parameters(parameters).items()}
+        result = self._run(sql, "Arrow", bound)
+        if len(result) == 0:
+            return []
+        return _arrow_rows(pa.ipc.open_file(pa.py_buffer(result.bytes())).read_all())
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        # No parameters are passed, so nothing in the data is read as a placeholder.
+        body = encode_json_each_row(rows)
+        self._run(f"INSERT INTO {_identifier(table, 'table')} FORMAT JSONEachRow\n{body}", "CSV")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+                _open_chdb_stores.discard(self)
+                log.info("chDB store closed", extra={"path": str(self.path)})
+
+
+_open_chdb_stores: weakref.WeakSet[ChdbStore] = weakref.WeakSet()
+
+
+class ServerStore:
+    """A ClickHouse server over HTTP(S): `http://user:password@host:8123/database`.
+
+    The database named in the URL (default `airparadis`) is created if missing. The client
+    runs without a ClickHouse session, which makes it safe to share between threads.
+    """
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10.0) -> None:
+        import clickhouse_connect
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "ClickHouse URL must be http(s)://[user:password@]host[:port]/database"
+            )
+        self.database = _identifier(unquote(parts.path.strip("/")) or DEFAULT_DATABASE, "database")
+        port = f":{parts.port}" if parts.port else ""
+        # The URL without credentials: the only form that goes into logs and errors.
+        self.address = f"{parts.scheme}://{parts.hostname}{port}/{self.database}"
+        self._closed = False
+        try:
+            self._client: Any = clickhouse_connect.get_client(
+                dsn=urlunsplit(parts._replace(path="")),
+                interface=parts.scheme,
+                autogenerate_session_id=False,
+                connect_timeout=connect_timeout_s,
+            )
+        except Exception as error:
+            raise StorageError(
+                f"cannot connect to ClickHouse at {self.address}: {error}"
+            ) from error
+        try:
+            self._use_database()
+        except StorageError:
+            self.close()
+            raise
+        log.info("ClickHouse store open", extra={"address": self.address})
+
+    def _use_database(self) -> None:
+        # A user without the CREATE DATABASE grant still works on a database that exists.
+        exists = self.query(
+            "SELECT count() AS n FROM system.databases WHERE name = {name:String}",
+            {"name": self.database},
+        )
+        if not exists[0]["n"]:
+            self.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self._client.database = self.database
+
+    def command(self, sql: str) -> None:
+        try:
+            self._open_client().command(sql)
+        except Exception as error:
+            raise StorageError(f"ClickHouse command failed at {self.address}: {error}") from error
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        try:
+            table = self._open_client().query_arrow(
+                sql, parameters=bind_parameters(parameters), use_strings=True
+            )
+        except Exception as error:
+            raise StorageError(f"ClickHouse query failed at {self.address}: {error}") from error
+        return _arrow_rows(table)
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        body = encode_json_each_row(rows).encode("utf-8")
+        try:
+            self._open_client().raw_insert(
+                _identifier(table, "table"), insert_block=body, fmt="JSONEachRow"
+            )
+        except Exception as error:
+            raise StorageError(
+                f"ClickHouse insert into {table} failed at {self.address}: {error}"
+            ) from error
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client.close()
+            log.info("ClickHouse store closed", extra={"address": self.address})
+
+    def _open_client(self) -> Any:
+        # clickhouse-connect reconnects after close(); a closed store must fail as chDB's does.
+        if self._closed:
+            raise StorageError(f"ClickHouse store at {self.address} is closed")
+        return self._client
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings ask for: a ClickHouse server if `clickhouse_url` is set, else
+    chDB in the home folder. The only place where the backend is chosen."""
+    if settings.clickhouse_url:
+        return ServerStore(settings.clickhouse_url)
+    return ChdbStore(settings.chdb_path)
+
+
+# --- Migrations ---
+
+_NUMBERED = re.compile(r"(\d+)_\w+\.sql\Z")
+_REPEATABLE = re.compile(r"R__\w+\.sql\Z")
+_PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file, filled in. A numbered one runs once; a repeatable one (`R__*.sql`)
+    runs again whenever its filled-in text changes."""
+
+    version: str
+    source: str
+    sql: str
+    repeatable: bool
+
+    @property
+    def checksum(self) -> str:
+        """What the ledger records: the file as written for a numbered migration (its filled-in
+        text varies with the settings), the filled-in text for a repeatable one."""
+        text = self.sql if self.repeatable else self.source
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def split_statements(script: str) -> list[str]:
+    """Statements of a SQL script, split on `;` outside quotes, without `--` comments.
+    (Over HTTP, ClickHouse runs one statement per call.)"""
+    statements: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(script):
+        char = script[i]
+        if quote:
+            current.append(char)
+            if char == "\\" and i + 1 < len(script):
+                current.append(script[i + 1])
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"`":
+            quote = char
+            current.append(char)
+        elif script.startswith("--", i):
+            end = script.find("\n", i)
+            i = len(script) if end < 0 else end
+            continue
+        elif char == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    statements.append("".join(current))
+    return [statement.strip() for statement in statements if statement.strip()]
+
+
+def load_migrations(directory: Path, values: Mapping[str, str]) -> list[Migration]:
+    """The migrations in `directory`, numbered ones in order then repeatable ones, each with its
+    `{placeholder}`s filled from `values`."""
+    if not directory.is_dir():
+        raise MigrationError(f"no migrations folder at {directory}")
+    numbered: list[tuple[int, Path]] = []
+    repeatable: list[Path] = []
+    for path in directory.glob("*.sql"):
+        if match := _NUMBERED.match(path.name):
+            numbered.append((int(match.group(1)), path))
+        elif _REPEATABLE.match(path.name):
+            repeatable.append(path)
+        else:
+            raise MigrationError(f"{path.name}: migration names are NNN_name.sql or R__name.sql")
+    ordered = [(path, False) for _, path in sorted(numbered)] + [
+        (path, True) for path in sorted(repeatable)
+    ]
+    migrations = []
+    for path, is_repeatable in ordered:
+        source = path.read_text(encoding="utf-8")
+        migrations.append(Migration(path.stem, source, _fill(path, source, values), is_repeatable))
+    return migrations
+
+
+def _fill(path: Path, source: str, values: Mapping[str, str]) -> str:
+    sql = source
+    for name, value in values.items():
+        sql = sql.replace("{" + name + "}", value)
+    if leftover := _PLACEHOLDER.search(sql):
+        raise MigrationError(f"{path.name}: unknown placeholder {leftover.group()}")
+    return sql
+
+
+def apply_migrations(store: Store, retention_days: int, directory: Path | None = None) -> list[str]:
+    """Bring the store's database to the schema in `directory` (default infra/clickhouse/) and
+    return the versions applied now. Safe at every start: what is applied is recorded in
+    `schema_migrations`, and every statement is idempotent (IF NOT EXISTS)."""
+    if retention_days < 1:
+        raise ValueError(f"retention_days must be at least 1, got {retention_days}")
+    database = store.query("SELECT currentDatabase() AS db")[0]["db"]
+    values = {"database": database, "retention_days": str(retention_days)}
+    migrations = load_migrations(directory or MIGRATIONS_DIR, values)
+    applied = _applied_checksums(store)
+    done: list[str] = []
+    for migration in migrations:
+        recorded = applied.get(migration.version)
+        if recorded == migration.checksum:
+            continue
+        if recorded is not None and not migration.repeatable:
+            log.warning(
+                "migration changed after it was applied; add a new one instead",
+                extra={"version": migration.version, "database": database},
+            )
+            continue
+        for statement in split_statements(migration.sql):
+            store.command(statement)
+        store.insert(
+            "schema_migrations",
+            [
+                {
+                    "version": migration.version,
+                    "checksum": migration.checksum,
+                    "applied_at": datetime.now(UTC),
+                }
+            ],
+        )
+        log.info("migration applied", extra={"version": migration.version, "database": database})
+        done.append(migration.version)
+    return done
+
+
+def _applied_checksums(store: Store) -> dict[str, str]:
+    ledger = store.query(
+        "SELECT count() AS n FROM system.tables"
+        " WHERE database = currentDatabase() AND name = 'schema_migrations'"
+    )
+    if not ledger[0]["n"]:
+        return {}
+    rows = store.query(
+        "SELECT version, argMax(checksum, applied_at) AS checksum"
+        " FROM schema_migrations GROUP BY version"
+    )
+    return {row["version"]: row["checksum"] for row in rows}
+
+
+# --- Domain rows and repository ---
+
+
+def prediction_row(event: TweetScored) -> dict[str, Any]:
+    """A `predictions` row: the scored tweet with its text features flattened."""
+    return {
+        "id": event.id,
+        "text": event.text,
+        "source": event.source,
+        "label": event.label,
+        "probability": event.probability,
+        "threshold": event.threshold,
+        "model_name": event.model_name,
+        "model_version": event.model_version,
+        "submitted_at": as_utc(event.submitted_at),
+        "scored_at": as_utc(event.scored_at),
+        "latency_ms": event.latency_ms,
+        "batch_size": event.batch_size,
+        **event.features.model_dump(),
+    }
+
+
+def feedback_row(event: FeedbackReported) -> dict[str, Any]:
+    """A `feedback` row: the report with a snapshot of the prediction it is about."""
+    snapshot = event.prediction
+    return {
+        "id": event.id,
+        "prediction_id": event.prediction_id,
+        "correct_label": event.correct_label,
+        "comment": event.comment or "",
+        "reported_at": as_utc(event.reported_at),
+        "text": snapshot.text,
+        "label": snapshot.label,
+        "probability": snapshot.probability,
+        "threshold": snapshot.threshold,
+        "model_name": snapshot.model_name,
+        "model_version": snapshot.model_version,
+        "scored_at": as_utc(snapshot.scored_at),
+    }
+
+
+def alert_row(event: AlertRaised) -> dict[str, Any]:
+    """An `alerts` row: the details as a JSON string."""
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "raised_at": as_utc(event.raised_at),
+        "summary": event.summary,
+        "details": json.dumps(event.details, ensure_ascii=False, default=str),
+    }
+
+
+_GET_PREDICTION = """
+SELECT text, label, probability, threshold, model_name, model_version, scored_at
+FROM predictions FINAL
+WHERE id = {id:String}
+ORDER BY scored_at DESC
+LIMIT 1
+"""
+
+
+class PredictionRepository:
+    """Typed, async access to predictions, feedback and alerts. The store's calls block, so
+    each runs in a worker thread. Times are stored to the millisecond, in UTC.
+
+    Saving the same event twice (a redelivery) stores it once: reads deduplicate with FINAL.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def save_predictions(self, events: Sequence[TweetScored]) -> None:
+        await self._insert("predictions", [prediction_row(event) for event in events])
+
+    async def save_feedback(self, events: Sequence[FeedbackReported]) -> None:
+        await self._insert("feedback", [feedback_row(event) for event in events])
+
+    async def save_alerts(self, events: Sequence[AlertRaised]) -> None:
+        await self._insert("alerts", [alert_row(event) for event in events])
+
+    async def get_prediction(self, prediction_id: str) -> PredictionSnapshot | None:
+        """The prediction as it was served, or None if it is unknown (or expired)."""
+        rows = await asyncio.to_thread(self._store.query, _GET_PREDICTION, {"id": prediction_id})
+        return PredictionSnapshot.model_validate(rows[0]) if rows else None
+
+    async def count(self, table: Table) -> int:
+        """Rows in the table, each event counted once however often it was inserted."""
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; expected one of {sorted(TABLES)}")
+        rows = await asyncio.to_thread(self._store.query, f"SELECT count() AS n FROM {table} FINAL")
+        return int(rows[0]["n"])
+
+    async def ping(self) -> bool:
+        """Whether the store answers a trivial query (for health checks)."""
+        try:
+            rows = await asyncio.to_thread(self._store.query, "SELECT 1 AS ok")
+        except Exception:
+            log.warning("ClickHouse ping failed", exc_info=True)
+            return False
+        return rows == [{"ok": 1}]
+
+    async def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        await asyncio.to_thread(self._store.insert, table, rows)
+        log.debug("rows stored", extra={"table": table, "rows": len(rows)})
