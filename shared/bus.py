@@ -38,6 +38,7 @@ EventT = TypeVar("EventT", bound=BaseModel)
 # JetStream drops a publish whose Nats-Msg-Id it has seen within this window.
 DUPLICATE_WINDOW_S = 120.0
 MSG_ID_HEADER = "Nats-Msg-Id"
+BUS_LOGGER = "airparadis.bus"
 
 
 class InvalidMessage(ValueError):
@@ -62,7 +63,9 @@ def make_broker(settings: Settings, servers: str | None = None, **kwargs: Any) -
     auth: dict[str, Any] = {}
     if settings.nats_user:
         auth = {"user": settings.nats_user, "password": settings.nats_password or ""}
-    # Per-message "Received/Processed" lines at DEBUG: at INFO they would drown the logs.
+    # FastStream logs through our JSON formatter; its per-message "Received/Processed" lines
+    # go at DEBUG, since at INFO they would drown everything else.
+    kwargs.setdefault("logger", logging.getLogger(BUS_LOGGER))
     kwargs.setdefault("log_level", logging.DEBUG)
     return NatsBroker(url, **auth, **kwargs)
 

@@ -36,3 +36,7 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     for noisy in ("mlflow", "alembic", "urllib3", "httpx", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # FastStream's own lines (subscriber start and stop, task supervision) are only worth
+    # reading when debugging; real failures come as warnings and errors.
+    if root.level > logging.DEBUG:
+        logging.getLogger("airparadis.bus").setLevel(logging.WARNING)
