@@ -40,9 +40,9 @@ def tweets(data: Path, n: int) -> list[str]:
     return [texts[i % len(texts)][:280] for i in range(n)]
 
 
-def start(folder: Path, registry: str, data: Path, batch: int, sample: int) -> tuple[
-    subprocess.Popen[bytes], str, str
-]:
+def start(
+    folder: Path, registry: str, data: Path, batch: int, sample: int
+) -> tuple[subprocess.Popen[bytes], str, str]:
     http_port, nats_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
         "AIRPARADIS_HOME": str(folder),
@@ -156,7 +156,9 @@ def main() -> None:
     texts = tweets(args.data, max(args.requests, args.bus_tweets))
     rows = []
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        process, base, nats_url = start(work / f"batch-{batch}", registry, args.data, batch, args.sample)
+        process, base, nats_url = start(
+            work / f"batch-{batch}", registry, args.data, batch, args.sample
+        )
         try:
             figures = asyncio.run(http_load(base, texts[: args.requests], args.concurrency))
             figures["bus_tweets_per_s"] = asyncio.run(bus_load(nats_url, texts[: args.bus_tweets]))

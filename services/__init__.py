@@ -1,1 +1,1 @@
-"""The workers of the platform; each folder is one worker and talks to the others only by subjects."""
+"""The workers of the platform: one folder a worker; they talk only through subjects."""

@@ -1,1 +1,1 @@
-"""Code shared by the workers and the training suite: settings, bus contract, preprocessing, storage."""
+"""Code shared by workers and training: settings, bus contract, preprocessing, storage."""

@@ -226,6 +226,7 @@ async def _settle(raw: Msg, how: str, delay: float | None = None) -> None:
 
 
 def _raw_messages(msg: Any) -> list[Msg]:
+    """The NATS messages behind a FastStream message: one, or a batch's list."""
     return list(msg) if isinstance(msg, list) else [msg]
 
 
@@ -298,12 +299,12 @@ def worker_router(broker: NatsBroker, worker: str, settings: Settings) -> NatsRo
 
 
 async def valid_events(
-    broker: NatsBroker, raws: Iterable[Msg], model: type[EventT], worker: str
+    broker: NatsBroker, raws: Msg | Iterable[Msg], model: type[EventT], worker: str
 ) -> list[EventT]:
     """Decode a batch message by message: the invalid ones are dead-lettered on their own,
     so one bad payload does not sink its neighbours."""
     events: list[EventT] = []
-    for raw in raws:
+    for raw in _raw_messages(raws):
         try:
             events.append(model.model_validate_json(raw.data))
         except ValueError as exc:  # ValidationError and JSON/UTF-8 errors are ValueErrors

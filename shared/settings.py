@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # ClickHouse
     clickhouse_url: str | None = Field(
         None,
-        description="ClickHouse server URL (http://user:pass@host:8123/db); unset uses chDB in home.",
+        description="ClickHouse URL (http://user:pass@host:8123/db); unset uses chDB in home.",
     )
     retention_days: int = Field(
         365, ge=1, description="TTL of predictions and feedback in ClickHouse (RGPD)."

@@ -51,12 +51,12 @@ def nats_server(store_dir: Path) -> Iterator[NatsServerProcess]:
 
 async def eventually(
     condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout: float = 30.0,
+    within: float = 30.0,
     interval: float = 0.1,
     what: str = "condition",
 ) -> None:
     """Wait for a condition instead of sleeping a guessed time."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = condition()
         if asyncio.iscoroutine(result):
@@ -64,7 +64,7 @@ async def eventually(
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout:g} s")
+            raise AssertionError(f"{what} not met within {within:g} s")
         await asyncio.sleep(interval)
 
 

@@ -20,7 +20,14 @@ from faststream import AckPolicy
 from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, NatsRouter, PullSub
 
 from shared import subjects
-from shared.bus import Streams, durable_consumer, publish_event, valid_events, worker_router
+from shared.bus import (
+    RetryLater,
+    Streams,
+    durable_consumer,
+    publish_event,
+    valid_events,
+    worker_router,
+)
 from shared.messages import ModelPromoted, TweetPreprocessed, TweetScored
 from shared.models import LoadedModel
 from shared.settings import Settings
@@ -31,8 +38,8 @@ log = logging.getLogger(__name__)
 ModelLoader = Callable[[str | None], LoadedModel]
 
 
-class ModelNotReady(RuntimeError):
-    """No model is loaded yet: messages wait (nak) instead of being scored by nothing."""
+class ModelNotReady(RetryLater):
+    """No model is loaded yet: messages wait (retried, never dead-lettered)."""
 
 
 @dataclass

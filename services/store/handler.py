@@ -2,21 +2,38 @@
 
 Each subject has its own durable pull consumer that hands over batches; a batch is acked only
 once its rows are inserted, so a crash redelivers it, and the tables deduplicate by id so the
-redelivery adds nothing. An invalid message is dead-lettered without holding up its batch.
+redelivery adds nothing. An invalid message is dead-lettered without holding up its batch;
+while ClickHouse refuses inserts, batches are retried with back-off, never dead-lettered.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
+from pydantic import BaseModel
 
 from shared import subjects
-from shared.bus import Streams, durable_consumer, valid_events, worker_router
+from shared.bus import RetryLater, Streams, durable_consumer, valid_events, worker_router
 from shared.messages import AlertRaised, FeedbackReported, TweetScored
 from shared.settings import Settings
 from shared.storage import PredictionRepository
+
+log = logging.getLogger(__name__)
+EventT = TypeVar("EventT", bound=BaseModel)
+
+
+async def insert_or_retry(
+    save: Callable[[list[EventT]], Awaitable[None]], events: list[EventT]
+) -> None:
+    try:
+        await save(events)
+    except Exception as exc:  # ClickHouse down or refusing: keep the batch, try again later
+        log.exception("insert failed", extra={"rows": len(events)})
+        raise RetryLater(f"ClickHouse insert failed: {exc}") from exc
 
 
 def build_router(
@@ -44,16 +61,16 @@ def build_router(
     @batch_subscriber(subjects.TWEETS_SCORED, streams.tweets, subjects.DURABLE_STORE_PREDICTIONS)
     async def on_tweets_scored(msg: NatsMessage) -> None:
         if predictions := await valid_events(broker, msg.raw_message, TweetScored, "store"):
-            await repository.save_predictions(predictions)
+            await insert_or_retry(repository.save_predictions, predictions)
 
     @batch_subscriber(subjects.FEEDBACK_REPORTED, streams.feedback, subjects.DURABLE_STORE_FEEDBACK)
     async def on_feedback_reported(msg: NatsMessage) -> None:
         if reports := await valid_events(broker, msg.raw_message, FeedbackReported, "store"):
-            await repository.save_feedback(reports)
+            await insert_or_retry(repository.save_feedback, reports)
 
     @batch_subscriber(subjects.ALERTS_RAISED, streams.alerts, subjects.DURABLE_STORE_ALERTS)
     async def on_alerts_raised(msg: NatsMessage) -> None:
         if alerts := await valid_events(broker, msg.raw_message, AlertRaised, "store"):
-            await repository.save_alerts(alerts)
+            await insert_or_retry(repository.save_alerts, alerts)
 
     return router

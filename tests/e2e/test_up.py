@@ -52,9 +52,7 @@ def wait_ready(running: Running) -> None:
 def platform(tmp_path: Path, airline_tweets: Path) -> Iterator[Running]:
     http_port, nats_port = free_port(), free_port()
     with smtp_server() as (smtp, inbox):
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")
-        } | {
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
             "AIRPARADIS_HOME": str(tmp_path / "home"),
             "AIRPARADIS_HTTP_PORT": str(http_port),
             "AIRPARADIS_NATS_PORT": str(nats_port),
@@ -65,7 +63,16 @@ def platform(tmp_path: Path, airline_tweets: Path) -> Iterator[Running]:
         log = tmp_path / "up.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-X", "faulthandler", "-m", "airparadis", "up", "--data", str(airline_tweets)],
+                [
+                    sys.executable,
+                    "-X",
+                    "faulthandler",
+                    "-m",
+                    "airparadis",
+                    "up",
+                    "--data",
+                    str(airline_tweets),
+                ],
                 env=env,
                 cwd=tmp_path,
                 stdout=out,

@@ -221,9 +221,7 @@ async def test_worker_stopped_mid_stream_and_restarted_loses_and_doubles_nothing
         stopped_at = await count(platform, "predictions")
     assert stopped_at < total, "the pipeline finished before it could be stopped mid-stream"
     async with start_platform(settings=settings) as platform:
-        await eventually(
-            rows_in(platform, "predictions", total), timeout=60, what="all predictions"
-        )
+        await eventually(rows_in(platform, "predictions", total), within=60, what="all predictions")
         assert platform.store is not None
         rows = platform.store.query("SELECT uniqExact(id) AS ids FROM predictions")
     assert rows == [{"ids": total}]
