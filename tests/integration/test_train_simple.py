@@ -1,0 +1,192 @@
+"""Train the simple model into MLflow on SQLite, register, promote, load it back as serving does."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.models import (
+    CHAMPION,
+    PREVIOUS,
+    ModelNotFoundError,
+    SentimentModel,
+    get_champion,
+    load_champion,
+    load_version,
+    registry_client,
+)
+from shared.preprocessing import PreprocessConfig
+from training.data import load_sentiment140
+from training.registry import promote, register_version
+from training.simple import TrainResult, train_simple
+
+pytestmark = pytest.mark.integration
+
+POSITIVE = "I love this airline, the crew were amazing and so kind, thank you! best flight ever"
+NEGATIVE = "worst flight ever, delayed for hours, lost my bag, rude staff, I hate this airline"
+
+
+class MlflowHome:
+    """One SQLite tracking store and artifact folder; each test registers its own model name."""
+
+    def __init__(self, root: Path) -> None:
+        self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.artifacts_dir = root / "artifacts"
+
+    def train(self, frame: pd.DataFrame, **options: object) -> TrainResult:
+        return train_simple(
+            frame,
+            preprocess=PreprocessConfig(),
+            target_precision=0.8,
+            tracking_uri=self.tracking_uri,
+            model_name=f"sentiment-{uuid.uuid4().hex[:8]}",
+            artifacts_dir=self.artifacts_dir,
+            progress=False,
+            **options,  # type: ignore[arg-type]
+        )
+
+
+@pytest.fixture(scope="module")
+def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> MlflowHome:
+    # Creating the SQLite schema takes seconds, so the module shares one store.
+    return MlflowHome(tmp_path_factory.mktemp("mlflow"))
+
+
+@pytest.fixture(scope="module")
+def fixture_model(mlflow_home: MlflowHome, airline_csv: Path) -> TrainResult:
+    return mlflow_home.train(load_sentiment140(airline_csv), min_df=1)
+
+
+@pytest.fixture(scope="module")
+def airline_csv() -> Path:
+    path = Path(__file__).parents[1] / "fixtures" / "airline_tweets.csv"
+    if not path.exists():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+def test_training_on_the_fixture_registers_a_loadable_champion(
+    mlflow_home: MlflowHome, fixture_model: TrainResult
+) -> None:
+    promote(mlflow_home.tracking_uri, fixture_model.model_name, fixture_model.version)
+
+    model = load_champion(mlflow_home.tracking_uri, fixture_model.model_name)
+
+    proba = model.predict_proba([POSITIVE, NEGATIVE, "ok", ""])
+    assert proba.shape == (4,)
+    assert np.all((proba >= 0) & (proba <= 1))
+    assert model.version == fixture_model.version
+    assert model.threshold == pytest.approx(fixture_model.threshold.threshold)
+    assert fixture_model.sizes == {"train": 32, "val": 4, "test": 4}
+    assert 0 <= fixture_model.test_at_threshold["precision"] <= 1
+    assert fixture_model.inference_ms_per_tweet > 0
+    assert fixture_model.model_size_bytes > 0
+
+
+def test_the_run_records_params_metrics_split_and_plots(
+    mlflow_home: MlflowHome, fixture_model: TrainResult
+) -> None:
+    client = registry_client(mlflow_home.tracking_uri)
+    run = client.get_run(fixture_model.run_id)
+
+    assert run.data.params["preprocess.lemmatize"] == "True"
+    assert run.data.params["data.n_train"] == "32"
+    for metric in ("test.at_0.5.precision", "test.at_threshold.roc_auc", "threshold"):
+        assert metric in run.data.metrics
+    for metric in ("train_seconds", "inference_ms_per_tweet", "model_size_bytes"):
+        assert run.data.metrics[metric] > 0
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {
+        "plots/confusion_matrix.png",
+        "plots/roc_curve.png",
+        "plots/precision_recall_curve.png",
+    }
+    assert [item.path for item in client.list_artifacts(run.info.run_id, "data")] == [
+        "data/split.csv.gz"
+    ]
+    candidates = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert [candidate.info.run_name for candidate in candidates] == ["logreg"]
+    version = client.get_model_version(fixture_model.model_name, fixture_model.version)
+    assert float(version.tags["threshold"]) == pytest.approx(fixture_model.threshold.threshold)
+
+
+def test_the_pyfunc_takes_a_text_column_and_returns_probabilities(
+    mlflow_home: MlflowHome, fixture_model: TrainResult, tmp_path: Path
+) -> None:
+    client = registry_client(mlflow_home.tracking_uri)
+    uri = client.get_model_version_download_uri(fixture_model.model_name, fixture_model.version)
+    local = mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path))
+    pyfunc = mlflow.pyfunc.load_model(local)
+    texts = [POSITIVE, NEGATIVE]
+
+    output = pyfunc.predict(pd.DataFrame({"text": texts}))
+
+    python_model = pyfunc.unwrap_python_model()
+    assert isinstance(python_model, SentimentModel)
+    assert list(output.columns) == ["probability"]
+    assert np.allclose(output["probability"], python_model.predict_proba(texts))
+    assert np.allclose(python_model.predict(None, texts)["probability"], output["probability"])
+
+
+def test_promoting_twice_keeps_the_former_champion_as_previous(
+    mlflow_home: MlflowHome, fixture_model: TrainResult
+) -> None:
+    uri, name = mlflow_home.tracking_uri, f"promotion-{uuid.uuid4().hex[:8]}"
+    first = register_version(uri, fixture_model.model_uri, name, tags={"threshold": "0.5"})
+    second = register_version(uri, fixture_model.model_uri, name, tags={"threshold": "0.6"})
+
+    promote(uri, name, first.version)
+    promote(uri, name, second.version)
+
+    client = registry_client(uri)
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second.version
+    assert str(client.get_model_version_by_alias(name, PREVIOUS).version) == first.version
+    champion = get_champion(uri, name)
+    assert champion is not None
+    assert champion.threshold == 0.6
+    assert load_version(uri, name, first.version).version == first.version
+
+
+def test_a_model_without_champion_is_reported(mlflow_home: MlflowHome) -> None:
+    assert get_champion(mlflow_home.tracking_uri, "never-registered") is None
+    with pytest.raises(ModelNotFoundError, match="champion"):
+        load_champion(mlflow_home.tracking_uri, "never-registered")
+
+
+def test_training_writes_nothing_in_the_working_directory_and_leaves_mlflow_as_it_was(
+    mlflow_home: MlflowHome,
+    airline_csv: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.is_tracking_uri_set()
+
+    mlflow_home.train(load_sentiment140(airline_csv), min_df=1)
+
+    assert list(tmp_path.iterdir()) == []
+    assert mlflow.is_tracking_uri_set() == before
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+@pytest.mark.data
+def test_a_model_trained_on_real_tweets_ranks_obvious_ones(
+    mlflow_home: MlflowHome, sentiment140_sample: Path
+) -> None:
+    result = mlflow_home.train(load_sentiment140(sentiment140_sample), sample=600)
+    promote(mlflow_home.tracking_uri, result.model_name, result.version)
+
+    model = load_champion(mlflow_home.tracking_uri, result.model_name)
+    positive, negative = model.predict_proba([POSITIVE, NEGATIVE])
+
+    assert positive > negative
+    assert result.test_at_default["roc_auc"] > 0.6

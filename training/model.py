@@ -1,0 +1,140 @@
+"""Log a fitted estimator as the shared SentimentModel pyfunc, the same way for every family.
+
+The pyfunc class itself lives in shared/models.py because serving unpickles it. This module holds
+the training side of that contract: where runs go (an explicit URI and artifact folder), the
+signature and input example, the pinned requirements, and the config saved beside the estimator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.types import ColSpec, Schema
+
+from shared.models import (
+    CONFIG_ARTIFACT,
+    ESTIMATOR_ARTIFACT,
+    PROBABILITY_COLUMN,
+    TEXT_COLUMN,
+    SentimentModel,
+    SentimentModelConfig,
+    registry_client,
+)
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME_IN_RUN = "model"
+
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
+    outputs=Schema([ColSpec("double", PROBABILITY_COLUMN)]),
+)
+INPUT_EXAMPLE = pd.DataFrame(
+    {
+        TEXT_COLUMN: [
+            "@AirParadis thank you for a smooth flight and a lovely crew!",
+            "@AirParadis my bag is lost again, worst service ever",
+        ]
+    }
+)
+
+# What loading and scoring any SentimentModel needs (the preprocessing libraries included).
+SERVING_PACKAGES = (
+    "mlflow",
+    "numpy",
+    "pandas",
+    "joblib",
+    "nltk",
+    "emoji",
+    "lemminflect",
+    "wordsegment",
+)
+
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def mlflow_at(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (runs, log_model) at tracking_uri, then restore what was there.
+
+    MLflow keeps the URI in process globals and environment variables; both are put back, so a
+    training call leaves no trace on the rest of the process.
+    """
+    saved_environment = {name: os.environ.get(name) for name in _URI_VARIABLES}
+    saved_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(saved_environment["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        for name, value in saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifacts_dir: Path) -> str:
+    """The id of experiment `name`, created with its artifacts in artifacts_dir if missing.
+
+    An explicit artifact location keeps MLflow from writing ./mlruns in the working directory.
+    """
+    client = registry_client(tracking_uri)
+    location = Path(artifacts_dir).resolve().as_uri()
+    existing = client.get_experiment_by_name(name)
+    if existing is None:
+        Path(artifacts_dir).mkdir(parents=True, exist_ok=True)
+        return client.create_experiment(name, artifact_location=location)
+    if existing.lifecycle_stage == "deleted":
+        client.restore_experiment(existing.experiment_id)
+    if existing.artifact_location != location:
+        logger.warning(
+            "experiment %s keeps its artifacts at %s, not %s",
+            name,
+            existing.artifact_location,
+            location,
+        )
+    return existing.experiment_id
+
+
+def pinned_requirements(packages: Sequence[str]) -> list[str]:
+    """package==installed version, for the packages installed here."""
+    pinned = []
+    for package in packages:
+        try:
+            pinned.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            logger.warning("%s is not installed; left out of the model's requirements", package)
+    return pinned
+
+
+def log_sentiment_model(
+    config: SentimentModelConfig,
+    estimator_path: Path,
+    *,
+    family_packages: Sequence[str] = (),
+) -> ModelInfo:
+    """Log the SentimentModel pyfunc in the active run (inside mlflow_at) and return its info."""
+    with tempfile.TemporaryDirectory(prefix="airparadis-config-") as config_dir:
+        config_path = config.write(Path(config_dir) / "sentiment_config.json")
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME_IN_RUN,
+            python_model=SentimentModel(),
+            artifacts={CONFIG_ARTIFACT: str(config_path), ESTIMATOR_ARTIFACT: str(estimator_path)},
+            signature=SIGNATURE,
+            input_example=INPUT_EXAMPLE,
+            # Explicit requirements: inferring them would start a subprocess that imports the model.
+            pip_requirements=pinned_requirements([*SERVING_PACKAGES, *family_packages]),
+        )
