@@ -13,5 +13,5 @@ fi
 [ -n "$PYTHON" ] || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[dev,lstm,transformer]"
 echo "installed: $(.venv/bin/airparadis --help >/dev/null && echo 'airparadis command ready in .venv/bin')"
