@@ -120,6 +120,10 @@ class PredictionSnapshot(BaseModel):
     model_version: str
     scored_at: datetime
 
+    @classmethod
+    def of(cls, scored: TweetScored) -> PredictionSnapshot:
+        return cls.model_validate(scored.model_dump(include=set(cls.model_fields)))
+
 
 class FeedbackReported(Event):
     """A user says a prediction was wrong."""

@@ -56,17 +56,7 @@ class MemoryRepository:
 
     async def get_prediction(self, prediction_id: str) -> PredictionSnapshot | None:
         scored = self.predictions.get(prediction_id)
-        if scored is None:
-            return None
-        return PredictionSnapshot(
-            text=scored.text,
-            label=scored.label,
-            probability=scored.probability,
-            threshold=scored.threshold,
-            model_name=scored.model_name,
-            model_version=scored.model_version,
-            scored_at=scored.scored_at,
-        )
+        return PredictionSnapshot.of(scored) if scored else None
 
     async def ping(self) -> bool:
         return True

@@ -99,15 +99,7 @@ class RecentPredictions:
         self._items: OrderedDict[str, PredictionSnapshot] = OrderedDict()
 
     def add(self, scored: TweetScored) -> None:
-        self._items[scored.id] = PredictionSnapshot(
-            text=scored.text,
-            label=scored.label,
-            probability=scored.probability,
-            threshold=scored.threshold,
-            model_name=scored.model_name,
-            model_version=scored.model_version,
-            scored_at=scored.scored_at,
-        )
+        self._items[scored.id] = PredictionSnapshot.of(scored)
         self._items.move_to_end(scored.id)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
@@ -192,15 +184,9 @@ def create_app(
         if isinstance(result, ScoringFailed):
             raise ApiError(422, "unscorable", result.reason)
         recent.add(result)
-        return Prediction(
-            id=result.id,
-            text=result.text,
-            label=result.label,
-            probability=result.probability,
-            threshold=result.threshold,
-            model_name=result.model_name,
-            model_version=result.model_version,
-            latency_ms=round((time.perf_counter() - started) * 1000.0, 2),
+        return Prediction.model_validate(
+            result.model_dump(include=set(Prediction.model_fields) - {"latency_ms"})
+            | {"latency_ms": round((time.perf_counter() - started) * 1000.0, 2)}
         )
 
     @app.post(
