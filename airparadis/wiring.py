@@ -15,6 +15,7 @@ from nats.js.kv import KeyValue
 
 from services.alerter import handler as alerter
 from services.alerter.state import AlerterState, KvAlerterState
+from services.gateway.alerts import AlertWatcher
 from services.gateway.app import create_app
 from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
@@ -128,5 +129,7 @@ def build_platform(
         assert platform.repository is not None
         replies = ReplyWaiter()
         replies.register(broker)
-        platform.gateway = create_app(settings, broker, platform.repository, replies)
+        alerts = AlertWatcher()
+        alerts.register(broker, streams.alerts)
+        platform.gateway = create_app(settings, broker, platform.repository, replies, alerts)
     return platform

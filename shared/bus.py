@@ -230,6 +230,12 @@ def _raw_messages(msg: Any) -> list[Msg]:
     return list(msg) if isinstance(msg, list) else [msg]
 
 
+class RequestFailed(BaseModel):
+    """The answer to a core request that could not be served."""
+
+    error: str
+
+
 class DeadLetterPolicy:
     """Router middleware factory: acks, retries or dead-letters what its handlers consumed."""
 
@@ -263,10 +269,15 @@ class _DeadLetterScope(BaseMiddleware):
             return False
         if not isinstance(exc_val, Exception):  # cancellation: let JetStream redeliver
             return False
+        subscriber = self.context.get_local("handler_", None)
+        from_stream = getattr(subscriber, "stream", None) is not None
         for raw in raws:
             if getattr(raw, "_ackd", False):
                 continue
             reason = reason_for(raw, exc_val)
+            if not from_stream:  # a core request: answer the caller, nothing to redeliver
+                await self._answer_failure(raw, reason)
+                continue
             deliveries = delivery_count(raw)
             permanent = isinstance(exc_val, PERMANENT_ERRORS)
             retry_forever = isinstance(exc_val, RetryLater)
@@ -284,6 +295,14 @@ class _DeadLetterScope(BaseMiddleware):
                 )
                 await _settle(raw, "nak", delay=self.policy.backoff(deliveries))
         return True
+
+    async def _answer_failure(self, raw: Msg, reason: str) -> None:
+        log.warning(
+            "request failed",
+            extra={"subject": raw.subject, "worker": self.policy.worker, "reason": reason},
+        )
+        if raw.reply:
+            await self.policy.broker.publish(RequestFailed(error=reason).model_dump(), raw.reply)
 
 
 def durable_consumer(settings: Settings) -> ConsumerConfig:

@@ -158,6 +158,39 @@ class ModelPromoted(Event):
     promoted_at: datetime = Field(default_factory=utc_now)
 
 
+class ExplainRequested(Event):
+    """Which words push this tweet toward positive or negative? (request-reply, not stored)"""
+
+    text: TweetText
+    budget_ms: int = Field(1500, ge=50, le=30_000, description="Time budget of the explanation.")
+
+
+class WordContribution(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    word: str
+    start: int = Field(description="Offset of the word in the tweet, in characters.")
+    end: int
+    contribution: float = Field(
+        description="Push toward positive (>0) or negative (<0): log-odds for linear models, "
+        "probability points for occlusion."
+    )
+
+
+class ExplanationReady(Event):
+    """The answer to an ExplainRequested."""
+
+    probability: float
+    label: Label
+    threshold: float
+    model_name: str
+    model_version: str
+    method: Literal["linear", "occlusion"]
+    complete: bool = Field(description="False when the time budget cut the explanation short.")
+    words: list[WordContribution]
+    elapsed_ms: float
+
+
 class ScoringFailed(Event):
     """Sent to a caller's reply subject when its tweet cannot be scored."""
 

@@ -26,6 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from shared.explain import Explanation, linear, linear_feature_weights, occlusion
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
 
 CHAMPION = "champion"
@@ -79,6 +80,23 @@ class SklearnEstimator:
     def positive_proba(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.classifier.predict_proba(list(texts))[:, self._positive_column])
 
+    def feature_weights(self) -> Callable[[str], dict[str, float]] | None:
+        """Exact per-feature log-odds contributions, when the pipeline is a linear model
+        (logistic regression, naive Bayes) over a vectorizer; None otherwise."""
+        steps = getattr(self.classifier, "steps", None)
+        if not steps or not hasattr(steps[0][1], "get_feature_names_out"):
+            return None
+        final = steps[-1][1]
+        if hasattr(final, "coef_") and final.coef_.shape[0] == 1:
+            sign = 1.0 if self._positive_column == 1 else -1.0
+            weights = sign * np.asarray(final.coef_[0])
+        elif hasattr(final, "feature_log_prob_"):
+            log_prob = np.asarray(final.feature_log_prob_)
+            weights = log_prob[self._positive_column] - log_prob[1 - self._positive_column]
+        else:
+            return None
+        return linear_feature_weights(steps[0][1], weights)
+
     def save(self, path: Path) -> None:
         joblib.dump(self.classifier, path)
 
@@ -87,8 +105,32 @@ class SklearnEstimator:
         return cls(joblib.load(path))
 
 
+ONNX_TRANSFORMER = "onnx-transformer"
+
+
+def _load_onnx_transformer(path: Path) -> ProbabilityEstimator:
+    # Imported on use: only a service serving this family pays for onnxruntime and tokenizers.
+    from shared.estimators.onnx_transformer import OnnxTransformerEstimator
+
+    return OnnxTransformerEstimator.load(path)
+
+
+KERAS_LSTM = "keras-lstm"
+
+
+def _load_keras_lstm(path: Path) -> ProbabilityEstimator:
+    # Imported on use: only a service serving this family pays for TensorFlow (seconds, GBs).
+    from shared.estimators.keras_lstm import load
+
+    return load(path)
+
+
 # One entry per estimator format; a new family registers its loader here.
-ESTIMATOR_LOADERS: dict[str, EstimatorLoader] = {SKLEARN_JOBLIB: SklearnEstimator.load}
+ESTIMATOR_LOADERS: dict[str, EstimatorLoader] = {
+    SKLEARN_JOBLIB: SklearnEstimator.load,
+    ONNX_TRANSFORMER: _load_onnx_transformer,
+    KERAS_LSTM: _load_keras_lstm,
+}
 
 
 @dataclass(frozen=True)
@@ -166,6 +208,16 @@ class SentimentModel(PythonModel):
         texts = _texts_of(model_input)
         return pd.DataFrame({PROBABILITY_COLUMN: self.predict_proba(texts)})
 
+    def explain(self, text: str, budget_s: float) -> Explanation:
+        """Each word's push toward positive: exact for linear models, occlusion otherwise."""
+        if self._preprocessor is None or self._estimator is None:
+            raise ModelLoadError("the model is not loaded (load it with mlflow.pyfunc.load_model)")
+        weights = getattr(self._estimator, "feature_weights", None)
+        feature_weights = weights() if callable(weights) else None
+        if feature_weights is not None:
+            return linear(text, self._preprocessor.tokens, feature_weights)
+        return occlusion(text, self.predict_proba, budget_s)
+
     def _bind(self, config: SentimentModelConfig, estimator: ProbabilityEstimator) -> None:
         self._config = config
         preprocessor = TextPreprocessor(PreprocessConfig.from_params(config.preprocess))
@@ -182,6 +234,9 @@ class LoadedModel:
     version: str
     threshold: float
     predict_proba: Callable[[list[str]], np.ndarray]
+    # Word contributions for one raw tweet within a time budget (seconds); None: occlusion
+    # on predict_proba by the caller.
+    explain: Callable[[str, float], Explanation] | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +342,7 @@ def _load(tracking_uri: str, model_name: str, version: str) -> LoadedModel:
         version=version,
         threshold=python_model.threshold,
         predict_proba=python_model.predict_proba,
+        explain=python_model.explain,
     )
 
 

@@ -46,5 +46,8 @@ def dead_letter_subject(subject: str) -> str:
     return f"{DLQ_PREFIX}{subject}"
 
 
-# Core request-reply (not stored): the gateway asks infer which model is serving.
+# Core request-reply (not stored): the gateway asks infer which model is serving, and why
+# the model scores a tweet as it does. Queue group: one infer replica answers each request.
 INFER_STATUS = "status.infer"
+EXPLAIN_REQUESTED = "tweets.explain"
+INFER_QUEUE = "infer"

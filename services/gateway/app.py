@@ -12,20 +12,23 @@ import logging
 import time
 from collections import OrderedDict
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.gateway.alerts import AlertWatcher
 from services.gateway.replies import ReplyWaiter
 from shared import subjects
 from shared.bus import publish_event
 from shared.messages import (
     MAX_COMMENT_CHARS,
+    ExplainRequested,
+    ExplanationReady,
     FeedbackReported,
     Label,
     PredictionSnapshot,
@@ -33,6 +36,7 @@ from shared.messages import (
     TweetScored,
     TweetSubmitted,
     TweetText,
+    WordContribution,
 )
 from shared.settings import Settings
 from shared.storage import PredictionRepository
@@ -89,6 +93,22 @@ class FeedbackAccepted(BaseModel):
     id: str
     prediction_id: str
     status: str = "reported"
+    team_notified: bool = Field(
+        False, description="This report completed a burst: an alert was raised and emailed."
+    )
+    alert_id: str | None = None
+
+
+class ExplainRequest(BaseModel):
+    text: TweetText
+    budget_ms: int = Field(1500, ge=50, le=30_000, description="Time budget of the explanation.")
+
+
+class Explanation(ExplanationReady):
+    """The words of the tweet with their push, and the strongest ones each way."""
+
+    top_positive: list[WordContribution]
+    top_negative: list[WordContribution]
 
 
 class RecentPredictions:
@@ -122,6 +142,7 @@ def create_app(
     broker: NatsBroker,
     repository: PredictionRepository,
     replies: ReplyWaiter,
+    alerts: AlertWatcher | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     app = FastAPI(
@@ -201,8 +222,46 @@ def create_app(
         assert request.texts is not None
         return Predictions(predictions=list(await asyncio.gather(*map(score, request.texts))))
 
+    @app.post("/v1/explain", response_model=Explanation, responses={422: {}, 503: {}, 504: {}})
+    async def explain(request: ExplainRequest) -> Explanation:
+        """Which words pushed the tweet toward positive or negative (not stored)."""
+        asked = ExplainRequested(text=request.text, budget_ms=request.budget_ms)
+        try:
+            reply = await broker.request(
+                asked.model_dump(mode="json"),
+                subjects.EXPLAIN_REQUESTED,
+                timeout=request.budget_ms / 1000.0 + settings.predict_timeout_s,
+            )
+        except TimeoutError as exc:
+            raise ApiError(504, "timeout", "no infer worker answered (see /readyz)") from exc
+        except Exception as exc:
+            raise ApiError(503, "bus_unavailable", f"NATS did not take the request: {exc}") from exc
+        body = await reply.decode()
+        if isinstance(body, dict) and "error" in body:
+            reason = str(body["error"])
+            if "no model loaded" in reason:
+                raise ApiError(503, "model_not_ready", reason)
+            raise ApiError(422, "unexplainable", reason)
+        ready = ExplanationReady.model_validate(body)
+        ranked = sorted(ready.words, key=lambda w: -abs(w.contribution))
+        return Explanation(
+            **ready.model_dump(),
+            top_positive=[w for w in ranked if w.contribution > 0][:5],
+            top_negative=[w for w in ranked if w.contribution < 0][:5],
+        )
+
     @app.post("/v1/feedback", response_model=FeedbackAccepted, status_code=202)
-    async def feedback(request: FeedbackRequest) -> FeedbackAccepted:
+    async def feedback(
+        request: FeedbackRequest,
+        wait_alert_ms: Annotated[
+            int,
+            Query(
+                ge=0,
+                le=5000,
+                description="Wait this long for the alerter, to say whether the team was notified.",
+            ),
+        ] = 0,
+    ) -> FeedbackAccepted:
         """Report a wrong prediction; three reports within five minutes email the team."""
         snapshot = recent.get(request.prediction_id)
         if snapshot is None:
@@ -227,7 +286,13 @@ def create_app(
             )
         except Exception as exc:
             raise ApiError(503, "bus_unavailable", f"NATS did not take the report: {exc}") from exc
-        return FeedbackAccepted(id=report.id, prediction_id=report.prediction_id)
+        alert_id = await alerts.alert_for(report.id, wait_alert_ms / 1000.0) if alerts else None
+        return FeedbackAccepted(
+            id=report.id,
+            prediction_id=report.prediction_id,
+            team_notified=alert_id is not None,
+            alert_id=alert_id,
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

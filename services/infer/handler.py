@@ -21,6 +21,7 @@ from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, NatsRouter, 
 
 from shared import subjects
 from shared.bus import (
+    RequestFailed,
     RetryLater,
     Streams,
     durable_consumer,
@@ -28,7 +29,15 @@ from shared.bus import (
     valid_events,
     worker_router,
 )
-from shared.messages import ModelPromoted, TweetPreprocessed, TweetScored
+from shared.explain import occlusion
+from shared.messages import (
+    ExplainRequested,
+    ExplanationReady,
+    ModelPromoted,
+    TweetPreprocessed,
+    TweetScored,
+    WordContribution,
+)
 from shared.models import LoadedModel
 from shared.settings import Settings
 
@@ -88,6 +97,31 @@ def score_batch(
         )
         for t, p in zip(tweets, probabilities, strict=True)
     ]
+
+
+def explain_tweet(model: LoadedModel, request: ExplainRequested) -> ExplanationReady:
+    """Score the tweet and say which words pushed it, within the request's time budget."""
+    started = time.perf_counter()
+    budget_s = request.budget_ms / 1000.0
+    if model.explain is not None:
+        explanation = model.explain(request.text, budget_s)
+    else:
+        explanation = occlusion(request.text, model.predict_proba, budget_s)
+    probability = float(model.predict_proba([request.text])[0])
+    return ExplanationReady(
+        probability=probability,
+        label="positive" if probability >= model.threshold else "negative",
+        threshold=model.threshold,
+        model_name=model.name,
+        model_version=model.version,
+        method=explanation.method,
+        complete=explanation.complete,
+        words=[
+            WordContribution(word=w.text, start=w.start, end=w.end, contribution=c)
+            for w, c in zip(explanation.words, explanation.contributions, strict=True)
+        ],
+        elapsed_ms=(time.perf_counter() - started) * 1000.0,
+    )
 
 
 def build_router(
@@ -162,6 +196,14 @@ def build_router(
             "model swapped",
             extra={"model_name": model.name, "model_version": model.version},
         )
+
+    @router.subscriber(subjects.EXPLAIN_REQUESTED, queue=subjects.INFER_QUEUE)
+    async def on_explain_requested(request: ExplainRequested) -> dict[str, object]:
+        model = holder.current
+        if model is None:
+            return RequestFailed(error="no model loaded yet").model_dump()
+        answer = await asyncio.to_thread(explain_tweet, model, request)
+        return answer.model_dump(mode="json")
 
     @router.subscriber(subjects.INFER_STATUS)
     async def on_status_request() -> dict[str, object]:

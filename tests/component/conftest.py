@@ -12,6 +12,7 @@ from faststream.nats import NatsBroker, TestNatsBroker
 
 from services.alerter import handler as alerter
 from services.alerter.state import MemoryAlerterState
+from services.gateway.alerts import AlertWatcher
 from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess import handler as preprocess
@@ -31,6 +32,7 @@ class Pipeline:
     alerter_state: MemoryAlerterState
     models: dict[str, LoadedModel]
     replies: ReplyWaiter = field(default_factory=ReplyWaiter)
+    alerts: AlertWatcher = field(default_factory=AlertWatcher)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     clock: list[datetime] = field(default_factory=lambda: [datetime.now(UTC)])
 
@@ -56,6 +58,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
     )
 
     p.replies.register(broker)
+    p.alerts.register(broker, streams.alerts)
 
     @broker.subscriber("dlq.>", stream=streams.dlq)
     async def collect_dead_letter(letter: DeadLetter) -> None:

@@ -14,7 +14,9 @@ from tests.component.conftest import Pipeline
 
 @pytest.fixture
 async def client(settings: Settings, pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, pipeline.broker, pipeline.repository, pipeline.replies)  # type: ignore[arg-type]
+    app = create_app(
+        settings, pipeline.broker, pipeline.repository, pipeline.replies, pipeline.alerts
+    )  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
         yield c
@@ -118,3 +120,45 @@ async def test_feedback_with_a_bad_label_gets_422(client: httpx.AsyncClient) -> 
 
 async def test_healthz_is_ok(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_third_report_says_the_team_was_notified(client: httpx.AsyncClient) -> None:
+    prediction = (await client.post("/v1/predict", json={"text": "great"})).json()
+    answers = [
+        (
+            await client.post(
+                "/v1/feedback?wait_alert_ms=1000", json={"prediction_id": prediction["id"]}
+            )
+        ).json()
+        for _ in range(3)
+    ]
+    assert [a["team_notified"] for a in answers] == [False, False, True]
+    assert answers[2]["alert_id"].startswith("wrong-")
+
+
+async def test_explain_highlights_the_words_that_push_each_way(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/explain", json={"text": "Lost bag but great crew"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["method"] == "occlusion"  # the fake model is not linear
+    assert body["complete"] is True
+    assert [w["word"] for w in body["words"]] == ["Lost", "bag", "but", "great", "crew"]
+    assert [w["word"] for w in body["top_positive"]] == ["great"]
+    great = body["words"][3]
+    assert "Lost bag but great crew"[great["start"] : great["end"]] == "great"
+    assert body["label"] == "positive"
+
+
+async def test_explain_rejects_an_empty_text(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/explain", json={"text": " "})
+    assert response.status_code == 422
+    assert "empty" in response.json()["reason"]
+
+
+async def test_explain_without_a_model_says_so(
+    client: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    pipeline.holder.current = None
+    response = await client.post("/v1/explain", json={"text": "hello"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "model_not_ready"
