@@ -270,14 +270,15 @@ class _DeadLetterScope(BaseMiddleware):
         if not isinstance(exc_val, Exception):  # cancellation: let JetStream redeliver
             return False
         subscriber = self.context.get_local("handler_", None)
-        from_stream = getattr(subscriber, "stream", None) is not None
+        if getattr(subscriber, "stream", None) is None:
+            # A core request: answer the caller; there is nothing to redeliver.
+            for raw in raws:
+                await self._answer_failure(raw, reason_for(raw, exc_val))
+            return True
         for raw in raws:
             if getattr(raw, "_ackd", False):
                 continue
             reason = reason_for(raw, exc_val)
-            if not from_stream:  # a core request: answer the caller, nothing to redeliver
-                await self._answer_failure(raw, reason)
-                continue
             deliveries = delivery_count(raw)
             permanent = isinstance(exc_val, PERMANENT_ERRORS)
             retry_forever = isinstance(exc_val, RetryLater)

@@ -46,8 +46,9 @@ def dead_letter_subject(subject: str) -> str:
     return f"{DLQ_PREFIX}{subject}"
 
 
-# Core request-reply (not stored): the gateway asks infer which model is serving, and why
-# the model scores a tweet as it does. Queue group: one infer replica answers each request.
-INFER_STATUS = "status.infer"
-EXPLAIN_REQUESTED = "tweets.explain"
+# Core request-reply: the gateway asks infer which model is serving, and why the model scores
+# a tweet as it does. No stream captures rpc.> (a stream would answer the request with its own
+# publish ack). Queue group: one infer replica answers each request.
+INFER_STATUS = "rpc.infer.status"
+EXPLAIN_REQUESTED = "rpc.infer.explain"
 INFER_QUEUE = "infer"

@@ -12,11 +12,13 @@ import logging
 import time
 from collections import OrderedDict
 from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,6 +46,7 @@ from shared.storage import PredictionRepository
 log = logging.getLogger(__name__)
 
 MAX_TWEETS_PER_REQUEST = 64
+STATIC = Path(__file__).parent / "static"
 RECENT_PREDICTIONS = 10_000
 
 
@@ -152,6 +155,12 @@ def create_app(
         **fastapi_kwargs,
     )
     recent = RecentPredictions()
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The communication team's page."""
+        return FileResponse(STATIC / "index.html")
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

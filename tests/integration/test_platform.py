@@ -14,9 +14,11 @@ from faststream.nats import NatsBroker
 from airparadis.announce import publish_promotion
 from airparadis.wiring import WORKERS, Platform, Worker, build_platform
 from shared import subjects
-from shared.bus import publish_event
+from shared.bus import RequestFailed, publish_event
 from shared.messages import (
     DeadLetter,
+    ExplainRequested,
+    ExplanationReady,
     FeedbackReported,
     ModelPromoted,
     PredictionSnapshot,
@@ -299,3 +301,26 @@ def second_version(
     assert champion is not None
     yield train_fixture_model(registry, platform_settings, airline_tweets)
     promote(registry, platform_settings.model_name, champion.version)
+
+
+async def test_explain_request_is_answered_by_infer_with_linear_contributions(
+    start_platform: StartPlatform, upstream: NatsBroker
+) -> None:
+    async with start_platform(("infer",)):
+        asked = ExplainRequested(text="Loved the crew, lost my bag")
+        reply = await upstream.request(
+            asked.model_dump(mode="json"), subjects.EXPLAIN_REQUESTED, timeout=10
+        )
+        ready = ExplanationReady.model_validate_json(reply.body)
+    assert ready.method == "linear"  # the registered model is a logistic regression
+    assert [w.word for w in ready.words] == ["Loved", "the", "crew,", "lost", "my", "bag"]
+    assert ready.model_name == "airparadis-sentiment"
+    assert 0 <= ready.probability <= 1
+
+
+async def test_a_malformed_explain_request_gets_an_error_reply(
+    start_platform: StartPlatform, upstream: NatsBroker
+) -> None:
+    async with start_platform(("infer",)):
+        reply = await upstream.request({"text": ""}, subjects.EXPLAIN_REQUESTED, timeout=10)
+    assert "empty" in RequestFailed.model_validate_json(reply.body).error

@@ -1,0 +1,215 @@
+// The tweet-check page: analyse a draft through the API, explain it, report it, keep history.
+"use strict";
+
+const TWEET_LIMIT = 280;
+const API_LIMIT = 1000;
+const HISTORY_KEY = "airparadis.history";
+const $ = (id) => document.getElementById(id);
+let current = null; // the last prediction shown
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function updateCount() {
+  const n = $("draft").value.length;
+  $("count").textContent = `${n} / ${TWEET_LIMIT}`;
+  $("count").classList.toggle("over", n > TWEET_LIMIT);
+}
+
+async function callApi(path, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new Error("The service cannot be reached. Check your connection and try again.");
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const messages = {
+      model_not_ready: "The model is not ready yet. Try again in a minute.",
+      timeout: "The service took too long to answer. Try again in a moment.",
+      bus_unavailable: "The service is unavailable right now. Try again in a moment.",
+    };
+    throw new Error(messages[data.error] || data.reason || `The service answered ${response.status}.`);
+  }
+  return data;
+}
+
+function validate(text) {
+  if (!text.trim()) return "Type or paste a tweet first.";
+  if (text.length > API_LIMIT) return `The text is ${text.length} characters; the limit is ${API_LIMIT}.`;
+  return "";
+}
+
+async function analyse(event) {
+  if (event) event.preventDefault();
+  const text = $("draft").value;
+  const problem = validate(text);
+  showError(problem);
+  if (problem) { $("draft").focus(); return; }
+  $("analyse").disabled = true;
+  $("analyse").textContent = "Analysing…";
+  try {
+    const [prediction, explanation] = await Promise.all([
+      callApi("/v1/predict", { text }),
+      callApi("/v1/explain", { text }).catch((err) => ({ failed: err.message })),
+    ]);
+    current = prediction;
+    render(prediction, explanation);
+    remember(prediction);
+  } catch (err) {
+    showError(err.message);
+  } finally {
+    $("analyse").disabled = false;
+    $("analyse").textContent = "Analyse";
+  }
+}
+
+function render(p, explanation) {
+  const safe = p.label === "positive";
+  $("result").hidden = false;
+  $("verdict").textContent = safe ? "Safe to post" : "Risk of negative reading";
+  $("verdict").className = "verdict " + (safe ? "safe" : "risk");
+  $("gauge-fill").style.width = `${(p.probability * 100).toFixed(1)}%`;
+  $("gauge-threshold").style.left = `${(p.threshold * 100).toFixed(1)}%`;
+  $("gauge").setAttribute("aria-label",
+    `Probability positive ${(p.probability * 100).toFixed(0)}%, threshold ${(p.threshold * 100).toFixed(0)}%`);
+  $("label").textContent = p.label;
+  $("probability").textContent = `${(p.probability * 100).toFixed(1)} %`;
+  $("threshold").textContent = `${(p.threshold * 100).toFixed(1)} %`;
+  $("model").textContent = `${p.model_name} v${p.model_version}`;
+  $("latency").textContent = `${Math.round(p.latency_ms)} ms`;
+  renderWhy(p.text, explanation);
+  $("report-status").textContent = "";
+  $("report-form").reset();
+  $("send-report").disabled = false;
+}
+
+function renderWhy(text, explanation) {
+  const why = $("why");
+  why.textContent = "";
+  $("top-negative").textContent = "";
+  $("top-positive").textContent = "";
+  if (!explanation || explanation.failed) {
+    why.textContent = text;
+    $("why-note").textContent = `No explanation: ${explanation ? explanation.failed : "unavailable"}`;
+    return;
+  }
+  const biggest = Math.max(...explanation.words.map((w) => Math.abs(w.contribution)), 1e-9);
+  // The strongest words each way are always marked; others when they weigh enough.
+  const strongest = new Set([...explanation.top_positive, ...explanation.top_negative].map((w) => w.start));
+  let at = 0;
+  for (const w of explanation.words) {
+    why.append(document.createTextNode(text.slice(at, w.start)));
+    const strength = Math.abs(w.contribution) / biggest;
+    if (w.contribution !== 0 && (strength > 0.15 || strongest.has(w.start))) {
+      const mark = document.createElement("mark");
+      mark.className = w.contribution > 0 ? "pos" : "neg";
+      const alpha = (0.2 + 0.5 * strength).toFixed(2);
+      mark.style.background = w.contribution > 0 ? `rgba(27, 127, 59, ${alpha})` : `rgba(180, 35, 24, ${alpha})`;
+      mark.textContent = text.slice(w.start, w.end);
+      mark.title = `${w.contribution > 0 ? "+" : ""}${w.contribution.toFixed(3)}`;
+      why.append(mark);
+    } else {
+      why.append(document.createTextNode(text.slice(w.start, w.end)));
+    }
+    at = w.end;
+  }
+  why.append(document.createTextNode(text.slice(at)));
+  const list = (id, words) => {
+    for (const w of words) {
+      const li = document.createElement("li");
+      li.textContent = w.word;
+      $(id).append(li);
+    }
+    if (!words.length) $(id).innerHTML = "<li>none</li>";
+  };
+  list("top-negative", explanation.top_negative);
+  list("top-positive", explanation.top_positive);
+  const method = explanation.method === "linear" ? "the model's word weights" : "removing each word in turn";
+  $("why-note").textContent = `From ${method}${explanation.complete ? "" : " (cut short by the time budget)"}.`;
+}
+
+async function report(event) {
+  event.preventDefault();
+  if (!current) return;
+  const chosen = document.querySelector('input[name="correct"]:checked');
+  const body = { prediction_id: current.id };
+  if (chosen) body.correct_label = chosen.value;
+  const comment = $("comment").value.trim();
+  if (comment) body.comment = comment;
+  $("send-report").disabled = true;
+  try {
+    const answer = await callApi("/v1/feedback?wait_alert_ms=1500", body);
+    $("report-status").textContent = answer.team_notified
+      ? "Thank you: report received. Several reports came in a short time, so the team has been notified."
+      : "Thank you: report received.";
+  } catch (err) {
+    $("report-status").textContent = `The report was not sent: ${err.message}`;
+    $("send-report").disabled = false;
+  }
+}
+
+function history() {
+  try { return JSON.parse(sessionStorage.getItem(HISTORY_KEY) || "[]"); } catch { return []; }
+}
+
+function remember(p) {
+  const items = [p, ...history().filter((h) => h.id !== p.id)].slice(0, 20);
+  sessionStorage.setItem(HISTORY_KEY, JSON.stringify(items));
+  renderHistory();
+}
+
+function renderHistory() {
+  const ul = $("history");
+  ul.textContent = "";
+  for (const h of history()) {
+    const li = document.createElement("li");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = h.id;
+    box.setAttribute("aria-label", `Compare: ${h.text.slice(0, 60)}`);
+    box.addEventListener("change", renderCompare);
+    const tag = document.createElement("span");
+    tag.className = `tag ${h.label}`;
+    tag.textContent = `${h.label} ${(h.probability * 100).toFixed(0)}%`;
+    const text = document.createElement("span");
+    text.textContent = h.text;
+    li.append(box, tag, text);
+    ul.append(li);
+  }
+}
+
+function renderCompare() {
+  const ticked = [...document.querySelectorAll("#history input:checked")].map((b) => b.value);
+  const chosen = history().filter((h) => ticked.includes(h.id)).slice(0, 2);
+  const box = $("compare");
+  box.textContent = "";
+  box.hidden = chosen.length < 2;
+  for (const h of chosen) {
+    const div = document.createElement("div");
+    const title = document.createElement("strong");
+    title.textContent = `${h.label} — ${(h.probability * 100).toFixed(1)}% (threshold ${(h.threshold * 100).toFixed(0)}%)`;
+    const p = document.createElement("p");
+    p.textContent = h.text;
+    div.append(title, p);
+    box.append(div);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("draft").addEventListener("input", updateCount);
+  $("draft").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) analyse(e);
+  });
+  $("check-form").addEventListener("submit", analyse);
+  $("report-form").addEventListener("submit", report);
+  updateCount();
+  renderHistory();
+});

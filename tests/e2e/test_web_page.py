@@ -1,0 +1,101 @@
+"""The communication team's page in headless Chromium against `airparadis up`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.browser import CHROMIUM_ARGS, find_chromium, install_chromium
+from tests.e2e.conftest import Running
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).parents[2]
+DRAFT = "Lost my bag again and the crew was rude, but the seats were comfy"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    path = find_chromium()
+    if path is None:
+        failure = install_chromium()
+        path = find_chromium()
+        if path is None:
+            pytest.skip(f"Chromium is not installed and could not be: {failure}")
+    return path
+
+
+@pytest.fixture
+def browser(chromium: Path) -> Iterator[object]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Into docs/ when AIRPARADIS_SCREENSHOTS=1 (to refresh the README), else tmp_path."""
+    folder = REPO / "docs" if os.environ.get("AIRPARADIS_SCREENSHOTS") == "1" else tmp_path
+    return folder / name
+
+
+def test_check_a_draft_see_why_and_report_it(
+    platform: Running, browser: object, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1000, "height": 1300})  # type: ignore[attr-defined]
+    page.goto(platform.base_url + "/")
+    assert page.title() == "Air Paradis — tweet check"
+
+    page.get_by_label("Tweet text").fill(DRAFT)
+    assert page.locator("#count").inner_text() == f"{len(DRAFT)} / 280"
+    page.get_by_label("Tweet text").press("Control+Enter")
+
+    page.locator("#verdict").wait_for(state="visible")
+    verdict = page.locator("#verdict").inner_text()
+    assert verdict in {"Safe to post", "Risk of negative reading"}
+    label = page.locator("#label").inner_text()
+    assert label in {"positive", "negative"}
+    assert page.locator("#model").inner_text() == "airparadis-sentiment v1"
+    page.wait_for_function("document.querySelector('#why-note').textContent.length > 0")
+    assert page.locator("#why-note").inner_text().startswith("From "), page.locator(
+        "#why-note"
+    ).inner_text()
+    assert page.locator("#why").inner_text() == DRAFT
+    assert page.locator("#why mark").count() >= 1
+    assert page.locator("#history li").count() == 1
+    page.screenshot(path=str(screenshot_path(tmp_path, "web-page.png")), full_page=True)
+
+    page.locator("#report summary").click()
+    page.get_by_label("Positive", exact=True).check()
+    page.get_by_label("Comment (optional)").fill("Reads as sarcasm to me")
+    page.get_by_role("button", name="Send report").click()
+    page.wait_for_function("document.querySelector('#report-status').textContent.length > 0")
+    assert page.locator("#report-status").inner_text().startswith("Thank you: report received")
+
+
+def test_errors_are_shown_and_the_page_keeps_working(platform: Running, browser: object) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    page.goto(platform.base_url + "/")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    page.get_by_role("button", name="Analyse").click()
+    assert page.locator("#error").inner_text() == "Type or paste a tweet first."
+
+    page.get_by_label("Tweet text").fill("x" * 1001)
+    page.get_by_role("button", name="Analyse").click()
+    assert "limit is 1000" in page.locator("#error").inner_text()
+
+    page.route("**/v1/predict", lambda route: route.abort())
+    page.get_by_label("Tweet text").fill("Great crew!")
+    page.get_by_role("button", name="Analyse").click()
+    page.wait_for_function("!document.querySelector('#error').hidden")
+    assert "cannot be reached" in page.locator("#error").inner_text()
+
+    page.unroute("**/v1/predict")
+    page.get_by_role("button", name="Analyse").click()
+    page.locator("#verdict").wait_for(state="visible")
+    assert page.locator("#error").is_hidden()
