@@ -5,27 +5,39 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 
 from shared.models import ModelVersionInfo, get_champion
 from shared.preprocessing import PreprocessConfig
 from shared.settings import Settings
 from training.data import balanced_sample, download_sentiment140, load_sentiment140
+from training.experiment import TrainResult
 from training.registry import promote
-from training.simple import TrainResult, train_simple
+from training.simple import train_simple
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
 
-def train_baseline(settings: Settings, data: Path | None, sample: int | None = None) -> TrainResult:
-    """Train the simple model on Sentiment140 and register it (not promoted)."""
+def load_training_data(settings: Settings, data: Path | None) -> tuple[pd.DataFrame, Path]:
+    """Sentiment140 from data, else downloaded into the home folder; the frame and its path."""
     if data is None:
         console.print("No --data or AIRPARADIS_DATA: downloading the official Sentiment140 archive")
         data = download_sentiment140(settings.home / "data")
     console.print(f"Loading {data}")
-    frame = load_sentiment140(data)
-    size = min(sample or settings.train_sample, len(frame) - len(frame) % 2)
+    return load_sentiment140(data), data
+
+
+def sample_size(settings: Settings, frame: pd.DataFrame, sample: int | None) -> int:
+    """The balanced sample to train on: `sample`, else AIRPARADIS_TRAIN_SAMPLE, at most the data."""
+    return min(sample or settings.train_sample, len(frame) - len(frame) % 2)
+
+
+def train_baseline(settings: Settings, data: Path | None, sample: int | None = None) -> TrainResult:
+    """Train the simple model on Sentiment140 and register it (not promoted)."""
+    frame, data = load_training_data(settings, data)
+    size = sample_size(settings, frame, sample)
     frame = balanced_sample(frame, size) if size < len(frame) else frame
     console.print(f"Training the baseline model on {len(frame):,} tweets")
     return train_simple(
@@ -35,6 +47,10 @@ def train_baseline(settings: Settings, data: Path | None, sample: int | None = N
         tracking_uri=settings.tracking_uri,
         model_name=settings.model_name,
         artifacts_dir=settings.artifacts_dir,
+        candidates=("logreg",),
+        vectorizers=("tfidf",),
+        grid="small",  # one grid point: the first start stays quick
+        n_jobs=2,
         data_source=str(data),
         run_name="baseline",
     )

@@ -23,8 +23,9 @@ from shared.models import (
 )
 from shared.preprocessing import PreprocessConfig
 from training.data import load_sentiment140
+from training.experiment import TrainResult
 from training.registry import promote, register_version
-from training.simple import TrainResult, train_simple
+from training.simple import train_simple
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,7 @@ def test_the_run_records_params_metrics_split_and_plots(
     candidates = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
-    assert [candidate.info.run_name for candidate in candidates] == ["logreg"]
+    assert [candidate.info.run_name for candidate in candidates] == ["tfidf-logreg"]
     version = client.get_model_version(fixture_model.model_name, fixture_model.version)
     assert float(version.tags["threshold"]) == pytest.approx(fixture_model.threshold.threshold)
 

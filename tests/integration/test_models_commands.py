@@ -1,0 +1,177 @@
+"""`airparadis train simple --smoke` and the registry commands against MLflow on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from airparadis.cli import app
+from shared.models import CHAMPION, PREVIOUS, get_alias, registry_client
+from shared.nats_server import free_port
+from training.registry import TEST_AT_THRESHOLD_PREFIX, compare_versions
+
+pytestmark = pytest.mark.integration
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "airline_tweets.csv"
+MODEL = "airparadis-sentiment"
+
+
+class Home:
+    """An AIRPARADIS_HOME with its own SQLite registry; the CLI runs against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.env = {
+            "AIRPARADIS_HOME": str(root),
+            "AIRPARADIS_MLFLOW_TRACKING_URI": self.tracking_uri,
+            "AIRPARADIS_MODEL_NAME": MODEL,
+            # No NATS server listens there, so a promotion is announced to nobody.
+            "AIRPARADIS_NATS_URL": "",
+            "AIRPARADIS_NATS_PORT": str(free_port()),
+        }
+
+    def run(self, *args: str) -> Result:
+        return CliRunner().invoke(app, ["--log-level", "WARNING", *args], env=self.env)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """A registry holding version 1: a smoke training of two candidates on the fixture tweets."""
+    home = Home(tmp_path_factory.mktemp("home"))
+    result = home.run(
+        "train",
+        "simple",
+        "--data",
+        str(FIXTURE),
+        "--smoke",
+        "--candidates",
+        "logreg,nb",
+        "--vectorizers",
+        "tfidf",
+        "--no-lemmatize",
+        "--jobs",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    return home
+
+
+def register_with_precision(home: Home, precision: float) -> str:
+    """A new version of the trained model whose run recorded the given test precision."""
+    client = registry_client(home.tracking_uri)
+    first = client.get_model_version(MODEL, "1")
+    assert first.run_id is not None
+    experiment_id = client.get_run(first.run_id).info.experiment_id
+    run = client.create_run(experiment_id, run_name=f"precision-{precision}")
+    client.log_metric(run.info.run_id, f"{TEST_AT_THRESHOLD_PREFIX}precision", precision)
+    client.set_terminated(run.info.run_id)
+    storage = client.get_model_version_download_uri(MODEL, first.version)
+    version = client.create_model_version(
+        MODEL, storage, run_id=run.info.run_id, tags={"family": "simple"}
+    )
+    return str(version.version)
+
+
+def alias_holder(home: Home, alias: str) -> str | None:
+    holder = get_alias(home.tracking_uri, MODEL, alias)
+    return holder.version if holder else None
+
+
+def test_smoke_training_registers_one_version_with_a_nested_run_per_candidate(
+    home: Home,
+) -> None:
+    client = registry_client(home.tracking_uri)
+    (version,) = client.search_model_versions(f"name='{MODEL}'")
+    assert version.run_id is not None
+    run = client.get_run(version.run_id)
+    nested = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+
+    assert sorted(candidate.info.run_name for candidate in nested) == ["tfidf-logreg", "tfidf-nb"]
+    for candidate in nested:
+        assert any(key.startswith("best.clf__") for key in candidate.data.params)
+        for metric in ("cv.precision", "cv.roc_auc", "val.at_threshold.recall", "threshold"):
+            assert metric in candidate.data.metrics
+    assert run.data.tags["family"] == "simple"
+    assert run.data.params["preprocess.lemmatize"] == "False"
+    assert run.data.params["preprocess.remove_stopwords"] == "True"
+    assert run.data.params["candidates"] == "logreg,nb"
+    assert run.data.params["search.refit"] == "precision"
+    for metric in ("test.at_threshold.precision", "test.at_0.5.accuracy", "train_seconds"):
+        assert metric in run.data.metrics
+    plots = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {
+        "plots/confusion_matrix.png",
+        "plots/roc_curve.png",
+        "plots/precision_recall_curve.png",
+    }
+    assert [item.path for item in client.list_artifacts(run.info.run_id, "data")] == [
+        "data/split.csv.gz"
+    ]
+    assert version.tags["candidate"] in {"tfidf-logreg", "tfidf-nb"}
+    assert version.tags["data.n_train"] == "32"
+    assert "test.at_threshold.precision" in version.tags
+
+
+def test_compare_lists_every_version_with_its_test_figures(home: Home) -> None:
+    result = home.run("models", "compare")
+
+    assert result.exit_code == 0, result.output
+    (summary,) = [s for s in compare_versions(home.tracking_uri, MODEL) if s.version == "1"]
+    assert summary.family == "simple"
+    assert summary.n_train == 32
+    assert set(summary.test_at_threshold) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+    }
+    assert summary.latency_ms is not None and summary.latency_ms > 0
+    assert summary.size_bytes is not None and summary.size_bytes > 0
+    assert "simple" in result.output
+    assert f"{summary.test_at_threshold['precision']:.3f}" in result.output
+    assert "ROC AUC" in result.output
+
+
+def test_promote_refuses_a_less_precise_version_unless_forced(home: Home) -> None:
+    assert home.run("models", "promote", "1").exit_code == 0
+    champion_precision = compare_versions(home.tracking_uri, MODEL)[0].precision
+    assert champion_precision is not None
+    worse = register_with_precision(home, champion_precision - 0.1)
+
+    refused = home.run("models", "promote", worse)
+
+    assert refused.exit_code == 1
+    assert "Not promoted" in refused.output
+    assert "--force" in refused.output
+    assert alias_holder(home, CHAMPION) == "1"
+
+    forced = home.run("models", "promote", worse, "--force")
+
+    assert forced.exit_code == 0, forced.output
+    assert alias_holder(home, CHAMPION) == worse
+    assert alias_holder(home, PREVIOUS) == "1"
+
+
+def test_models_list_shows_versions_with_their_aliases(home: Home) -> None:
+    result = home.run("models", "list")
+
+    assert result.exit_code == 0, result.output
+    assert "simple" in result.output
+
+
+def test_evaluate_prints_the_metrics_at_half_and_at_the_threshold(home: Home) -> None:
+    result = home.run("models", "evaluate", "1", "--data", str(FIXTURE))
+
+    assert result.exit_code == 0, result.output
+    assert "on 40 tweets" in result.output
+    assert "at 0.5" in result.output
+    assert "at threshold" in result.output
+    for metric in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
+        assert metric in result.output

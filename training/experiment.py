@@ -1,0 +1,376 @@
+"""The training flow all model families share: split, preprocess, fit, threshold, test, register.
+
+A family (training/simple.py, training/lstm.py, training/transformer.py) only says how to fit an
+estimator on preprocessed texts and how to save it; `train_family` does the rest the same way for
+all of them, so their figures compare in `airparadis models compare`:
+
+- one parent MLflow run (tag `family`) with the split (artifact `data/split.csv.gz`), the params
+  (the family's hyper-parameters, `preprocess.*`, `data.*`, `split.*`, `target_precision`);
+- `family.fit` inside it, timed (`train_seconds`); it may log per-epoch metrics and nested runs;
+- the threshold chosen on validation for the target precision, the test metrics at 0.5
+  (`test.at_0.5.*`) and at that threshold (`test.at_threshold.*`), the plots (`plots/`);
+- the shared SentimentModel pyfunc logged with the saved estimator, loaded back and checked
+  against the in-memory estimator (train/serve skew), timed per tweet, measured on disk;
+- a registered version tagged with the threshold, family, target precision, data size and the
+  test figures. Promotion is a separate step (training/registry.py).
+
+A family that picks among candidates may also define `describe(estimator) -> str`, the name of
+what it kept (logged as `candidate.chosen`, the version tag `candidate` and TrainResult.candidate);
+otherwise the family name is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import mlflow
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from shared.models import (
+    FAMILY_TAG,
+    TARGET_PRECISION_TAG,
+    THRESHOLD_TAG,
+    ProbabilityEstimator,
+    SentimentModel,
+    SentimentModelConfig,
+)
+from shared.preprocessing import PreprocessConfig, TextPreprocessor
+from training.data import Split, balanced_sample, split
+from training.evaluate import ThresholdChoice, choose_threshold, classification_metrics, save_plots
+from training.model import ensure_experiment, log_sentiment_model, mlflow_at
+from training.registry import (
+    CANDIDATE_TAG,
+    DATA_SIZE_TAG,
+    TEST_AT_DEFAULT_PREFIX,
+    TEST_AT_THRESHOLD_PREFIX,
+    THRESHOLD_REACHED_TAG,
+    register_version,
+)
+
+logger = logging.getLogger(__name__)
+
+_SINGLE_TWEET_TIMINGS = 200
+# Served and in-memory probabilities may differ by float rounding (float32 networks, ONNX);
+# a preprocessing skew moves them by far more than this.
+SKEW_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class Texts:
+    """Tweets of one split, already preprocessed with the run's PreprocessConfig, and labels 0/1."""
+
+    texts: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+class Family(Protocol):
+    """What a model family plugs into train_family."""
+
+    name: str  # "simple" | "lstm" | "transformer" (MLflow tag family)
+    estimator_format: str  # key of shared.models.ESTIMATOR_LOADERS
+    packages: tuple[str, ...]  # pip packages pinned into the logged model's requirements
+
+    def params(self) -> dict[str, object]:
+        """Hyper-parameters, logged as params of the parent run."""
+        ...
+
+    def fit(self, train: Texts, val: Texts, work: Path, experiment_id: str) -> ProbabilityEstimator:
+        """Fit on train (val for early stopping or model choice); work is a scratch folder.
+
+        Runs inside the parent run: mlflow.log_metric(..., step=epoch) goes there; nested runs
+        need mlflow.start_run(nested=True, experiment_id=experiment_id).
+        """
+        ...
+
+    def save(self, estimator: ProbabilityEstimator, path: Path) -> Path:
+        """Write the estimator artifact (file or folder) under path and return it."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training produced: the registered version and the figures it was chosen on."""
+
+    run_id: str
+    model_uri: str
+    model_name: str
+    version: str
+    candidate: str
+    threshold: ThresholdChoice
+    test_at_default: dict[str, float]
+    test_at_threshold: dict[str, float]
+    val_at_threshold: dict[str, float]
+    sizes: dict[str, int]
+    preprocess_seconds: float
+    train_seconds: float
+    inference_ms_per_tweet: float
+    inference_ms_per_tweet_single: float
+    model_size_bytes: int
+
+
+@dataclass(frozen=True)
+class PreprocessedSplit:
+    """The preprocessed texts of each split."""
+
+    train: Texts
+    val: Texts
+    test: Texts
+
+
+def train_family(
+    family: Family,
+    data: pd.DataFrame | Split,
+    *,
+    preprocess: PreprocessConfig,
+    target_precision: float,
+    tracking_uri: str,
+    model_name: str,
+    artifacts_dir: Path,
+    experiment: str = "airparadis",
+    sample: int | None = None,
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 42,
+    data_source: str | None = None,
+    run_name: str | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one family, evaluate, log and register it; return the new version and its figures.
+
+    data is a loaded Sentiment140 frame (optionally downsampled to `sample` balanced tweets, then
+    split with `val`, `test` and `seed`) or a ready Split. Runs and artifacts go to tracking_uri
+    and artifacts_dir only.
+    """
+    splits = as_split(data, sample=sample, val=val, test=test, seed=seed)
+    started = time.perf_counter()
+    texts = preprocess_split(splits, preprocess, progress=progress)
+    preprocess_seconds = time.perf_counter() - started
+
+    experiment_id = ensure_experiment(tracking_uri, experiment, artifacts_dir)
+    with (
+        mlflow_at(tracking_uri),
+        mlflow.start_run(experiment_id=experiment_id, run_name=run_name or family.name) as run,
+        tempfile.TemporaryDirectory(prefix="airparadis-train-") as work_dir,
+    ):
+        work = Path(work_dir)
+        mlflow.set_tag(FAMILY_TAG, family.name)
+        mlflow.log_params(
+            _run_params(family, splits, preprocess, target_precision, data_source)
+            | {"data.sample": sample, "data.seed": seed, "split.val": val, "split.test": test}
+        )
+        _log_split(splits, work)
+        mlflow.log_metric("preprocess_seconds", preprocess_seconds)
+
+        fit_dir = work / "fit"
+        fit_dir.mkdir()
+        started = time.perf_counter()
+        estimator = family.fit(texts.train, texts.val, fit_dir, experiment_id)
+        train_seconds = time.perf_counter() - started
+        candidate = _describe(family, estimator)
+
+        val_proba = estimator.positive_proba(texts.val.texts)
+        choice = choose_threshold(texts.val.labels, val_proba, target_precision)
+        val_metrics = classification_metrics(texts.val.labels, val_proba, choice.threshold)
+        test_proba = np.asarray(estimator.positive_proba(texts.test.texts), dtype=float)
+        at_default = classification_metrics(texts.test.labels, test_proba, 0.5)
+        at_threshold = classification_metrics(texts.test.labels, test_proba, choice.threshold)
+        mlflow.log_param("candidate.chosen", candidate)
+        mlflow.log_metrics(
+            {
+                "threshold": choice.threshold,
+                "threshold_reached": float(choice.reached),
+                "train_seconds": train_seconds,
+                **_prefixed("val.at_threshold.", val_metrics),
+                **_prefixed(TEST_AT_DEFAULT_PREFIX, at_default),
+                **_prefixed(TEST_AT_THRESHOLD_PREFIX, at_threshold),
+            }
+        )
+        for path in save_plots(texts.test.labels, test_proba, choice.threshold, work / "plots"):
+            mlflow.log_artifact(str(path), artifact_path="plots")
+
+        config = SentimentModelConfig(
+            family=family.name,
+            estimator_format=family.estimator_format,
+            threshold=choice.threshold,
+            preprocess=preprocess.as_params(),
+            target_precision=target_precision,
+            extra={"candidate": candidate},
+        )
+        estimator_dir = work / "estimator"
+        estimator_dir.mkdir()
+        estimator_path = family.save(estimator, estimator_dir)
+        model_info = log_sentiment_model(
+            config, estimator_path, family_packages=tuple(family.packages)
+        )
+        serving = measure_logged_model(
+            model_info.model_uri, splits.test["text"].tolist(), test_proba
+        )
+        mlflow.log_metrics(serving)
+        version = register_version(
+            tracking_uri,
+            model_info.model_uri,
+            model_name,
+            tags=_version_tags(
+                family.name,
+                candidate,
+                choice,
+                target_precision,
+                n_train=len(texts.train),
+                figures={
+                    **_prefixed(TEST_AT_THRESHOLD_PREFIX, at_threshold),
+                    **_prefixed(TEST_AT_DEFAULT_PREFIX, at_default),
+                    **serving,
+                },
+            ),
+        )
+        mlflow.set_tag("registered_version", version.version)
+
+    logger.info(
+        "trained %s (%s) as %s version %s", family.name, candidate, model_name, version.version
+    )
+    return TrainResult(
+        run_id=run.info.run_id,
+        model_uri=model_info.model_uri,
+        model_name=model_name,
+        version=version.version,
+        candidate=candidate,
+        threshold=choice,
+        test_at_default=at_default,
+        test_at_threshold=at_threshold,
+        val_at_threshold=val_metrics,
+        sizes=splits.sizes(),
+        preprocess_seconds=preprocess_seconds,
+        train_seconds=train_seconds,
+        inference_ms_per_tweet=serving["inference_ms_per_tweet"],
+        inference_ms_per_tweet_single=serving["inference_ms_per_tweet_single"],
+        model_size_bytes=int(serving["model_size_bytes"]),
+    )
+
+
+def as_split(
+    data: pd.DataFrame | Split, *, sample: int | None, val: float, test: float, seed: int
+) -> Split:
+    """A ready Split as is, or a frame downsampled to `sample` balanced tweets and split."""
+    if isinstance(data, Split):
+        if sample is not None:
+            raise ValueError("sample applies to a frame, not to a ready Split")
+        return data
+    frame = balanced_sample(data, sample, seed=seed) if sample is not None else data
+    return split(frame, val=val, test=test, seed=seed)
+
+
+def preprocess_split(
+    splits: Split, config: PreprocessConfig, *, progress: bool = True
+) -> PreprocessedSplit:
+    """Run the shared preprocessing over every split (with a progress bar per split)."""
+    preprocessor = TextPreprocessor(config)
+
+    def clean(frame: pd.DataFrame, name: str) -> Texts:
+        tweets = tqdm(frame["text"], desc=f"preprocess {name}", unit="tweet", disable=not progress)
+        return Texts(
+            texts=[preprocessor(tweet) for tweet in tweets],
+            labels=frame["label"].to_numpy(dtype=np.int64),
+        )
+
+    return PreprocessedSplit(
+        train=clean(splits.train, "train"),
+        val=clean(splits.val, "val"),
+        test=clean(splits.test, "test"),
+    )
+
+
+def measure_logged_model(
+    model_uri: str, raw_test: list[str], expected: np.ndarray
+) -> dict[str, float]:
+    """Load the logged model back as serving will, check it agrees with training, time it.
+
+    expected holds the in-memory estimator's probabilities for raw_test once preprocessed;
+    RuntimeError when the served model disagrees (train/serve skew).
+    """
+    with tempfile.TemporaryDirectory(prefix="airparadis-model-") as download_dir:
+        local_path = mlflow.artifacts.download_artifacts(model_uri, dst_path=download_dir)
+        size = sum(path.stat().st_size for path in Path(local_path).rglob("*") if path.is_file())
+        model = mlflow.pyfunc.load_model(local_path).unwrap_python_model()
+    if not isinstance(model, SentimentModel):
+        raise TypeError(f"logged model loads as {type(model).__name__}, not SentimentModel")
+    started = time.perf_counter()
+    served = model.predict_proba(raw_test)
+    batch_ms = (time.perf_counter() - started) * 1000 / len(raw_test)
+    gap = float(np.max(np.abs(served - expected))) if len(raw_test) else 0.0
+    if not gap <= SKEW_TOLERANCE:
+        raise RuntimeError(
+            f"the logged model disagrees with the trained one (train/serve skew): "
+            f"probabilities differ by up to {gap:.2e} on the test tweets"
+        )
+    singles = raw_test[:_SINGLE_TWEET_TIMINGS]
+    started = time.perf_counter()
+    for tweet in singles:
+        model.predict_proba([tweet])
+    single_ms = (time.perf_counter() - started) * 1000 / max(len(singles), 1)
+    return {
+        "inference_ms_per_tweet": batch_ms,
+        "inference_ms_per_tweet_single": single_ms,
+        "model_size_bytes": float(size),
+    }
+
+
+def _describe(family: Family, estimator: ProbabilityEstimator) -> str:
+    describe = getattr(family, "describe", None)
+    return str(describe(estimator)) if callable(describe) else family.name
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}{key}": value for key, value in metrics.items()}
+
+
+def _run_params(
+    family: Family,
+    splits: Split,
+    preprocess: PreprocessConfig,
+    target_precision: float,
+    data_source: str | None,
+) -> dict[str, object]:
+    return {
+        "family": family.name,
+        "data.source": data_source or "in-memory",
+        **{f"data.n_{name}": size for name, size in splits.sizes().items()},
+        "target_precision": target_precision,
+        **preprocess.as_params(),
+        **family.params(),
+    }
+
+
+def _version_tags(
+    family: str,
+    candidate: str,
+    choice: ThresholdChoice,
+    target_precision: float,
+    *,
+    n_train: int,
+    figures: dict[str, float],
+) -> dict[str, str]:
+    return {
+        THRESHOLD_TAG: str(choice.threshold),
+        TARGET_PRECISION_TAG: str(target_precision),
+        THRESHOLD_REACHED_TAG: str(choice.reached).lower(),
+        FAMILY_TAG: family,
+        CANDIDATE_TAG: candidate,
+        DATA_SIZE_TAG: str(n_train),
+        **{key: repr(float(value)) for key, value in figures.items()},
+    }
+
+
+def _log_split(splits: Split, work: Path) -> None:
+    path = work / "split.csv.gz"
+    splits.assignments().to_csv(path, index=False)
+    mlflow.log_artifact(str(path), artifact_path="data")
