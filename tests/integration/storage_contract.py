@@ -21,7 +21,18 @@ from shared.messages import (
     TextFeatures,
     TweetScored,
 )
-from shared.storage import PredictionRepository, Store, apply_migrations
+from shared.storage import (
+    MIGRATIONS_DIR,
+    PredictionRepository,
+    Store,
+    apply_migrations,
+    load_migrations,
+)
+
+# Every migration in infra/clickhouse/, in the order the runner applies them.
+ALL_MIGRATIONS = [
+    m.version for m in load_migrations(MIGRATIONS_DIR, {"database": "d", "retention_days": "1"})
+]
 
 RETENTION_DAYS = 365
 MALICIOUS = "'; DROP TABLE predictions; --"
@@ -137,7 +148,7 @@ class StoreContract:
         self, connect: Callable[[], Store]
     ) -> None:
         first = connect()
-        assert apply_migrations(first, RETENTION_DAYS) == ["001_init", "R__retention_ttl"]
+        assert apply_migrations(first, RETENTION_DAYS) == ALL_MIGRATIONS
         tables = first.query("SELECT name FROM system.tables WHERE database = currentDatabase()")
         assert {"predictions", "feedback", "alerts", "schema_migrations"} <= {
             t["name"] for t in tables
@@ -146,7 +157,7 @@ class StoreContract:
         restarted = connect()
         assert apply_migrations(restarted, RETENTION_DAYS) == []
         ledger = restarted.query("SELECT version FROM schema_migrations FINAL ORDER BY version")
-        assert [row["version"] for row in ledger] == ["001_init", "R__retention_ttl"]
+        assert [row["version"] for row in ledger] == ALL_MIGRATIONS
 
     async def test_saved_predictions_feedback_and_alerts_read_back(
         self, repository: PredictionRepository, store: Store

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # A sibling module: pytest puts tests/integration on sys.path (no __init__.py in tests/).
-from storage_contract import StoreContract
+from storage_contract import ALL_MIGRATIONS, StoreContract
 
 from shared.settings import Settings
 from shared.storage import (
@@ -33,7 +33,7 @@ def test_default_settings_open_chdb_and_migrate_a_fresh_home_folder(tmp_path: Pa
     try:
         assert isinstance(store, ChdbStore)
         assert store.path == tmp_path.resolve() / "clickhouse"
-        assert apply_migrations(store, 365) == ["001_init", "R__retention_ttl"]
+        assert apply_migrations(store, 365) == ALL_MIGRATIONS
         assert apply_migrations(store, 365) == []
         assert store.query("SELECT count() AS n FROM predictions") == [{"n": 0}]
     finally:

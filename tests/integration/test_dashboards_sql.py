@@ -1,0 +1,517 @@
+"""Every panel's SQL, taken from the dashboard JSON, run on the migrated schema in chDB against
+seeded data whose answers are known: traffic, latency, error rate, alerts, and a PSI near 0 on
+an undrifted hour and above the alert line on a drifted one. The functions of
+shared/monitoring.py (what /monitor and the alerter call) must give the same answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from airparadis.dashboards import DASHBOARDS_DIR
+from shared import monitoring
+from shared.monitoring import (
+    FEATURES_BY_NAME,
+    MIN_PREDICTIONS_FOR_PSI,
+    PSI_ALERT,
+    TEXT_FEATURES,
+    TimeWindow,
+    bin_shares,
+    psi,
+    reference_rows,
+    reference_shares,
+)
+from shared.storage import ChdbStore, Store, apply_migrations
+
+pytestmark = pytest.mark.integration
+
+MODEL = "airparadis-sentiment"
+SERVING, OLD = "3", "2"
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # hour A: 10:00, undrifted; hour B: 11:00
+HOUR = timedelta(hours=1)
+PER_MINUTE = 40  # predictions of the serving version each minute
+OLD_PER_MINUTE = 5  # of the old version, hour A only
+REPORTED_SHARE = {0: 0.05, 1: 0.10}  # share of hour A's and hour B's predictions reported
+# Features the drifted hour leaves alone: their PSI must stay low there too.
+STEADY = ("n_mentions", "n_hashtags", "n_emojis")
+COUNTED = ("length", "n_words", "n_urls", "n_mentions", "n_hashtags", "n_emojis")
+SNAPSHOT = ("text", "label", "probability", "threshold", "model_name", "model_version", "scored_at")
+
+
+def _features(rng: np.random.Generator, n: int, *, drifted: bool) -> dict[str, np.ndarray]:
+    """Tweets like the validation set, or drifted: longer, more URLs, more unknown words, and
+    probabilities pushed toward positive."""
+    length = rng.integers(200, 400, n) if drifted else rng.integers(15, 140, n)
+    return {
+        "probability": rng.beta(5, 1, n) if drifted else rng.beta(2, 2, n),
+        "length": length,
+        "n_words": length // 6,
+        "n_urls": rng.choice([2, 3], n)
+        if drifted
+        else rng.choice([0, 1, 2], n, p=[0.7, 0.25, 0.05]),
+        "n_mentions": rng.choice([0, 1, 2], n, p=[0.5, 0.4, 0.1]),
+        "n_hashtags": rng.choice([0, 1, 2, 3], n, p=[0.7, 0.2, 0.07, 0.03]),
+        "n_emojis": rng.choice([0, 1, 4], n, p=[0.8, 0.15, 0.05]),
+        "oov_rate": rng.uniform(0.3, 0.6, n) if drifted else rng.uniform(0.0, 0.15, n),
+    }
+
+
+@dataclass
+class Seeded:
+    """What was stored, to compute the expected answers from."""
+
+    predictions: list[dict[str, Any]]
+    reference: list[dict[str, Any]]
+    reported_ids: set[str]
+    reports: int
+    alerts: list[dict[str, Any]]
+
+    def of(self, version: str, hour: int | None = None) -> list[dict[str, Any]]:
+        return [
+            p
+            for p in self.predictions
+            if p["model_version"] == version
+            and (hour is None or START + hour * HOUR <= p["scored_at"] < START + (hour + 1) * HOUR)
+        ]
+
+
+def _predictions(rng: np.random.Generator) -> list[dict[str, Any]]:
+    rows = []
+    plan = [(SERVING, hour, PER_MINUTE) for hour in (0, 1)] + [(OLD, 0, OLD_PER_MINUTE)]
+    for version, hour, per_minute in plan:
+        n = per_minute * 60
+        features = _features(rng, n, drifted=hour == 1 and version == SERVING)
+        latency = rng.gamma(2.0, 15.0, n)
+        batch = rng.integers(1, 65, n)
+        for i in range(n):
+            scored_at = START + hour * HOUR + timedelta(seconds=60 * (i // per_minute))
+            scored_at += timedelta(milliseconds=int(rng.integers(0, 59_000)))
+            probability = float(features["probability"][i])
+            rows.append(
+                {
+                    "id": f"v{version}-h{hour}-{i}",
+                    "text": "x" * int(features["length"][i]),
+                    "source": "api",
+                    "label": "positive" if probability >= 0.5 else "negative",
+                    "probability": probability,
+                    "threshold": 0.5,
+                    "model_name": MODEL,
+                    "model_version": version,
+                    "submitted_at": scored_at - timedelta(milliseconds=float(latency[i])),
+                    "scored_at": scored_at,
+                    "latency_ms": float(latency[i]),
+                    "batch_size": int(batch[i]),
+                    **{name: int(features[name][i]) for name in COUNTED},
+                    # Stored as Float32: keep what ClickHouse keeps.
+                    "oov_rate": float(np.float32(features["oov_rate"][i])),
+                }
+            )
+    return rows
+
+
+def _feedback(rows: list[dict[str, Any]], rng: np.random.Generator) -> tuple[list[dict], set[str]]:
+    reports, reported = [], set()
+    for hour, share in REPORTED_SHARE.items():
+        candidates = [r for r in rows if r["id"].startswith(f"v{SERVING}-h{hour}-")]
+        chosen = rng.choice(len(candidates), int(len(candidates) * share), replace=False)
+        for k, index in enumerate(sorted(chosen)):
+            prediction = candidates[index]
+            reported.add(prediction["id"])
+            # Every fifth prediction is reported twice: it must count once.
+            for copy in range(2 if k % 5 == 0 else 1):
+                reports.append(
+                    {
+                        "id": f"report-{prediction['id']}-{copy}",
+                        "prediction_id": prediction["id"],
+                        "correct_label": "negative",
+                        "comment": "",
+                        "reported_at": prediction["scored_at"] + timedelta(minutes=2, seconds=copy),
+                        **{key: prediction[key] for key in SNAPSHOT},
+                    }
+                )
+    return reports, reported
+
+
+ALERTS = [
+    {"id": "a1", "kind": "wrong_predictions", "raised_at": START + timedelta(minutes=15)},
+    {"id": "a2", "kind": "drift", "raised_at": START + HOUR + timedelta(minutes=30)},
+    {"id": "a3", "kind": "error_rate", "raised_at": START + HOUR + timedelta(minutes=45)},
+]
+
+
+@pytest.fixture(scope="module")
+def seeded_database(chdb_folder: Path) -> Iterator[tuple[str, Seeded]]:
+    """A database of this module, migrated and seeded once; its stores are closed at once."""
+    name = f"test_dashboards_{datetime.now(UTC):%H%M%S%f}"
+    rng = np.random.default_rng(2026)
+    predictions = _predictions(rng)
+    validation = _features(rng, 6000, drifted=False)
+    reference = reference_rows(
+        validation["probability"],
+        {k: v for k, v in validation.items() if k != "probability"},
+        MODEL,
+        SERVING,
+    )
+    reports, reported = _feedback(predictions, rng)
+    alerts = [{**a, "summary": f"{a['kind']} alert", "details": "{}"} for a in ALERTS]
+    store = ChdbStore(chdb_folder, name)
+    try:
+        apply_migrations(store, 3650)
+        store.insert("predictions", predictions)
+        monitoring.save_reference(store, reference)
+        monitoring.save_reference(store, reference)  # saved again at a second promotion
+        store.insert("feedback", reports)
+        store.insert("feedback", reports[:50])  # a redelivery
+        store.insert("alerts", alerts)
+    finally:
+        store.close()
+    yield name, Seeded(predictions, reference, reported, len(reports), alerts)
+    cleanup = ChdbStore(chdb_folder, name)
+    try:
+        cleanup.command(f"DROP DATABASE IF EXISTS {name}")
+    finally:
+        cleanup.close()
+
+
+@pytest.fixture
+def seeded(seeded_database: tuple[str, Seeded]) -> Seeded:
+    return seeded_database[1]
+
+
+@pytest.fixture
+def store(chdb_folder: Path, seeded_database: tuple[str, Seeded]) -> Iterator[Store]:
+    store = ChdbStore(chdb_folder, seeded_database[0])
+    yield store
+    store.close()
+
+
+# --- Panels as Grafana has them: SQL read from dashboards/*.json ---
+
+
+def _dashboard_panels() -> dict[str, dict[str, Any]]:
+    panels = {}
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
+        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
+            panels[f"{path.stem}/{panel['title']}"] = panel
+    return panels
+
+
+PANELS = _dashboard_panels()
+COLUMNS = {
+    "traffic/Predictions per minute": ["t", "model_version", "predictions_per_minute"],
+    "traffic/Latency p50 / p95 / p99": ["t", "model_version", "p50", "p95", "p99"],
+    "traffic/Infer batch size": ["t", "model_version", "mean_batch_size", "max_batch_size"],
+    "traffic/By model version": [
+        "model_version",
+        "predictions",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "mean_batch_size",
+        "first_seen",
+        "last_seen",
+    ],
+    "quality/Share of predictions reported wrong": ["t", "model_version", "error_rate"],
+    "quality/Error rate by model version": [
+        "model_version",
+        "predictions",
+        "reported",
+        "error_rate",
+    ],
+    "quality/Alerts": ["t", "kind", "alerts"],
+    "quality/Recent reports": [
+        "reported_at",
+        "model_version",
+        "label",
+        "correct_label",
+        "probability",
+        "threshold",
+        "tweet",
+        "comment",
+    ],
+    "quality/Recent alerts": ["raised_at", "kind", "summary"],
+    "drift/PSI of the predicted probability": ["t", "feature", "psi"],
+    "drift/PSI of text features": ["t", "feature", "psi"],
+    "drift/PSI over the selected range": ["feature", "psi", "predictions"],
+    "drift/Positive rate": ["t", "model_version", "positive_rate"],
+}
+WHOLE = TimeWindow(START, START + 2 * HOUR - timedelta(milliseconds=1), interval_s=3600)
+HOUR_A = TimeWindow(START, START + HOUR - timedelta(milliseconds=1), interval_s=3600)
+HOUR_B = TimeWindow(START + HOUR, START + 2 * HOUR - timedelta(milliseconds=1), interval_s=3600)
+ALL_VERSIONS: dict[str, str | None] = {"model_version": None}
+SERVING_MODEL: dict[str, str | None] = {"model_name": MODEL, "model_version": SERVING}
+
+
+def run_panel(
+    store: Store, title: str, window: TimeWindow, variables: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
+    """The panel's SQL from the dashboard JSON, its macros filled, run in chDB."""
+    return monitoring.run_sql(store, PANELS[title]["targets"][0]["rawSql"], window, variables)
+
+
+def test_the_tests_cover_every_panel_of_every_dashboard() -> None:
+    assert set(PANELS) == set(COLUMNS)
+
+
+@pytest.mark.parametrize("title", sorted(COLUMNS))
+def test_every_panel_runs_on_the_migrated_schema_with_its_columns(store: Store, title: str) -> None:
+    variables = SERVING_MODEL if title.startswith("drift/PSI") else ALL_VERSIONS
+
+    rows = run_panel(store, title, WHOLE, variables)
+
+    assert rows, f"{title} returned nothing"
+    assert list(rows[0]) == COLUMNS[title]
+
+
+def _minutes(rows: list[dict[str, Any]]) -> dict[tuple[datetime, str], float]:
+    return {(r["t"], r["model_version"]): r["predictions_per_minute"] for r in rows}
+
+
+def test_predictions_per_minute_count_each_minute_by_version(store: Store) -> None:
+    by_minute = TimeWindow(START, START + 2 * HOUR - timedelta(milliseconds=1), interval_s=60)
+
+    rows = run_panel(store, "traffic/Predictions per minute", by_minute, ALL_VERSIONS)
+
+    counts = _minutes(rows)
+    assert len(counts) == 120 + 60
+    assert {v for (t, version), v in counts.items() if version == SERVING} == {PER_MINUTE}
+    assert {v for (t, version), v in counts.items() if version == OLD} == {OLD_PER_MINUTE}
+    assert min(t for t, _ in counts) == START
+    # Wider buckets still read per minute.
+    hourly = _minutes(run_panel(store, "traffic/Predictions per minute", WHOLE, ALL_VERSIONS))
+    assert hourly == {
+        (START, SERVING): PER_MINUTE,
+        (START, OLD): OLD_PER_MINUTE,
+        (START + HOUR, SERVING): PER_MINUTE,
+    }
+
+
+def test_latency_quantiles_are_numpys_on_the_stored_latencies(store: Store, seeded: Seeded) -> None:
+    rows = run_panel(store, "traffic/Latency p50 / p95 / p99", WHOLE, {"model_version": SERVING})
+
+    assert [r["t"] for r in rows] == [START, START + HOUR]
+    for hour, row in enumerate(rows):
+        latencies = [p["latency_ms"] for p in seeded.of(SERVING, hour)]
+        expected = np.quantile(latencies, [0.5, 0.95, 0.99])
+        assert [row["p50"], row["p95"], row["p99"]] == pytest.approx(expected, rel=1e-9)
+        assert row["model_version"] == SERVING
+
+
+def test_batch_sizes_are_the_mean_and_largest_batch(store: Store, seeded: Seeded) -> None:
+    rows = run_panel(store, "traffic/Infer batch size", HOUR_A, ALL_VERSIONS)
+
+    for row in rows:
+        batches = [p["batch_size"] for p in seeded.of(row["model_version"], 0)]
+        assert row["mean_batch_size"] == pytest.approx(np.mean(batches))
+        assert row["max_batch_size"] == max(batches)
+
+
+def test_traffic_by_version_lists_the_latest_version_first(store: Store, seeded: Seeded) -> None:
+    rows = run_panel(store, "traffic/By model version", WHOLE, ALL_VERSIONS)
+
+    assert [(r["model_version"], r["predictions"]) for r in rows] == [
+        (SERVING, len(seeded.of(SERVING))),
+        (OLD, len(seeded.of(OLD))),
+    ]
+    assert rows[0]["p99_ms"] == pytest.approx(
+        np.quantile([p["latency_ms"] for p in seeded.of(SERVING)], 0.99)
+    )
+
+
+def test_error_rate_is_the_share_of_predictions_reported_at_least_once(
+    store: Store, seeded: Seeded
+) -> None:
+    rows = run_panel(store, "quality/Share of predictions reported wrong", WHOLE, ALL_VERSIONS)
+
+    rates = {(r["t"], r["model_version"]): r["error_rate"] for r in rows}
+    assert rates == {
+        (START, SERVING): pytest.approx(REPORTED_SHARE[0]),
+        (START, OLD): 0.0,
+        (START + HOUR, SERVING): pytest.approx(REPORTED_SHARE[1]),
+    }
+
+
+def test_error_rate_by_version_counts_reported_predictions_once(
+    store: Store, seeded: Seeded
+) -> None:
+    rows = run_panel(store, "quality/Error rate by model version", WHOLE, ALL_VERSIONS)
+
+    assert rows == [
+        {"model_version": OLD, "predictions": 300, "reported": 0, "error_rate": 0.0},
+        {
+            "model_version": SERVING,
+            "predictions": 4800,
+            "reported": len(seeded.reported_ids),
+            "error_rate": pytest.approx(len(seeded.reported_ids) / 4800),
+        },
+    ]
+    assert len(seeded.reported_ids) < seeded.reports  # some were reported twice
+
+
+def test_the_version_variable_narrows_every_figure_to_that_version(store: Store) -> None:
+    rows = run_panel(store, "quality/Error rate by model version", WHOLE, {"model_version": OLD})
+
+    assert [r["model_version"] for r in rows] == [OLD]
+    reports = run_panel(store, "quality/Recent reports", WHOLE, {"model_version": OLD})
+    assert reports == []
+
+
+def test_recent_reports_show_the_latest_reports_first(store: Store, seeded: Seeded) -> None:
+    rows = run_panel(store, "quality/Recent reports", WHOLE, ALL_VERSIONS)
+
+    assert len(rows) == monitoring.RECENT_ROWS
+    times = [r["reported_at"] for r in rows]
+    assert times == sorted(times, reverse=True)
+    assert {r["correct_label"] for r in rows} == {"negative"}
+    assert all(len(r["tweet"]) <= 140 for r in rows)
+
+
+def test_alerts_are_counted_by_kind_and_listed_latest_first(store: Store) -> None:
+    counted = run_panel(store, "quality/Alerts", WHOLE, ALL_VERSIONS)
+    listed = run_panel(store, "quality/Recent alerts", WHOLE, ALL_VERSIONS)
+
+    assert counted == [
+        {"t": START, "kind": "wrong_predictions", "alerts": 1},
+        {"t": START + HOUR, "kind": "drift", "alerts": 1},
+        {"t": START + HOUR, "kind": "error_rate", "alerts": 1},
+    ]
+    assert [a["kind"] for a in listed] == ["error_rate", "drift", "wrong_predictions"]
+    assert listed[0]["raised_at"] == ALERTS[2]["raised_at"]
+
+
+def test_positive_rate_is_the_share_called_positive(store: Store, seeded: Seeded) -> None:
+    rows = run_panel(store, "drift/Positive rate", WHOLE, {"model_version": SERVING})
+
+    for hour, row in enumerate(rows):
+        labels = [p["label"] for p in seeded.of(SERVING, hour)]
+        assert row["positive_rate"] == pytest.approx(labels.count("positive") / len(labels))
+    assert rows[1]["positive_rate"] > rows[0]["positive_rate"] + 0.3
+
+
+def _psi_by_hour(rows: list[dict[str, Any]]) -> dict[tuple[int, str], float]:
+    return {(int((r["t"] - START) / HOUR), r["feature"]): r["psi"] for r in rows}
+
+
+def test_probability_psi_is_near_zero_undrifted_and_above_the_alert_line_drifted(
+    store: Store,
+) -> None:
+    rows = run_panel(store, "drift/PSI of the predicted probability", WHOLE, SERVING_MODEL)
+
+    by_hour = _psi_by_hour(rows)
+    assert set(by_hour) == {(0, "probability"), (1, "probability")}
+    assert by_hour[0, "probability"] < 0.05
+    assert by_hour[1, "probability"] > PSI_ALERT
+
+
+def test_text_feature_psi_rises_only_for_the_features_that_drifted(store: Store) -> None:
+    rows = run_panel(store, "drift/PSI of text features", WHOLE, SERVING_MODEL)
+
+    by_hour = _psi_by_hour(rows)
+    assert {feature for _, feature in by_hour} == set(TEXT_FEATURES)
+    for feature in TEXT_FEATURES:
+        assert by_hour[0, feature] < 0.05, feature
+        if feature in STEADY:
+            assert by_hour[1, feature] < 0.05, feature
+        else:
+            assert by_hour[1, feature] > PSI_ALERT, feature
+
+
+def _python_psi(seeded: Seeded, hour: int) -> dict[str, float]:
+    expected = reference_shares(seeded.reference)
+    live = seeded.of(SERVING, hour)
+    return {
+        name: psi(expected[name], bin_shares((p[name] for p in live), FEATURES_BY_NAME[name]))
+        for name in expected
+    }
+
+
+@pytest.mark.parametrize(
+    ("hour", "window"), [(0, HOUR_A), (1, HOUR_B)], ids=["undrifted", "drifted"]
+)
+def test_sql_psi_over_a_range_equals_the_python_psi_on_the_same_data(
+    store: Store, seeded: Seeded, hour: int, window: TimeWindow
+) -> None:
+    rows = run_panel(store, "drift/PSI over the selected range", window, SERVING_MODEL)
+
+    in_sql = {r["feature"]: r["psi"] for r in rows}
+    assert in_sql == pytest.approx(_python_psi(seeded, hour), rel=1e-9, abs=1e-12)
+    assert {r["predictions"] for r in rows} == {PER_MINUTE * 60}
+
+
+def test_psi_needs_a_reference_and_enough_predictions(store: Store) -> None:
+    minute = TimeWindow(START, START + timedelta(seconds=59), interval_s=3600)
+    assert PER_MINUTE < MIN_PREDICTIONS_FOR_PSI
+
+    assert run_panel(store, "drift/PSI over the selected range", minute, SERVING_MODEL) == []
+    no_reference = {"model_name": MODEL, "model_version": OLD}
+    assert run_panel(store, "drift/PSI over the selected range", HOUR_A, no_reference) == []
+
+
+# --- The functions the /monitor page and the alerter call: same SQL, same answers ---
+
+
+def test_monitor_functions_return_the_panels_figures(store: Store, seeded: Seeded) -> None:
+    since, until = WHOLE.since, WHOLE.until
+
+    assert monitoring.model_versions(store, since, until) == [SERVING, OLD]
+    assert monitoring.model_versions(store, since, until, MODEL) == [SERVING, OLD]
+    assert monitoring.traffic_per_minute(store, since, until, SERVING, 3600) == [
+        {"t": START, "model_version": SERVING, "predictions_per_minute": PER_MINUTE},
+        {"t": START + HOUR, "model_version": SERVING, "predictions_per_minute": PER_MINUTE},
+    ]
+    assert monitoring.latency_quantiles(store, since, until, None, 3600) == run_panel(
+        store, "traffic/Latency p50 / p95 / p99", WHOLE, ALL_VERSIONS
+    )
+    assert monitoring.batch_sizes(store, since, until, OLD, 3600)[0]["model_version"] == OLD
+    assert len(monitoring.traffic_by_version(store, since, until)) == 2
+    assert monitoring.error_rate_over_time(store, since, until, SERVING, 3600)[1][
+        "error_rate"
+    ] == pytest.approx(REPORTED_SHARE[1])
+    assert monitoring.error_rate(store, since, until) == {
+        "predictions": 5100,
+        "reported": len(seeded.reported_ids),
+        "error_rate": pytest.approx(len(seeded.reported_ids) / 5100),
+    }
+    assert monitoring.error_rate(store, since, until, OLD)["reported"] == 0
+    assert len(monitoring.recent_reports(store, since, until, limit=10)) == 10
+    assert len(monitoring.alerts_over_time(store, since, until, 3600)) == 3
+    assert [a["kind"] for a in monitoring.recent_alerts(store, since, until, limit=2)] == [
+        "error_rate",
+        "drift",
+    ]
+    assert len(monitoring.positive_rate(store, since, until, SERVING)) > 0
+
+
+def test_psi_functions_give_per_feature_figures_for_the_alerter_and_the_page(
+    store: Store, seeded: Seeded
+) -> None:
+    undrifted = monitoring.psi_by_feature(store, HOUR_A.since, HOUR_A.until, MODEL, SERVING)
+    drifted = monitoring.psi_by_feature(store, HOUR_B.since, HOUR_B.until, MODEL, SERVING)
+    over_time = monitoring.psi_over_time(store, WHOLE.since, WHOLE.until, MODEL, SERVING)
+
+    assert undrifted == pytest.approx(_python_psi(seeded, 0), rel=1e-9, abs=1e-12)
+    assert max(undrifted.values()) < 0.05
+    assert drifted["probability"] > PSI_ALERT and drifted["length"] > PSI_ALERT
+    assert set(over_time) == set(undrifted)
+    assert [point["t"] for point in over_time["length"]] == [START, START + HOUR]
+    assert over_time["length"][1]["psi"] > PSI_ALERT
+    assert monitoring.psi_by_feature(store, WHOLE.since, WHOLE.until, MODEL, OLD) == {}
+    assert monitoring.has_reference(store, MODEL, SERVING)
+    assert not monitoring.has_reference(store, MODEL, OLD)
+
+
+def test_saving_a_reference_again_keeps_one_row_per_feature_and_bin(
+    store: Store, seeded: Seeded
+) -> None:
+    [stats] = store.query(
+        "SELECT count() AS n, uniqExact(feature, bin) AS bins FROM drift_reference FINAL"
+    )
+
+    assert stats == {"n": len(seeded.reference), "bins": len(seeded.reference)}
