@@ -544,6 +544,11 @@ class PredictionRepository:
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    @property
+    def store(self) -> Store:
+        """The store underneath, for read-only reporting queries (shared/monitoring.py)."""
+        return self._store
+
     async def save_predictions(self, events: Sequence[TweetScored]) -> None:
         await self._insert("predictions", [prediction_row(event) for event in events])
 

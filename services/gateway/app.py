@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway.alerts import AlertWatcher
+from services.gateway.monitor import monitor_figures
 from services.gateway.replies import ReplyWaiter
 from shared import subjects
 from shared.bus import publish_event
@@ -156,6 +158,26 @@ def create_app(
     )
     recent = RecentPredictions()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/monitor", include_in_schema=False)
+    async def monitor_page() -> FileResponse:
+        """Traffic, latency, error rate and drift, without Grafana."""
+        return FileResponse(STATIC / "monitor.html")
+
+    @app.get("/v1/monitor")
+    async def monitor(
+        hours: Annotated[int, Query(ge=1, le=24 * 31, description="Window, in hours.")] = 6,
+        model_version: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> JSONResponse:
+        """The key figures of the dashboards, from the same SQL (for /monitor)."""
+        try:
+            figures = await asyncio.to_thread(
+                monitor_figures, repository.store, settings.model_name, hours, model_version
+            )
+        except Exception as exc:
+            log.exception("monitor query failed")
+            raise ApiError(503, "store_unavailable", f"ClickHouse did not answer: {exc}") from exc
+        return JSONResponse(jsonable_encoder(figures))
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -324,3 +324,29 @@ async def test_a_malformed_explain_request_gets_an_error_reply(
     async with start_platform(("infer",)):
         reply = await upstream.request({"text": ""}, subjects.EXPLAIN_REQUESTED, timeout=10)
     assert "empty" in RequestFailed.model_validate_json(reply.body).error
+
+
+async def test_monitor_figures_come_from_clickhouse(
+    platform_settings: Settings, upstream: NatsBroker
+) -> None:
+    import httpx
+
+    platform = build_platform(platform_settings)
+    await platform.start()
+    try:
+        for n in range(5):
+            t = TweetSubmitted(text=f"Great flight number {n}")
+            await publish_event(upstream, t, subjects.TWEETS_SUBMITTED, msg_id=t.id)
+        await eventually(rows_in(platform, "predictions", 5), what="5 stored predictions")
+        assert platform.gateway is not None
+        transport = httpx.ASGITransport(app=platform.gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            page = await client.get("/monitor")
+            figures = (await client.get("/v1/monitor", params={"hours": 1})).json()
+    finally:
+        await platform.stop()
+    assert page.status_code == 200 and "monitor" in page.text
+    assert figures["model_versions"] == ["1"]
+    assert sum(p["predictions"] for p in figures["traffic"]) > 0
+    assert figures["latency"] and figures["latency"][0]["p99"] >= figures["latency"][0]["p50"]
+    assert figures["error_rate"][0]["error_rate"] == 0

@@ -1,0 +1,58 @@
+"""The figures of the built-in /monitor page: the dashboards' own SQL, for one model version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared import monitoring
+from shared.storage import Store
+
+
+def _series(rows: list[dict[str, Any]], key: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [{"t": row["t"], name or key: row[key]} for row in rows]
+
+
+def monitor_figures(
+    store: Store, model_name: str, hours: int, model_version: str | None
+) -> dict[str, Any]:
+    """Traffic, latency, error rate, positive rate, drift and alerts over the last hours."""
+    # Up to the end of the current minute: time filters work in whole seconds, and the last
+    # tweets, scored a moment ago, must count.
+    until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    since = until - timedelta(hours=hours)
+    versions = monitoring.model_versions(store, since, until, model_name)
+    version = model_version or (versions[0] if versions else None)
+    interval = monitoring.auto_interval_s(since, until)
+    figures: dict[str, Any] = {
+        "since": since,
+        "until": until,
+        "model_versions": versions,
+        "model_version": version,
+        "traffic": [],
+        "latency": [],
+        "error_rate": [],
+        "positive_rate": [],
+        "psi": {},
+        "alerts": monitoring.recent_alerts(store, since, until, limit=20),
+    }
+    if version is None:
+        return figures
+    traffic = monitoring.traffic_per_minute(store, since, until, version, interval)
+    figures["traffic"] = _series(traffic, "predictions_per_minute", "predictions")
+    figures["latency"] = [
+        {"t": r["t"], "p50": r["p50"], "p95": r["p95"], "p99": r["p99"]}
+        for r in monitoring.latency_quantiles(store, since, until, version, interval)
+    ]
+    figures["error_rate"] = _series(
+        monitoring.error_rate_over_time(store, since, until, version, interval), "error_rate"
+    )
+    figures["positive_rate"] = _series(
+        monitoring.positive_rate(store, since, until, version, interval), "positive_rate"
+    )
+    # PSI wants enough tweets per bucket: hourly as on the dashboard, finer on short windows.
+    psi_interval = 3600 if hours >= 6 else 900
+    figures["psi"] = monitoring.psi_over_time(
+        store, since, until, model_name, version, interval_s=psi_interval
+    )
+    return figures

@@ -1,0 +1,111 @@
+// The built-in monitor: the key figures of the Grafana dashboards, drawn as SVG, no library.
+"use strict";
+
+const COLORS = ["#0b5cab", "#b42318", "#1b7f3b", "#9a6700", "#6e40c9", "#0e7490", "#be185d"];
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+
+function el(name, attrs = {}, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// series: [{name, points: [[Date, number], ...]}]; lines: [{value, label}] drawn dashed.
+function lineChart(container, series, { lines = [], yMax = null, percent = false } = {}) {
+  container.textContent = "";
+  const width = container.clientWidth || 400;
+  const height = container.clientHeight || 180;
+  const pad = { left: 40, right: 8, top: 8, bottom: 18 };
+  const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  const all = series.flatMap((s) => s.points);
+  if (!all.length) {
+    svg.append(el("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" }, "no data in this window"));
+    container.append(svg);
+    return;
+  }
+  const xs = all.map((p) => p[0].getTime());
+  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
+  const top = yMax ?? Math.max(...all.map((p) => p[1]), ...lines.map((l) => l.value), 1e-9) * 1.1;
+  const X = (t) => pad.left + ((t - x0) / (x1 - x0)) * (width - pad.left - pad.right);
+  const Y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
+  svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: Y(0), y2: Y(0), class: "axis" }));
+  for (const v of [top / 2, top]) {
+    svg.append(el("text", { x: pad.left - 4, y: Y(v) + 3, "text-anchor": "end" }, percent ? `${(v * 100).toFixed(0)}%` : v.toPrecision(2)));
+  }
+  svg.append(el("text", { x: pad.left, y: height - 4 }, new Date(x0).toLocaleTimeString()));
+  svg.append(el("text", { x: width - pad.right, y: height - 4, "text-anchor": "end" }, new Date(x1).toLocaleTimeString()));
+  for (const line of lines) {
+    svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: Y(line.value), y2: Y(line.value), stroke: "#9a6700", "stroke-dasharray": "4 3" }));
+    svg.append(el("text", { x: width - pad.right, y: Y(line.value) - 3, "text-anchor": "end" }, line.label));
+  }
+  series.forEach((s, i) => {
+    const d = s.points.map((p, j) => `${j ? "L" : "M"}${X(p[0].getTime()).toFixed(1)},${Y(p[1]).toFixed(1)}`).join("");
+    svg.append(el("path", { d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 2 }));
+    if (s.points.length === 1) {
+      const [t, v] = s.points[0];
+      svg.append(el("circle", { cx: X(t.getTime()), cy: Y(v), r: 3, fill: COLORS[i % COLORS.length] }));
+    }
+  });
+  svg.setAttribute("aria-label", series.map((s) => `${s.name}: last ${s.points.at(-1)?.[1]?.toPrecision(3)}`).join("; "));
+  container.append(svg);
+  if (series.length > 1) {
+    const legend = document.createElement("div");
+    legend.className = "legend";
+    series.forEach((s, i) => {
+      const item = document.createElement("span");
+      item.innerHTML = `<i style="background:${COLORS[i % COLORS.length]}"></i>`;
+      item.append(document.createTextNode(s.name));
+      legend.append(item);
+    });
+    container.append(legend);
+  }
+}
+
+const points = (rows, key) => rows.map((r) => [new Date(r.t), r[key]]);
+
+async function refresh() {
+  const params = new URLSearchParams({ hours: $("hours").value });
+  if ($("version").value) params.set("model_version", $("version").value);
+  let data;
+  try {
+    const response = await fetch(`/v1/monitor?${params}`);
+    data = await response.json();
+    if (!response.ok) throw new Error(data.reason || `the service answered ${response.status}`);
+  } catch (err) {
+    $("error").textContent = `Cannot load the figures: ${err.message}`;
+    $("error").hidden = false;
+    return;
+  }
+  $("error").hidden = true;
+  const versions = new Set([...$("version").options].map((o) => o.value));
+  for (const v of data.model_versions) {
+    if (!versions.has(v)) $("version").append(new Option(`v${v}`, v));
+  }
+  if (data.model_version) $("version").value = data.model_version;
+  lineChart($("traffic"), [{ name: "predictions", points: points(data.traffic, "predictions") }]);
+  lineChart($("latency"), ["p50", "p95", "p99"].map((k) => ({ name: k, points: points(data.latency, k) })));
+  lineChart($("error-rate"), [{ name: "error rate", points: points(data.error_rate, "error_rate") }], { percent: true });
+  lineChart($("positive-rate"), [{ name: "positive rate", points: points(data.positive_rate, "positive_rate") }], { yMax: 1, percent: true });
+  const features = Object.keys(data.psi);
+  lineChart($("psi"), features.map((f) => ({ name: f, points: points(data.psi[f], "psi") })),
+    { lines: [{ value: 0.1, label: "warn 0.1" }, { value: 0.25, label: "alert 0.25" }] });
+  const body = $("alerts");
+  body.textContent = "";
+  for (const a of data.alerts) {
+    const row = body.insertRow();
+    row.insertCell().textContent = new Date(a.raised_at).toLocaleString();
+    row.insertCell().textContent = a.kind;
+    row.insertCell().textContent = a.summary;
+  }
+  if (!data.alerts.length) body.insertRow().insertCell().textContent = "none in this window";
+  $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("hours").addEventListener("change", refresh);
+  $("version").addEventListener("change", refresh);
+  refresh();
+  setInterval(refresh, 30000);
+});
