@@ -33,6 +33,10 @@ DataOption = Annotated[
         "Default: AIRPARADIS_DATA, else download the official archive.",
     ),
 ]
+SampleOption = Annotated[
+    int | None,
+    typer.Option(help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."),
+]
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Data folder of the embedded mode. Default: AIRPARADIS_HOME."),
@@ -127,12 +131,7 @@ app.add_typer(dashboards_app, name="dashboards")
 def train_simple_command(
     data: DataOption = None,
     home: HomeOption = None,
-    sample: Annotated[
-        int | None,
-        typer.Option(
-            help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."
-        ),
-    ] = None,
+    sample: SampleOption = None,
     candidates: Annotated[
         str, typer.Option(help="Classifiers to search, comma-separated: logreg,svm,nb,rf.")
     ] = "logreg,svm,nb,rf",
@@ -205,12 +204,7 @@ def _print_trained(result: TrainResult) -> None:
 def train_transformer_command(
     data: DataOption = None,
     home: HomeOption = None,
-    sample: Annotated[
-        int | None,
-        typer.Option(
-            help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."
-        ),
-    ] = None,
+    sample: SampleOption = None,
     base_model: Annotated[
         str | None,
         typer.Option(
@@ -308,12 +302,7 @@ def train_transformer_command(
 def train_lstm_command(
     data: DataOption = None,
     home: HomeOption = None,
-    sample: Annotated[
-        int | None,
-        typer.Option(
-            help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."
-        ),
-    ] = None,
+    sample: SampleOption = None,
     epochs: Annotated[
         int | None, typer.Option(help="Passes over the training split, at most (10; 1 smoke).")
     ] = None,

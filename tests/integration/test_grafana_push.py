@@ -24,6 +24,7 @@ from airparadis.cli import app
 from airparadis.dashboards import DATASOURCE, FOLDER_UID, render_all
 from shared.monitoring import QUERIES, reference_rows, save_reference
 from shared.storage import ServerStore, apply_migrations
+from tests.deploy.containers import why_no_docker
 
 pytestmark = pytest.mark.integration
 
@@ -35,18 +36,6 @@ ADMIN = ("admin", "airparadis-test")
 CLICKHOUSE_USER, CLICKHOUSE_PASSWORD, DATABASE = "airparadis", "airparadis-test", "airparadis"
 MODEL, VERSION = "airparadis-sentiment", "1"
 MINUTES, PER_MINUTE = 10, 30
-
-
-def _why_no_docker() -> str | None:
-    try:
-        import docker
-    except ImportError:
-        return "the docker SDK is missing (pip install -e '.[dev]')"
-    try:
-        docker.from_env().ping()
-    except Exception as error:
-        return f"no Docker engine answers: {error}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -120,7 +109,7 @@ def _seed(clickhouse_url: str) -> datetime:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    if reason := _why_no_docker():
+    if reason := why_no_docker():
         pytest.skip(reason)
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network

@@ -13,6 +13,7 @@ import pytest
 from storage_contract import StoreContract
 
 from shared.storage import ServerStore, Store
+from tests.deploy.containers import why_no_docker
 
 pytestmark = pytest.mark.integration
 
@@ -20,22 +21,10 @@ CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8"
 HTTP_PORT = 8123
 
 
-def _why_no_docker() -> str | None:
-    try:
-        import docker
-    except ImportError:
-        return "the docker SDK is missing (pip install -e '.[dev]')"
-    try:
-        docker.from_env().ping()
-    except Exception as error:
-        return f"no Docker engine answers: {error}"
-    return None
-
-
 @pytest.fixture(scope="module")
 def clickhouse_server() -> Iterator[str]:
     """Base URL (no database) of a ClickHouse server for this module."""
-    if reason := _why_no_docker():
+    if reason := why_no_docker():
         pytest.skip(reason)
     try:
         from testcontainers.community.clickhouse import ClickHouseContainer
