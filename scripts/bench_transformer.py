@@ -10,8 +10,9 @@ Without --model, the base model is fine-tuned for a few smoke steps on the fixtu
 --model (an estimator folder, a logged MLflow model folder, or a models:/ URI), the registered
 ONNX graph is timed as it is, beside torch, fp32 and int8 built from its base model: speed does
 not depend on the weights, only on the architecture and the lengths. Every backend gets the
-same threads, the same preprocessed tweets, batches sorted by length, and one warm-up batch.
-Prints milliseconds per tweet at batch 1 and batch 64, and the speed-up over torch.
+same threads, the same preprocessed tweets, and one warm-up call; a call of 64 random tweets is
+sorted by length and run in batches of 16, as serving does (DEFAULT_BATCH_SIZE). Prints
+milliseconds per tweet at batch 1 and in calls of 64 tweets, and the speed-up over torch.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 
 from shared.estimators.onnx_transformer import (
     CONFIG_FILE,
+    DEFAULT_BATCH_SIZE,
     OnnxTransformerEstimator,
     TransformerServingConfig,
 )
@@ -73,8 +75,18 @@ def registered_estimator(model: str, tracking_uri: str | None, work: Path) -> Pa
     if model.startswith("models:/"):
         import mlflow
 
+        from shared.models import registry_client
+
+        if tracking_uri is None:
+            raise SystemExit("a models:/ URI needs --tracking-uri")
+        name, _, version = model.removeprefix("models:/").partition("/")
+        # Resolved by the registry named here, as shared.models does, not by MLflow's globals.
         model = mlflow.artifacts.download_artifacts(
-            model, dst_path=str(work), tracking_uri=tracking_uri, registry_uri=tracking_uri
+            artifact_uri=registry_client(tracking_uri).get_model_version_download_uri(
+                name, version
+            ),
+            dst_path=str(work),
+            tracking_uri=tracking_uri,
         )
     path = Path(model)
     if (path / CONFIG_FILE).is_file():
@@ -140,7 +152,7 @@ def main() -> None:
         )
         tokenizer_json = encoder.to_json()
         backends: dict[str, Scorer] = {
-            "torch fp32": lambda batch: score_torch(classifier, encoder, batch, BATCH),
+            "torch fp32": lambda batch: score_torch(classifier, encoder, batch, DEFAULT_BATCH_SIZE),
             "onnx fp32": OnnxTransformerEstimator(
                 fp32_path.read_bytes(), tokenizer_json, config, threads=args.threads
             ).positive_proba,
@@ -155,6 +167,8 @@ def main() -> None:
             kind = "int8" if registered.config.quantized else "fp32"
             backends[f"registered ({kind})"] = registered.positive_proba
         sizes = {"onnx fp32": fp32_path.stat().st_size, "onnx int8": int8_path.stat().st_size}
+        if registered is not None:
+            sizes[f"registered ({kind})"] = len(registered.model_bytes)
         report(backends, texts, args.threads, base_model, sizes)
 
 

@@ -76,15 +76,13 @@ def tokenizer_json() -> str:
     return (Path(minilm.get_model_path()) / "tokenizer.json").read_text(encoding="utf-8")
 
 
-def make_estimator(tokenizer_json: str, batch_size: int = 64) -> OnnxTransformerEstimator:
+def make_estimator(tokenizer_json: str, batch_size: int = 16) -> OnnxTransformerEstimator:
     config = TransformerServingConfig(
-        max_length=MAX_LENGTH,
-        pad_id=PAD,
-        quantized=False,
-        base_model="test-graph",
-        batch_size=batch_size,
+        max_length=MAX_LENGTH, pad_id=PAD, quantized=False, base_model="test-graph"
     )
-    return OnnxTransformerEstimator(masked_mean_graph(), tokenizer_json, config, threads=1)
+    return OnnxTransformerEstimator(
+        masked_mean_graph(), tokenizer_json, config, threads=1, batch_size=batch_size
+    )
 
 
 @pytest.fixture(scope="module")
