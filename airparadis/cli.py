@@ -33,6 +33,10 @@ DataOption = Annotated[
         "Default: AIRPARADIS_DATA, else download the official archive.",
     ),
 ]
+PromoteOption = Annotated[
+    bool,
+    typer.Option("--promote", help="Make the new version the champion (if not worse)."),
+]
 SampleOption = Annotated[
     int | None,
     typer.Option(help="Balanced sample size (default AIRPARADIS_TRAIN_SAMPLE, 400 with --smoke)."),
@@ -142,9 +146,7 @@ def train_simple_command(
         bool, typer.Option("--smoke", help="A few hundred tweets, one grid point: a quick check.")
     ] = False,
     jobs: Annotated[int, typer.Option(help="Parallel fits in the grid searches.")] = 2,
-    promote_it: Annotated[
-        bool, typer.Option("--promote", help="Make the new version the champion.")
-    ] = False,
+    promote_it: PromoteOption = False,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
@@ -243,9 +245,7 @@ def train_transformer_command(
             "--smoke", help="400 tweets, 32 tokens, 30 steps: train, export, register in a minute."
         ),
     ] = False,
-    promote_it: Annotated[
-        bool, typer.Option("--promote", help="Make the new version the champion.")
-    ] = False,
+    promote_it: PromoteOption = False,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
@@ -332,9 +332,7 @@ def train_lstm_command(
             "--smoke", help="400 tweets, 16-d Word2Vec, 8-unit LSTMs, 1 epoch: a quick check."
         ),
     ] = False,
-    promote_it: Annotated[
-        bool, typer.Option("--promote", help="Make the new version the champion.")
-    ] = False,
+    promote_it: PromoteOption = False,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
