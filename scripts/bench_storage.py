@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from shared.messages import TextFeatures, TweetScored
+from shared.messages import TweetScored
+from shared.preprocessing import text_features
 from shared.storage import ChdbStore, PredictionRepository, apply_migrations
 
 PER_MINUTE = """
@@ -44,14 +45,7 @@ def scored_tweets(count: int, spread: timedelta) -> list[TweetScored]:
             TweetScored(
                 id=f"bench-{number}",
                 text=text,
-                features=TextFeatures(
-                    length=len(text),
-                    n_words=len(text.split()),
-                    n_urls=0,
-                    n_mentions=1,
-                    n_hashtags=0,
-                    n_emojis=0,
-                ),
+                features=text_features(text),
                 source="bench",
                 label="positive" if probability >= 0.5 else "negative",
                 probability=probability,

@@ -18,9 +18,9 @@ from shared.messages import (
     AlertRaised,
     FeedbackReported,
     PredictionSnapshot,
-    TextFeatures,
     TweetScored,
 )
+from shared.preprocessing import text_features
 from shared.storage import (
     MIGRATIONS_DIR,
     PredictionRepository,
@@ -53,14 +53,7 @@ def scored_tweet(
     return TweetScored(
         id=f"prediction-{number}",
         text=text,
-        features=TextFeatures(
-            length=len(text),
-            n_words=len(text.split()),
-            n_urls=0,
-            n_mentions=1,
-            n_hashtags=1,
-            n_emojis=0,
-        ),
+        features=text_features(text),
         source="api",
         label="positive",
         probability=0.93,
