@@ -505,8 +505,58 @@ def models_evaluate(
     _stdout().print(table)
 
 
-def _promote(settings: Settings, version: str, *, force: bool = False) -> None:
+@models_app.command("reference")
+def models_reference(
+    version: Annotated[str, typer.Argument(help="Registered version to build the reference of.")],
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="The Sentiment140 file VERSION was trained on."),
+    ],
+    home: HomeOption = None,
+) -> None:
+    """Build the drift reference of VERSION from its own validation split and log it in its run.
+
+    Training does this for every new version; this is for versions trained before. The store
+    worker copies it into ClickHouse when the version is promoted (or, for the champion, now).
+    """
+    from rich.table import Table
+
+    from shared.models import get_champion
+    from training.data import load_sentiment140
+    from training.registry import rebuild_reference
+
+    settings = load_settings(home)
+    try:
+        rows = rebuild_reference(
+            settings.tracking_uri, settings.model_name, version, load_sentiment140(data)
+        )
+    except ValueError as error:
+        console.print(f"[red]No reference built:[/red] {error}")
+        raise typer.Exit(1) from error
+    table = Table(title=f"Drift reference of {settings.model_name} v{version}")
+    table.add_column("feature")
+    table.add_column("validation tweets", justify="right")
+    table.add_column("bins", justify="right")
+    for feature in dict.fromkeys(row["feature"] for row in rows):
+        of_feature = [row for row in rows if row["feature"] == feature]
+        table.add_row(str(feature), f"{of_feature[0]['observations']:,}", str(len(of_feature)))
+    _stdout().print(table)
+    champion = get_champion(settings.tracking_uri, settings.model_name)
+    if champion is not None and champion.version == str(version):
+        _announce(settings, version)
+
+
+def _announce(settings: Settings, version: str) -> None:
     from airparadis.announce import announce_promotion
+
+    where = announce_promotion(settings, version)
+    if where:
+        console.print(f"announced on {where}: running workers pick it up")
+    else:
+        console.print("no NATS server reachable: workers will pick it up at their next start")
+
+
+def _promote(settings: Settings, version: str, *, force: bool = False) -> None:
     from training.registry import PromotionRefusedError, promote_if_better
 
     try:
@@ -523,11 +573,7 @@ def _promote(settings: Settings, version: str, *, force: bool = False) -> None:
     if not check.allowed:
         console.print(f"[yellow]Forced:[/yellow] {check.reason}")
     console.print(f"{info.name} v{info.version} is the champion ({check.reason})")
-    where = announce_promotion(settings, info.version)
-    if where:
-        console.print(f"announced on {where}: running infer workers swap to it")
-    else:
-        console.print("no NATS server reachable: workers will load it at their next start")
+    _announce(settings, info.version)
 
 
 def _figure(value: float | None, digits: int = 3) -> str:

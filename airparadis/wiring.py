@@ -3,6 +3,8 @@ deployment mode (local nats-server and chDB, or servers) is decided. Handlers ne
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from nats.js.api import StorageType
 from nats.js.kv import KeyValue
 
 from services.alerter import handler as alerter
+from services.alerter.checks import Checks
 from services.alerter.state import AlerterState, KvAlerterState
 from services.gateway.alerts import AlertWatcher
 from services.gateway.app import create_app
@@ -21,6 +24,7 @@ from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess import handler as preprocess
 from services.store import handler as store
+from services.store.references import ensure_champion_reference
 from shared import subjects
 from shared.bus import Streams, declare_streams, make_broker
 from shared.models import LoadedModel, load_champion, load_version
@@ -65,6 +69,8 @@ class Platform:
     holder: infer.ModelHolder = field(default_factory=infer.ModelHolder)
     alerter_state: KvAlerterState | None = None
     gateway: FastAPI | None = None
+    checks: Checks | None = None
+    _checks_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, declare streams, load what the workers need, then start consuming.
@@ -84,9 +90,20 @@ class Platform:
             self.holder.set(model_loader(self.settings)(None))
             model = self.holder.require()
             log.info("serving model", extra={"model": model.name, "version": model.version})
+        if "store" in self.workers and self.store is not None:
+            await ensure_champion_reference(self.store, self.settings)
         await self.broker.start()
+        if self.checks is not None:
+            self._checks_task = asyncio.create_task(
+                self.checks.run_forever(), name="drift-and-error-rate-checks"
+            )
 
     async def stop(self) -> None:
+        if self._checks_task is not None:
+            self._checks_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checks_task
+            self._checks_task = None
         await self.broker.stop()
         if self.store is not None:
             self.store.close()
@@ -106,7 +123,8 @@ def build_platform(
     streams = Streams(settings)
     platform = Platform(settings=settings, broker=broker, streams=streams, workers=chosen)
 
-    if "store" in chosen or with_gateway:
+    checks = "alerter" in chosen and settings.check_interval_s > 0
+    if "store" in chosen or with_gateway or checks:
         platform.store = open_store(settings)
         apply_migrations(platform.store, settings.retention_days)
         platform.repository = PredictionRepository(platform.store)
@@ -125,6 +143,9 @@ def build_platform(
             platform.alerter_state = KvAlerterState(alerter_bucket(broker, settings))
             alerter_state = platform.alerter_state
         broker.include_router(alerter.build_router(broker, settings, streams, alerter_state))
+        if checks:
+            assert platform.store is not None
+            platform.checks = Checks(broker, settings, platform.store, alerter_state)
     if with_gateway:
         assert platform.repository is not None
         replies = ReplyWaiter()

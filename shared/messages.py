@@ -105,6 +105,13 @@ class TweetScored(Event):
     scored_at: datetime
     latency_ms: float
     batch_size: int
+    oov_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of the tweet's words outside the model's vocabulary; None when the "
+        "model has no word vocabulary or the tweet no word.",
+    )
 
 
 class PredictionSnapshot(BaseModel):

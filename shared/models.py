@@ -67,6 +67,24 @@ class ProbabilityEstimator(Protocol):
 EstimatorLoader = Callable[[Path], ProbabilityEstimator]
 
 
+def oov_shares(texts: Sequence[str], known: Callable[[str], bool]) -> np.ndarray:
+    """Share of each preprocessed text's tokens the model does not know; NaN for a text with
+    no token (nothing to measure)."""
+    rates = np.full(len(texts), np.nan)
+    for index, text in enumerate(texts):
+        tokens = text.split()
+        if tokens:
+            rates[index] = sum(not known(token) for token in tokens) / len(tokens)
+    return rates
+
+
+def estimator_oov_rates(estimator: ProbabilityEstimator, texts: Sequence[str]) -> np.ndarray | None:
+    """The out-of-vocabulary rate of each preprocessed text for estimators that have a word
+    vocabulary (an `oov_rates` method); None for the others (e.g. a subword transformer)."""
+    measure = getattr(estimator, "oov_rates", None)
+    return None if measure is None else np.asarray(measure(texts), dtype=float)
+
+
 class SklearnEstimator:
     """A fitted scikit-learn classifier (usually a pipeline) over preprocessed text, labels 0/1."""
 
@@ -96,6 +114,16 @@ class SklearnEstimator:
         else:
             return None
         return linear_feature_weights(steps[0][1], weights)
+
+    def oov_rates(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Share of each text's words outside the fitted vocabulary's single words (a word
+        min_df pruned counts as unknown: the model never sees it); None when the first step
+        is not a vectorizer."""
+        steps = getattr(self.classifier, "steps", None)
+        vocabulary = getattr(steps[0][1], "vocabulary_", None) if steps else None
+        if vocabulary is None:
+            return None
+        return oov_shares(texts, vocabulary.__contains__)
 
     def save(self, path: Path) -> None:
         joblib.dump(self.classifier, path)
@@ -196,6 +224,19 @@ class SentimentModel(PythonModel):
         cleaned = self._preprocessor.transform(texts)
         return np.asarray(self._estimator.positive_proba(cleaned), dtype=float)
 
+    def score(self, texts: Sequence[str]) -> Scores:
+        """Probability of positive and out-of-vocabulary rate of each raw tweet, preprocessed
+        once: what the infer worker stores for drift monitoring."""
+        if self._preprocessor is None or self._estimator is None:
+            raise ModelLoadError("the model is not loaded (load it with mlflow.pyfunc.load_model)")
+        if len(texts) == 0:
+            return Scores(np.empty(0, dtype=float), None)
+        cleaned = self._preprocessor.transform(texts)
+        return Scores(
+            np.asarray(self._estimator.positive_proba(cleaned), dtype=float),
+            estimator_oov_rates(self._estimator, cleaned),
+        )
+
     def predict(
         self, context: PythonModelContext | None, model_input: pd.DataFrame, params: Any = None
     ) -> pd.DataFrame:
@@ -227,6 +268,15 @@ class SentimentModel(PythonModel):
 
 
 @dataclass(frozen=True)
+class Scores:
+    """Probabilities of positive and, for models with a word vocabulary, the share of each
+    tweet's tokens outside it (NaN where a tweet has no token; None: not measured)."""
+
+    probabilities: np.ndarray
+    oov_rates: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A registered version ready to score. Label a tweet positive when proba >= threshold."""
 
@@ -237,6 +287,14 @@ class LoadedModel:
     # Word contributions for one raw tweet within a time budget (seconds); None: occlusion
     # on predict_proba by the caller.
     explain: Callable[[str, float], Explanation] | None = None
+    # Probabilities with out-of-vocabulary rates, preprocessing once; None: probabilities only.
+    score: Callable[[list[str]], Scores] | None = None
+
+    def scores(self, texts: list[str]) -> Scores:
+        """Probabilities, with OOV rates where the model measures them."""
+        if self.score is not None:
+            return self.score(texts)
+        return Scores(np.asarray(self.predict_proba(texts), dtype=float), None)
 
 
 @dataclass(frozen=True)
@@ -343,6 +401,7 @@ def _load(tracking_uri: str, model_name: str, version: str) -> LoadedModel:
         threshold=python_model.threshold,
         predict_proba=python_model.predict_proba,
         explain=python_model.explain,
+        score=python_model.score,
     )
 
 

@@ -88,6 +88,29 @@ class Settings(BaseSettings):
         default_factory=lambda: ["comms-team@localhost"], description="Recipients of alert emails."
     )
 
+    # Drift and error-rate checks (run by the alerter on ClickHouse)
+    check_interval_s: int = Field(
+        60, ge=0, description="How often the alerter checks drift and error rate, s (0: never)."
+    )
+    drift_window_s: int = Field(
+        3600, ge=60, description="Recent predictions the drift PSI is computed on, seconds."
+    )
+    drift_psi_alert: float = Field(
+        0.25, gt=0, description="PSI of any feature at or above which a drift alert is raised."
+    )
+    error_rate_window_s: int = Field(
+        3600, ge=60, description="Recent predictions the error rate is computed on, seconds."
+    )
+    error_rate_alert: float = Field(
+        0.05, gt=0, le=1, description="Share of predictions reported wrong that raises an alert."
+    )
+    error_rate_min_predictions: int = Field(
+        100, ge=1, description="Predictions the window needs before its error rate counts."
+    )
+    check_cooldown_s: int = Field(
+        3600, ge=0, description="Quiet time after a drift or error-rate alert, per kind, seconds."
+    )
+
     # Gateway
     http_host: str = Field("127.0.0.1", description="Gateway bind address.")
     http_port: int = Field(8000, description="Gateway port.")

@@ -491,6 +491,7 @@ def prediction_row(event: TweetScored) -> dict[str, Any]:
         "scored_at": as_utc(event.scored_at),
         "latency_ms": event.latency_ms,
         "batch_size": event.batch_size,
+        "oov_rate": event.oov_rate,
         **event.features.model_dump(),
     }
 

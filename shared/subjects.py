@@ -31,6 +31,7 @@ DURABLE_INFER = "infer"
 DURABLE_STORE_PREDICTIONS = "store-predictions"
 DURABLE_STORE_FEEDBACK = "store-feedback"
 DURABLE_STORE_ALERTS = "store-alerts"
+DURABLE_STORE_REFERENCES = "store-references"
 DURABLE_ALERTER = "alerter"
 DURABLE_MAILER = "alerter-mailer"
 

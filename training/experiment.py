@@ -12,7 +12,8 @@ all of them, so their figures compare in `airparadis models compare`:
 - the shared SentimentModel pyfunc logged with the saved estimator, loaded back and checked
   against the in-memory estimator (train/serve skew), timed per tweet, measured on disk;
 - a registered version tagged with the threshold, family, target precision, data size and the
-  test figures. Promotion is a separate step (training/registry.py).
+  test figures, and the drift reference of its validation set (`drift_reference.json`, see
+  shared/reference.py). Promotion is a separate step (training/registry.py).
 
 A family that picks among candidates may also define `describe(estimator) -> str`, the name of
 what it kept (logged as `candidate.chosen`, the version tag `candidate` and TrainResult.candidate);
@@ -40,14 +41,17 @@ from shared.models import (
     ProbabilityEstimator,
     SentimentModel,
     SentimentModelConfig,
+    estimator_oov_rates,
 )
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
+from shared.reference import build_reference, log_reference
 from training.data import Split, balanced_sample, split
 from training.evaluate import ThresholdChoice, choose_threshold, classification_metrics, save_plots
 from training.model import ensure_experiment, log_sentiment_model, mlflow_at
 from training.registry import (
     CANDIDATE_TAG,
     DATA_SIZE_TAG,
+    SPLIT_ARTIFACT,
     TEST_AT_DEFAULT_PREFIX,
     TEST_AT_THRESHOLD_PREFIX,
     THRESHOLD_REACHED_TAG,
@@ -234,6 +238,16 @@ def train_family(
             ),
         )
         mlflow.set_tag("registered_version", version.version)
+        # What drift is measured against once this version serves (stored at promotion).
+        log_reference(
+            build_reference(
+                splits.val["text"].tolist(),
+                val_proba,
+                estimator_oov_rates(estimator, texts.val.texts),
+                model_name,
+                version.version,
+            )
+        )
 
     logger.info(
         "trained %s (%s) as %s version %s", family.name, candidate, model_name, version.version
@@ -371,6 +385,6 @@ def _version_tags(
 
 
 def _log_split(splits: Split, work: Path) -> None:
-    path = work / "split.csv.gz"
+    path = work / Path(SPLIT_ARTIFACT).name
     splits.assignments().to_csv(path, index=False)
-    mlflow.log_artifact(str(path), artifact_path="data")
+    mlflow.log_artifact(str(path), artifact_path=str(Path(SPLIT_ARTIFACT).parent))

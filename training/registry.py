@@ -9,11 +9,13 @@ since services import only shared.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import mlflow
+import mlflow.artifacts
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -30,6 +32,7 @@ from shared.models import (
     load_version,
     registry_client,
 )
+from shared.reference import build_reference, log_reference_for_version
 from training.evaluate import classification_metrics
 from training.model import mlflow_at
 
@@ -42,6 +45,8 @@ DATA_SIZE_TAG = "data.n_train"
 # Test figures are run metrics, copied onto the version's tags so the registry alone compares.
 TEST_AT_THRESHOLD_PREFIX = "test.at_threshold."
 TEST_AT_DEFAULT_PREFIX = "test.at_0.5."
+# Where training logs the split of a run (training/experiment.py).
+SPLIT_ARTIFACT = "data/split.csv.gz"
 
 # Aliases whose former holder is kept under a second alias, so a promotion can be undone.
 _PREVIOUS_ALIAS = {CHAMPION: PREVIOUS}
@@ -287,3 +292,47 @@ def evaluate_version(
         at_default=classification_metrics(labels, proba, 0.5),
         at_threshold=classification_metrics(labels, proba, model.threshold),
     )
+
+
+# --- Rebuilding the drift reference of a version ------------------------------------------------
+
+
+def rebuild_reference(
+    tracking_uri: str, model_name: str, version: str, frame: pd.DataFrame
+) -> list[dict[str, object]]:
+    """Build the drift reference of a registered version from its own validation split, read
+    back from `data/split.csv.gz` of its run and taken from `frame` (the Sentiment140 file it
+    was trained on, loaded whole), and log it into the version's run.
+
+    ValueError when the split does not match `frame` (another file, or one changed since).
+    """
+    info = get_version(tracking_uri, model_name, version)
+    if info.run_id is None:
+        raise ValueError(f"version {version} of {model_name!r} has no run with a split")
+    with tempfile.TemporaryDirectory(prefix="airparadis-split-") as folder:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=info.run_id,
+            artifact_path=SPLIT_ARTIFACT,
+            dst_path=folder,
+            tracking_uri=tracking_uri,
+        )
+        assignments = pd.read_csv(path)
+    val = assignments[assignments["split"] == "val"]
+    missing = set(val["source_row"]) - set(frame.index)
+    if missing:
+        raise ValueError(
+            f"{len(missing)} validation rows of version {version} are not in this file: "
+            "pass the file it was trained on"
+        )
+    tweets = frame.loc[val["source_row"]]
+    if (tweets["label"].to_numpy() != val["label"].to_numpy()).any():
+        raise ValueError(
+            f"the labels of version {version}'s validation rows differ in this file: "
+            "pass the file it was trained on"
+        )
+    model = load_version(tracking_uri, model_name, version)
+    texts = tweets["text"].astype(str).tolist()
+    scores = model.scores(texts)
+    rows = build_reference(texts, scores.probabilities, scores.oov_rates, model_name, version)
+    log_reference_for_version(tracking_uri, model_name, version, rows)
+    return rows

@@ -98,18 +98,19 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "store",
-        "worker: scored tweets, reports and alerts -> ClickHouse",
+        "worker: scored tweets, reports, alerts and drift references -> ClickHouse",
         consumes=(
             Consumes(S.TWEETS_SCORED, S.STREAM_TWEETS, S.DURABLE_STORE_PREDICTIONS),
             Consumes(S.FEEDBACK_REPORTED, S.STREAM_FEEDBACK, S.DURABLE_STORE_FEEDBACK),
             Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS, S.DURABLE_STORE_ALERTS),
+            Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),
         ),
         declares_streams=True,
         dead_letters=True,
     ),
     ServiceUser(
         "alerter",
-        "worker: feedback.reported -> alerts.raised -> email",
+        "worker: feedback.reported, drift and error-rate checks -> alerts.raised -> email",
         publishes=(S.ALERTS_RAISED,),
         consumes=(
             Consumes(S.FEEDBACK_REPORTED, S.STREAM_FEEDBACK, S.DURABLE_ALERTER),

@@ -1,4 +1,5 @@
-"""Where the alerter keeps its window and the ids of alerts already emailed.
+"""Where the alerter keeps its window, the ids of alerts already emailed and when it last raised
+each kind of scheduled alert (drift, error rate).
 
 In JetStream KV, with compare-and-set on the revision, so a restart forgets nothing and two
 replicas never both count a report or both send an email. The in-memory store has the same
@@ -8,6 +9,7 @@ contract for tests on the in-memory broker, which has no KV.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -16,6 +18,7 @@ from nats.js.kv import KeyValue
 from services.alerter.window import WrongPredictionWindow
 
 WINDOW_KEY = "wrong_predictions.window"
+COOLDOWN_PREFIX = "cooldown."
 
 
 class WindowConflict(RuntimeError):
@@ -27,6 +30,18 @@ class AlerterState(Protocol):
     async def save_window(self, window: WrongPredictionWindow, revision: int | None) -> None: ...
     async def was_sent(self, alert_id: str) -> bool: ...
     async def mark_sent(self, alert_id: str) -> None: ...
+    async def claim_cooldown(self, kind: str, now: datetime, cooldown_s: float) -> bool: ...
+
+
+def _cooling(last: bytes | None, now: datetime, cooldown_s: float) -> bool:
+    """Whether an alert raised at `last` (ISO time) still silences one at `now`."""
+    if not last:
+        return False
+    try:
+        raised = datetime.fromisoformat(last.decode())
+    except ValueError:
+        return False  # an unreadable mark silences nothing
+    return now - raised < timedelta(seconds=cooldown_s)
 
 
 class KvAlerterState:
@@ -75,12 +90,38 @@ class KvAlerterState:
     async def mark_sent(self, alert_id: str) -> None:
         await (await self.bucket()).put(f"sent.{alert_id}", b"1")
 
+    async def claim_cooldown(self, kind: str, now: datetime, cooldown_s: float) -> bool:
+        """Take the right to raise a `kind` alert now: False while the last one of that kind
+        is younger than cooldown_s, or when another replica claimed it first."""
+        kv = await self.bucket()
+        key = f"{COOLDOWN_PREFIX}{kind}"
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None and _cooling(entry.value, now, cooldown_s):
+            return False
+        data = now.isoformat().encode()
+        try:
+            if entry is None:
+                await kv.create(key, data)
+            else:
+                await kv.update(key, data, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return False
+        except Exception as exc:  # create() on a key another replica just created
+            if "wrong last sequence" in str(exc).lower():
+                return False
+            raise
+        return True
+
 
 class MemoryAlerterState:
     def __init__(self) -> None:
         self.window = WrongPredictionWindow()
         self.revision: int | None = None
         self.sent: set[str] = set()
+        self.last_raised: dict[str, datetime] = {}
 
     async def load_window(self) -> tuple[WrongPredictionWindow, int | None]:
         return self.window, self.revision
@@ -96,3 +137,10 @@ class MemoryAlerterState:
 
     async def mark_sent(self, alert_id: str) -> None:
         self.sent.add(alert_id)
+
+    async def claim_cooldown(self, kind: str, now: datetime, cooldown_s: float) -> bool:
+        last = self.last_raised.get(kind)
+        if last is not None and _cooling(last.isoformat().encode(), now, cooldown_s):
+            return False
+        self.last_raised[kind] = now
+        return True

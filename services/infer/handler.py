@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,12 @@ def score_batch(
     if not tweets:
         return []
     # The model applies its own recorded preprocessing to the raw text, as in training.
-    probabilities = model.predict_proba([t.text for t in tweets])
+    scores = model.scores([t.text for t in tweets])
+    oov_rates = (
+        [None] * len(tweets)
+        if scores.oov_rates is None
+        else [None if math.isnan(rate) else float(rate) for rate in scores.oov_rates]
+    )
     scored_at = now or datetime.now(UTC)
     return [
         TweetScored(
@@ -94,8 +100,9 @@ def score_batch(
             scored_at=scored_at,
             latency_ms=max((scored_at - t.submitted_at).total_seconds() * 1000.0, 0.0),
             batch_size=len(tweets),
+            oov_rate=oov,
         )
-        for t, p in zip(tweets, probabilities, strict=True)
+        for t, p, oov in zip(tweets, scores.probabilities, oov_rates, strict=True)
     ]
 
 

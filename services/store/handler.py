@@ -1,4 +1,5 @@
-"""tweets.scored, feedback.reported, alerts.raised -> ClickHouse.
+"""tweets.scored, feedback.reported, alerts.raised -> ClickHouse (and, on models.promoted, the
+champion's drift reference: services/store/references.py).
 
 Each subject has its own durable pull consumer that hands over batches; a batch is acked only
 once its rows are inserted, so a crash redelivers it, and the tables deduplicate by id so the
@@ -16,9 +17,10 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
 from pydantic import BaseModel
 
+from services.store.references import copy_reference
 from shared import subjects
 from shared.bus import RetryLater, Streams, durable_consumer, valid_events, worker_router
-from shared.messages import AlertRaised, FeedbackReported, TweetScored
+from shared.messages import AlertRaised, FeedbackReported, ModelPromoted, TweetScored
 from shared.settings import Settings
 from shared.storage import PredictionRepository
 
@@ -72,5 +74,17 @@ def build_router(
     async def on_alerts_raised(msg: NatsMessage) -> None:
         if alerts := await valid_events(broker, msg.raw_message, AlertRaised, "store"):
             await insert_or_retry(repository.save_alerts, alerts)
+
+    @router.subscriber(
+        subjects.MODELS_PROMOTED,
+        stream=streams.models,
+        durable=subjects.DURABLE_STORE_REFERENCES,
+        config=durable_consumer(settings),
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_model_promoted(event: ModelPromoted) -> None:
+        if event.model_name == settings.model_name and event.alias == "champion":
+            await copy_reference(repository.store, settings, event.version)
 
     return router

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.models import KERAS_LSTM, ModelLoadError
+from shared.models import KERAS_LSTM, ModelLoadError, oov_shares
 
 # Set before keras is first imported (its backend is chosen then); TF's C++ start-up chatter
 # (oneDNN, CPU feature notices) is hidden unless the operator asks for it.
@@ -61,6 +61,9 @@ class Vocabulary:
     def size(self) -> int:
         """Rows of the embedding matrix: the words plus the padding and unknown-word ids."""
         return len(self.words) + RESERVED_IDS
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._ids
 
     def ids(self, text: str, max_length: int) -> list[int]:
         """The ids of a preprocessed text's first max_length tokens, OOV_ID for unknown words.
@@ -126,6 +129,10 @@ class KerasLstmEstimator:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.vocabulary.encode(texts, self.config.max_length)
+
+    def oov_rates(self, texts: Sequence[str]) -> np.ndarray:
+        """Share of each preprocessed text's words outside the Word2Vec vocabulary."""
+        return oov_shares(texts, self.vocabulary.__contains__)
 
     def positive_proba(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):

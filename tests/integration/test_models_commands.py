@@ -9,7 +9,9 @@ from typer.testing import CliRunner, Result
 
 from airparadis.cli import app
 from shared.models import CHAMPION, PREVIOUS, get_alias, registry_client
+from shared.monitoring import reference_shares
 from shared.nats_server import free_port
+from shared.reference import load_reference
 from training.registry import TEST_AT_THRESHOLD_PREFIX, compare_versions
 
 pytestmark = pytest.mark.integration
@@ -175,3 +177,33 @@ def test_evaluate_prints_the_metrics_at_half_and_at_the_threshold(home: Home) ->
     assert "at threshold" in result.output
     for metric in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
         assert metric in result.output
+
+
+def test_reference_rebuilds_the_drift_reference_from_the_version_split(home: Home) -> None:
+    logged = load_reference(home.tracking_uri, MODEL, "1")
+    assert logged is not None, "training logs a reference with every version"
+
+    result = home.run("models", "reference", "1", "--data", str(FIXTURE))
+
+    assert result.exit_code == 0, result.output
+    assert "probability" in result.output and "oov_rate" in result.output
+    rebuilt = load_reference(home.tracking_uri, MODEL, "1")
+    assert rebuilt is not None
+    # Same split, same model: the same shares, built anew.
+    before, after = reference_shares(logged), reference_shares(rebuilt)
+    assert after.keys() == before.keys()
+    for feature, shares in before.items():
+        assert after[feature] == pytest.approx(shares), feature
+    assert rebuilt[0]["created_at"] > logged[0]["created_at"]
+
+
+def test_reference_refuses_a_file_the_version_was_not_trained_on(
+    home: Home, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("target,text\n4,Lovely crew\n0,Lost my bag\n", encoding="utf-8")
+
+    result = home.run("models", "reference", "1", "--data", str(other))
+
+    assert result.exit_code == 1
+    assert "the file it was trained on" in result.output

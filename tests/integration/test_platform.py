@@ -3,16 +3,13 @@ aiosmtpd SMTP server, all started by fixtures on free ports in temporary folders
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from faststream.nats import NatsBroker
 
 from airparadis.announce import publish_promotion
-from airparadis.wiring import WORKERS, Platform, Worker, build_platform
+from airparadis.wiring import build_platform
 from shared import subjects
 from shared.bus import RequestFailed, publish_event
 from shared.messages import (
@@ -24,70 +21,13 @@ from shared.messages import (
     PredictionSnapshot,
     TweetSubmitted,
 )
-from shared.models import get_champion
-from shared.nats_server import NatsServerProcess, free_port
+from shared.nats_server import free_port
 from shared.settings import Settings
-from tests.servers import Inbox, eventually, json_attachment, nats_server, smtp_server
+from tests.integration.platform import StartPlatform, count, rows_in
+from tests.servers import Inbox, eventually, json_attachment, smtp_server
 from training.registry import promote
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServerProcess]:
-    with nats_server(tmp_path / "nats") as server:
-        yield server
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Inbox]]:
-    with smtp_server() as (controller, inbox):
-        yield controller.port, inbox
-
-
-@pytest.fixture
-def platform_settings(
-    settings: Settings, nats: NatsServerProcess, registry: str, smtp: tuple[int, Inbox]
-) -> Settings:
-    return settings.model_copy(
-        update={
-            "nats_url": nats.url,
-            "mlflow_tracking_uri": registry,
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp[0],
-            "batch_max_wait_ms": 10,
-            "store_flush_ms": 50,
-            "ack_wait_s": 3.0,
-        }
-    )
-
-
-StartPlatform = Callable[..., AbstractAsyncContextManager[Platform]]
-
-
-@pytest.fixture
-def start_platform(platform_settings: Settings) -> StartPlatform:
-    @asynccontextmanager
-    async def start(
-        workers: tuple[Worker, ...] = WORKERS, settings: Settings | None = None
-    ) -> AsyncIterator[Platform]:
-        platform = build_platform(settings or platform_settings, workers, with_gateway=False)
-        await platform.start()
-        try:
-            yield platform
-        finally:
-            await platform.stop()
-
-    return start
-
-
-@pytest.fixture
-async def upstream(nats: NatsServerProcess) -> AsyncIterator[NatsBroker]:
-    """An upstream app publishing on the bus directly."""
-    broker = NatsBroker(nats.url)
-    await broker.connect()
-    yield broker
-    await broker.stop()
 
 
 def report(n: int, prediction_id: str = "p") -> FeedbackReported:
@@ -107,20 +47,6 @@ def report(n: int, prediction_id: str = "p") -> FeedbackReported:
             scored_at=now,
         ),
     )
-
-
-async def count(platform: Platform, table: str) -> int:
-    assert platform.repository is not None
-    return await platform.repository.count(table)  # type: ignore[arg-type]
-
-
-def rows_in(platform: Platform, table: str, n: int) -> Callable[[], Awaitable[bool]]:
-    """A condition for `eventually`: the table holds exactly n distinct rows."""
-
-    async def check() -> bool:
-        return await count(platform, table) == n
-
-    return check
 
 
 async def test_tweet_published_on_submitted_ends_as_row_in_clickhouse(
@@ -288,19 +214,6 @@ async def test_promotion_event_swaps_the_model_without_restart(
     assert before is not None and after is not None
     assert after.model_version == second_version
     assert before.model_version != second_version
-
-
-@pytest.fixture
-def second_version(
-    registry: str, platform_settings: Settings, airline_tweets: Path
-) -> Iterator[str]:
-    """A second registered version; the champion is restored afterwards."""
-    from tests.integration.registry import train_fixture_model
-
-    champion = get_champion(registry, platform_settings.model_name)
-    assert champion is not None
-    yield train_fixture_model(registry, platform_settings, airline_tweets)
-    promote(registry, platform_settings.model_name, champion.version)
 
 
 async def test_explain_request_is_answered_by_infer_with_linear_contributions(

@@ -1,0 +1,69 @@
+"""models.promoted -> drift_reference: the serving model's training reference in ClickHouse.
+
+Training logs each version's reference in its MLflow run (shared/reference.py); the store worker,
+the one writer of ClickHouse, copies it when the version becomes the champion, and at start for
+the champion of the moment (a first-start training, a promotion made while it was down). Drift is
+then computed in SQL against the version that scored each tweet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from shared.bus import InvalidMessage, RetryLater
+from shared.models import ModelNotFoundError, get_champion
+from shared.monitoring import has_reference, save_reference
+from shared.reference import ReferenceError, load_reference
+from shared.settings import Settings
+from shared.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+async def copy_reference(store: Store, settings: Settings, model_version: str) -> bool:
+    """Copy a version's reference from MLflow into ClickHouse; False when it has none.
+
+    InvalidMessage when the version does not exist or its reference is unreadable (nothing a
+    retry mends); RetryLater when MLflow or ClickHouse fail.
+    """
+    try:
+        rows = await asyncio.to_thread(
+            load_reference, settings.tracking_uri, settings.model_name, model_version
+        )
+    except (ModelNotFoundError, ReferenceError) as error:
+        raise InvalidMessage(str(error)) from error
+    except Exception as error:  # the registry is down or unreachable: try again later
+        raise RetryLater(
+            f"cannot read the reference of version {model_version}: {error}"
+        ) from error
+    if rows is None:
+        log.warning(
+            "no drift reference logged with this version: no drift figures for it until "
+            "`airparadis models reference` builds one",
+            extra={"model_name": settings.model_name, "model_version": model_version},
+        )
+        return False
+    try:
+        await asyncio.to_thread(save_reference, store, rows)
+    except Exception as error:
+        raise RetryLater(f"ClickHouse refused the reference: {error}") from error
+    log.info(
+        "drift reference stored",
+        extra={"model_name": settings.model_name, "model_version": model_version},
+    )
+    return True
+
+
+async def ensure_champion_reference(store: Store, settings: Settings) -> None:
+    """At start: store the champion's reference if ClickHouse lacks it. Never fatal: the
+    platform serves without drift figures rather than not at all."""
+    try:
+        champion = await asyncio.to_thread(get_champion, settings.tracking_uri, settings.model_name)
+        if champion is None or await asyncio.to_thread(
+            has_reference, store, settings.model_name, champion.version
+        ):
+            return
+        await copy_reference(store, settings, champion.version)
+    except Exception:
+        log.warning("could not store the champion's drift reference", exc_info=True)

@@ -1,0 +1,99 @@
+"""The drift and error-rate checks' decisions and their cooldown, as pure logic."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from services.alerter.checks import drift_alert, error_rate_alert
+from services.alerter.state import MemoryAlerterState
+from shared.models import oov_shares
+from shared.monitoring import reference_shares
+from shared.reference import build_reference, from_json, to_json
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+DRIFT = {"model_name": "m", "threshold": 0.25, "window_s": 3600, "now": NOW}
+ERRORS = {"threshold": 0.05, "min_predictions": 100, "window_s": 3600, "now": NOW}
+
+
+def test_no_drift_alert_under_the_threshold() -> None:
+    assert drift_alert({"3": {"probability": 0.24, "length": 0.1}}, **DRIFT) is None
+    assert drift_alert({}, **DRIFT) is None
+
+
+def test_drift_alert_names_the_worst_feature_and_counts_the_others() -> None:
+    psi = {"3": {"probability": 0.4, "length": 0.3, "n_urls": 0.01}, "2": {"oov_rate": 0.26}}
+
+    alert = drift_alert(psi, **DRIFT)
+
+    assert alert is not None and alert.kind == "drift"
+    assert alert.summary.startswith("Drift: PSI of probability is 0.40 for m v3")
+    assert "last 1 hour" in alert.summary and "2 more features drifted" in alert.summary
+    assert alert.details["drifted"] == {"3": ["length", "probability"], "2": ["oov_rate"]}
+    assert alert.details["psi_by_version"]["3"]["n_urls"] == 0.01
+    assert alert.raised_at == NOW
+
+
+def test_drift_alert_at_exactly_the_threshold() -> None:
+    assert drift_alert({"1": {"probability": 0.25}}, **DRIFT) is not None
+
+
+@pytest.mark.parametrize(
+    ("predictions", "reported"),
+    [(99, 50), (1000, 49), (0, 0)],
+    ids=["too few predictions", "under the rate", "no traffic"],
+)
+def test_no_error_rate_alert(predictions: int, reported: int) -> None:
+    rate = reported / predictions if predictions else None
+    figures = {"predictions": predictions, "reported": reported, "error_rate": rate}
+    assert error_rate_alert(figures, **ERRORS) is None  # type: ignore[arg-type]
+
+
+def test_error_rate_alert_says_how_many_of_how_many() -> None:
+    alert = error_rate_alert({"predictions": 200, "reported": 10, "error_rate": 0.05}, **ERRORS)
+    assert alert is not None and alert.kind == "error_rate"
+    assert "5.0% of the last 1 hour's predictions reported wrong (10 of 200" in alert.summary
+    assert alert.details["error_rate"] == 0.05
+
+
+async def test_cooldown_is_per_kind_and_ends() -> None:
+    state = MemoryAlerterState()
+    assert await state.claim_cooldown("drift", NOW, 3600)
+    assert not await state.claim_cooldown("drift", NOW + timedelta(minutes=59), 3600)
+    assert await state.claim_cooldown("error_rate", NOW + timedelta(minutes=1), 3600)
+    assert await state.claim_cooldown("drift", NOW + timedelta(hours=1), 3600)
+
+
+def test_oov_shares_counts_unknown_tokens_and_leaves_empty_texts_unmeasured() -> None:
+    rates = oov_shares(["great crew", "great zzz", "zzz yyy", ""], {"great", "crew"}.__contains__)
+    assert rates[:3].tolist() == [0.0, 0.5, 1.0]
+    assert math.isnan(rates[3])
+
+
+def test_reference_round_trips_through_its_json_artifact() -> None:
+    texts = ["Loved the crew https://x.co", "Lost my bag @AirParadis #fail", "ok"] * 10
+    probabilities = np.linspace(0.01, 0.99, len(texts))
+    oov = [0.0, 0.5, float("nan")] * 10
+
+    rows = build_reference(texts, probabilities, oov, "m", "4", created_at=NOW)
+    back = from_json(to_json(rows))
+
+    assert back == rows
+    shares = reference_shares(rows)
+    assert {"probability", "length", "n_urls", "oov_rate"} <= shares.keys()
+    assert all(sum(values) == pytest.approx(1.0) for values in shares.values())
+    oov_row = next(row for row in rows if row["feature"] == "oov_rate")
+    assert oov_row["observations"] == 20  # the NaN of tweets without words is left out
+
+
+def test_reference_without_oov_rates_has_no_oov_feature() -> None:
+    rows = build_reference(["a b", "c"], [0.2, 0.8], None, "m", "4")
+    assert "oov_rate" not in reference_shares(rows)
+
+
+def test_reference_refuses_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="2 tweets but 1 probabilities"):
+        build_reference(["a", "b"], [0.5], None, "m", "4")
