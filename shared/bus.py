@@ -13,11 +13,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from faststream import BaseMiddleware
-from faststream.nats import JStream, NatsBroker, NatsRouter
+from faststream import AckPolicy, BaseMiddleware
+from faststream.nats import JStream, NatsBroker, NatsRouter, PullSub
 from faststream.security import SASLPlaintext
 from nats.js.api import ConsumerConfig, StorageType
 from pydantic import BaseModel, ValidationError
@@ -314,6 +314,26 @@ class _DeadLetterScope(BaseMiddleware):
 def durable_consumer(settings: Settings) -> ConsumerConfig:
     """Consumer settings of a durable worker (a new object each time: FastStream fills it in)."""
     return ConsumerConfig(ack_wait=settings.ack_wait_s, filter_subjects=[])
+
+
+def durable_subscriber(
+    router: NatsRouter,
+    subject: str,
+    stream: JStream,
+    durable: str,
+    settings: Settings,
+    pull: PullSub,
+) -> Callable[[Callable[..., Any]], Any]:
+    """A durable pull consumer shared by a worker's replicas, acked by the dead-letter policy
+    of a `worker_router` (manual ack: only once the work is done)."""
+    return router.subscriber(
+        subject,
+        stream=stream,
+        durable=durable,
+        config=durable_consumer(settings),
+        pull_sub=pull,
+        ack_policy=AckPolicy.MANUAL,
+    )
 
 
 def worker_router(broker: NatsBroker, worker: str, settings: Settings) -> NatsRouter:

@@ -11,14 +11,19 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsRouter, PullSub
 
 from services.alerter.email import MailerUnavailable, send_alert_email
 from services.alerter.state import AlerterState, WindowConflict
 from services.alerter.window import record_report
 from shared import subjects
-from shared.bus import RetryLater, Streams, durable_consumer, publish_event, worker_router
+from shared.bus import (
+    RetryLater,
+    Streams,
+    durable_subscriber,
+    publish_event,
+    worker_router,
+)
 from shared.messages import AlertRaised, FeedbackReported
 from shared.settings import Settings
 
@@ -36,15 +41,15 @@ def build_router(
 ) -> NatsRouter:
     router = worker_router(broker, "alerter", settings)
 
-    @router.subscriber(
+    # One at a time: reports are counted in the order they were reported (a larger pull
+    # would handle them concurrently), and their rate is low.
+    @durable_subscriber(
+        router,
         subjects.FEEDBACK_REPORTED,
-        stream=streams.feedback,
-        durable=subjects.DURABLE_ALERTER,
-        config=durable_consumer(settings),
-        # One at a time: reports are counted in the order they were reported (a larger
-        # pull would handle them concurrently), and their rate is low.
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
+        streams.feedback,
+        subjects.DURABLE_ALERTER,
+        settings,
+        PullSub(batch_size=1, timeout=1.0),
     )
     async def on_feedback_reported(report: FeedbackReported) -> None:
         alert = await count_report(report)
@@ -78,13 +83,13 @@ def build_router(
             return alert
         raise RetryLater("the alert window kept changing under concurrent updates")
 
-    @router.subscriber(
+    @durable_subscriber(
+        router,
         subjects.ALERTS_RAISED,
-        stream=streams.alerts,
-        durable=subjects.DURABLE_MAILER,
-        config=durable_consumer(settings),
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
+        streams.alerts,
+        subjects.DURABLE_MAILER,
+        settings,
+        PullSub(batch_size=1, timeout=1.0),
     )
     async def on_alert_raised(alert: AlertRaised) -> None:
         if await state.was_sent(alert.id):

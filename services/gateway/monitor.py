@@ -24,6 +24,9 @@ def monitor_figures(
     versions = monitoring.model_versions(store, since, until, model_name)
     version = model_version or (versions[0] if versions else None)
     interval = monitoring.auto_interval_s(since, until)
+    # PSI wants enough tweets per bucket (MIN_PREDICTIONS_FOR_PSI): hourly as on the dashboard,
+    # finer on short windows, where a rise must show within minutes.
+    psi_interval = 3600 if hours >= 6 else 900 if hours >= 2 else 300
     figures: dict[str, Any] = {
         "since": since,
         "until": until,
@@ -34,6 +37,7 @@ def monitor_figures(
         "error_rate": [],
         "positive_rate": [],
         "psi": {},
+        "psi_interval_s": psi_interval,
         "alerts": monitoring.recent_alerts(store, since, until, limit=20),
     }
     if version is None:
@@ -50,8 +54,6 @@ def monitor_figures(
     figures["positive_rate"] = _series(
         monitoring.positive_rate(store, since, until, version, interval), "positive_rate"
     )
-    # PSI wants enough tweets per bucket: hourly as on the dashboard, finer on short windows.
-    psi_interval = 3600 if hours >= 6 else 900
     figures["psi"] = monitoring.psi_over_time(
         store, since, until, model_name, version, interval_s=psi_interval
     )

@@ -25,7 +25,7 @@ from shared.bus import (
     RequestFailed,
     RetryLater,
     Streams,
-    durable_consumer,
+    durable_subscriber,
     publish_event,
     valid_events,
     worker_router,
@@ -140,17 +140,17 @@ def build_router(
 ) -> NatsRouter:
     router = worker_router(broker, "infer", settings)
 
-    @router.subscriber(
+    @durable_subscriber(
+        router,
         subjects.TWEETS_PREPROCESSED,
-        stream=streams.tweets,
-        durable=subjects.DURABLE_INFER,
-        config=durable_consumer(settings),
-        pull_sub=PullSub(
+        streams.tweets,
+        subjects.DURABLE_INFER,
+        settings,
+        PullSub(
             batch_size=settings.batch_max_size,
             timeout=settings.batch_max_wait_ms / 1000.0,
             batch=True,
         ),
-        ack_policy=AckPolicy.MANUAL,
     )
     async def on_tweets_preprocessed(msg: NatsMessage) -> None:
         model = holder.require()

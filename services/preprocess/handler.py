@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsRouter, PullSub
 
 from shared import subjects
-from shared.bus import InvalidMessage, Streams, durable_consumer, publish_event, worker_router
+from shared.bus import (
+    InvalidMessage,
+    Streams,
+    durable_subscriber,
+    publish_event,
+    worker_router,
+)
 from shared.messages import ScoringFailed, TweetPreprocessed, TweetSubmitted
 from shared.preprocessing import normalize, text_features
 from shared.settings import Settings
@@ -40,13 +45,13 @@ def preprocess_tweet(tweet: TweetSubmitted) -> TweetPreprocessed:
 def build_router(broker: NatsBroker, settings: Settings, streams: Streams) -> NatsRouter:
     router = worker_router(broker, "preprocess", settings)
 
-    @router.subscriber(
+    @durable_subscriber(
+        router,
         subjects.TWEETS_SUBMITTED,
-        stream=streams.tweets,
-        durable=subjects.DURABLE_PREPROCESS,
-        config=durable_consumer(settings),
-        pull_sub=PullSub(batch_size=32, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
+        streams.tweets,
+        subjects.DURABLE_PREPROCESS,
+        settings,
+        PullSub(batch_size=32, timeout=1.0),
     )
     async def on_tweet_submitted(tweet: TweetSubmitted) -> None:
         try:

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
 from pydantic import BaseModel
 
 from services.store.references import copy_reference
 from shared import subjects
-from shared.bus import RetryLater, Streams, durable_consumer, valid_events, worker_router
+from shared.bus import (
+    RetryLater,
+    Streams,
+    durable_subscriber,
+    valid_events,
+    worker_router,
+)
 from shared.messages import AlertRaised, FeedbackReported, ModelPromoted, TweetScored
 from shared.settings import Settings
 from shared.storage import PredictionRepository
@@ -50,15 +55,8 @@ def build_router(
 
     def batch_subscriber(
         subject: str, stream: JStream, durable: str
-    ) -> Callable[[Callable[[NatsMessage], Awaitable[None]]], object]:
-        return router.subscriber(
-            subject,
-            stream=stream,
-            durable=durable,
-            config=durable_consumer(settings),
-            pull_sub=batch,
-            ack_policy=AckPolicy.MANUAL,
-        )
+    ) -> Callable[[Callable[..., Any]], Any]:
+        return durable_subscriber(router, subject, stream, durable, settings, batch)
 
     @batch_subscriber(subjects.TWEETS_SCORED, streams.tweets, subjects.DURABLE_STORE_PREDICTIONS)
     async def on_tweets_scored(msg: NatsMessage) -> None:
@@ -75,13 +73,13 @@ def build_router(
         if alerts := await valid_events(broker, msg.raw_message, AlertRaised, "store"):
             await insert_or_retry(repository.save_alerts, alerts)
 
-    @router.subscriber(
+    @durable_subscriber(
+        router,
         subjects.MODELS_PROMOTED,
-        stream=streams.models,
-        durable=subjects.DURABLE_STORE_REFERENCES,
-        config=durable_consumer(settings),
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
+        streams.models,
+        subjects.DURABLE_STORE_REFERENCES,
+        settings,
+        PullSub(batch_size=1, timeout=1.0),
     )
     async def on_model_promoted(event: ModelPromoted) -> None:
         if event.model_name == settings.model_name and event.alias == "champion":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.browser import CHROMIUM_ARGS, find_chromium, install_chromium
@@ -99,3 +101,33 @@ def test_errors_are_shown_and_the_page_keeps_working(platform: Running, browser:
     page.get_by_role("button", name="Analyse").click()
     page.locator("#verdict").wait_for(state="visible")
     assert page.locator("#error").is_hidden()
+
+
+def test_monitor_page_draws_the_traffic_of_the_last_hour(
+    platform: Running, browser: object
+) -> None:
+    texts = [f"Flight {n} was lovely, thank you crew" for n in range(8)]
+    answer = httpx.post(platform.base_url + "/v1/predict", json={"texts": texts}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the store worker inserts in batches
+        figures = httpx.get(platform.base_url + "/v1/monitor", params={"hours": 1}).json()
+        if sum(point["predictions"] for point in figures["traffic"]) > 0:
+            break
+        time.sleep(0.5)
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
+    page.goto(platform.base_url + "/monitor?hours=1")
+    page.wait_for_function("document.querySelector('#updated').textContent.length > 0")
+
+    assert page.locator("#hours").input_value() == "1"
+    assert page.locator("#error").is_hidden()
+    assert page.locator("#traffic svg path").count() == 1
+    assert "predictions: last" in page.locator("#traffic svg").get_attribute("aria-label")
+    assert page.locator("#psi-caption").inner_text().startswith("Drift: PSI per 5 min")
+    assert page.locator("#version").input_value() == "1"
+    # The only stylesheet and scripts are the gateway's own: no CDN.
+    sources = page.evaluate(
+        "[...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"
+    )
+    assert sources and all(s.startswith(platform.base_url) for s in sources)

@@ -88,6 +88,9 @@ async function refresh() {
   lineChart($("latency"), ["p50", "p95", "p99"].map((k) => ({ name: k, points: points(data.latency, k) })));
   lineChart($("error-rate"), [{ name: "error rate", points: points(data.error_rate, "error_rate") }], { percent: true });
   lineChart($("positive-rate"), [{ name: "positive rate", points: points(data.positive_rate, "positive_rate") }], { yMax: 1, percent: true });
+  const bucket = data.psi_interval_s >= 3600 ? "hour" : `${data.psi_interval_s / 60} min`;
+  $("psi-caption").textContent =
+    `Drift: PSI per ${bucket} against the training reference of v${data.model_version ?? "?"} (0.1 warn, 0.25 alert)`;
   const features = Object.keys(data.psi);
   lineChart($("psi"), features.map((f) => ({ name: f, points: points(data.psi[f], "psi") })),
     { lines: [{ value: 0.1, label: "warn 0.1" }, { value: 0.25, label: "alert 0.25" }] });
@@ -104,6 +107,9 @@ async function refresh() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // /monitor?hours=1 opens on that window (a link to share, a bookmark).
+  const asked = new URLSearchParams(window.location.search).get("hours");
+  if (asked && [...$("hours").options].some((o) => o.value === asked)) $("hours").value = asked;
   $("hours").addEventListener("change", refresh);
   $("version").addEventListener("change", refresh);
   refresh();
