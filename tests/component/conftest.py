@@ -1,4 +1,6 @@
-"""The workers wired on FastStream's in-memory broker, with fakes for the model and storage."""
+"""The workers wired on FastStream's in-memory broker, with fakes for the model and storage,
+and an in-process SMTP server catching the alert emails (never whatever listens on the default
+port of the machine)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from shared.messages import DeadLetter
 from shared.models import LoadedModel
 from shared.settings import Settings
 from tests.fakes import MemoryRepository, keyword_model
+from tests.servers import Inbox, smtp_server
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Pipeline:
     repository: MemoryRepository
     alerter_state: MemoryAlerterState
     models: dict[str, LoadedModel]
+    inbox: Inbox
     replies: ReplyWaiter = field(default_factory=ReplyWaiter)
     alerts: AlertWatcher = field(default_factory=AlertWatcher)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -42,12 +46,19 @@ class Pipeline:
 
 @pytest.fixture
 async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+    with smtp_server() as (smtp, inbox):
+        settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port})
+        async for p in _pipeline(settings, inbox):
+            yield p
+
+
+async def _pipeline(settings: Settings, inbox: Inbox) -> AsyncIterator[Pipeline]:
     broker = NatsBroker()
     streams = Streams(settings)
     models = {"1": keyword_model("1"), "2": keyword_model("2", threshold=0.95)}
     holder = infer.ModelHolder()
     holder.set(models["1"])
-    p = Pipeline(broker, holder, MemoryRepository(), MemoryAlerterState(), models)
+    p = Pipeline(broker, holder, MemoryRepository(), MemoryAlerterState(), models, inbox)
     broker.include_router(preprocess.build_router(broker, settings, streams))
     broker.include_router(
         infer.build_router(broker, settings, streams, holder, lambda v: models[v or "1"])

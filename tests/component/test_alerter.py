@@ -45,6 +45,8 @@ async def test_three_reports_in_window_raise_one_alert(pipeline: Pipeline) -> No
     assert first["model_version"] == "1"
     assert first["threshold"] == 0.8
     assert pipeline.repository.feedback.keys() == {"r0", "r1", "r2"}
+    [email] = pipeline.inbox.messages
+    assert email["X-Airparadis-Alert-Id"] == alert.id
 
 
 async def test_two_reports_raise_nothing(pipeline: Pipeline) -> None:
@@ -67,6 +69,7 @@ async def test_burst_during_cooldown_raises_no_second_alert(pipeline: Pipeline) 
     pipeline.clock[0] = now + timedelta(minutes=1)
     await send(pipeline, *(report(i, pipeline.clock[0]) for i in range(3, 6)))
     assert len(pipeline.repository.alerts) == 1
+    assert len(pipeline.inbox.messages) == 1
 
 
 async def test_redelivered_report_is_not_counted_twice(pipeline: Pipeline) -> None:

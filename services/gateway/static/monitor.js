@@ -1,7 +1,8 @@
 // The built-in monitor: the key figures of the Grafana dashboards, drawn as SVG, no library.
 "use strict";
 
-const COLORS = ["#0b5cab", "#b42318", "#1b7f3b", "#9a6700", "#6e40c9", "#0e7490", "#be185d"];
+const COLORS = ["#0b5cab", "#b42318", "#1b7f3b", "#9a6700", "#6e40c9", "#0e7490", "#be185d", "#4d7c0f"];
+const REM = parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -13,10 +14,12 @@ function el(name, attrs = {}, text) {
 }
 
 // series: [{name, points: [[Date, number], ...]}]; lines: [{value, label}] drawn dashed.
-function lineChart(container, series, { lines = [], yMax = null, percent = false } = {}) {
+// clampAt: values above it are drawn at the top, which reads "≥ clampAt" (a PSI of 15 would
+// otherwise flatten the 0.1 and 0.25 lines into the axis).
+function lineChart(container, series, { lines = [], yMax = null, percent = false, clampAt = null } = {}) {
   container.textContent = "";
   const width = container.clientWidth || 400;
-  const height = container.clientHeight || 180;
+  const height = (container.classList.contains("tall") ? 15 : 11) * REM; // as monitor.css
   const pad = { left: 40, right: 8, top: 8, bottom: 18 };
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
   const all = series.flatMap((s) => s.points);
@@ -27,12 +30,15 @@ function lineChart(container, series, { lines = [], yMax = null, percent = false
   }
   const xs = all.map((p) => p[0].getTime());
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
-  const top = yMax ?? Math.max(...all.map((p) => p[1]), ...lines.map((l) => l.value), 1e-9) * 1.1;
+  const highest = Math.max(...all.map((p) => p[1]), ...lines.map((l) => l.value), 1e-9);
+  const clamped = clampAt !== null && highest > clampAt;
+  const top = clamped ? clampAt : yMax ?? highest * 1.1;
   const X = (t) => pad.left + ((t - x0) / (x1 - x0)) * (width - pad.left - pad.right);
-  const Y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
+  const Y = (v) => height - pad.bottom - (Math.min(v, top) / top) * (height - pad.top - pad.bottom);
   svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: Y(0), y2: Y(0), class: "axis" }));
   for (const v of [top / 2, top]) {
-    svg.append(el("text", { x: pad.left - 4, y: Y(v) + 3, "text-anchor": "end" }, percent ? `${(v * 100).toFixed(0)}%` : v.toPrecision(2)));
+    const text = percent ? `${(v * 100).toFixed(0)}%` : v.toPrecision(2);
+    svg.append(el("text", { x: pad.left - 4, y: Y(v) + 3, "text-anchor": "end" }, clamped && v === top ? `≥ ${text}` : text));
   }
   svg.append(el("text", { x: pad.left, y: height - 4 }, new Date(x0).toLocaleTimeString()));
   svg.append(el("text", { x: width - pad.right, y: height - 4, "text-anchor": "end" }, new Date(x1).toLocaleTimeString()));
@@ -93,7 +99,7 @@ async function refresh() {
     `Drift: PSI per ${bucket} against the training reference of v${data.model_version ?? "?"} (0.1 warn, 0.25 alert)`;
   const features = Object.keys(data.psi);
   lineChart($("psi"), features.map((f) => ({ name: f, points: points(data.psi[f], "psi") })),
-    { lines: [{ value: 0.1, label: "warn 0.1" }, { value: 0.25, label: "alert 0.25" }] });
+    { lines: [{ value: 0.1, label: "warn 0.1" }, { value: 0.25, label: "alert 0.25" }], clampAt: 1 });
   const body = $("alerts");
   body.textContent = "";
   for (const a of data.alerts) {
