@@ -148,6 +148,13 @@ class PreprocessConfig:
         """Flat `preprocess.<step>` -> bool, as MLflow run parameters."""
         return {f"{self.PARAM_PREFIX}{f.name}": getattr(self, f.name) for f in fields(self)}
 
+    def without_steps_off_in(self, switches: PreprocessConfig) -> PreprocessConfig:
+        """This config with the steps `switches` turns off turned off too: a family's own
+        default reduced by the CLI's `--no-<step>` flags."""
+        return PreprocessConfig(
+            **{f.name: getattr(self, f.name) and getattr(switches, f.name) for f in fields(self)}
+        )
+
     @classmethod
     def from_params(cls, params: Mapping[str, object]) -> Self:
         """Rebuild the config from `as_params` output, or from MLflow's string copy of it.

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +150,7 @@ _CHECKPOINT_MONITORS = {"val_precision": "max", "val_auc": "max", "val_loss": "m
 
 def lstm_preprocess(switches: PreprocessConfig) -> PreprocessConfig:
     """DEFAULT_PREPROCESS with the steps `switches` turns off turned off too (the CLI's flags)."""
-    return PreprocessConfig(
-        **{
-            step.name: getattr(DEFAULT_PREPROCESS, step.name) and getattr(switches, step.name)
-            for step in fields(PreprocessConfig)
-        }
-    )
+    return DEFAULT_PREPROCESS.without_steps_off_in(switches)
 
 
 class LstmFamily:

@@ -28,7 +28,7 @@ import random
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +84,7 @@ DEFAULT_PREPROCESS = PreprocessConfig(
 
 def transformer_preprocess(switches: PreprocessConfig) -> PreprocessConfig:
     """DEFAULT_PREPROCESS with the steps `switches` turns off turned off too (the CLI's flags)."""
-    return PreprocessConfig(
-        **{
-            step.name: getattr(DEFAULT_PREPROCESS, step.name) and getattr(switches, step.name)
-            for step in fields(PreprocessConfig)
-        }
-    )
+    return DEFAULT_PREPROCESS.without_steps_off_in(switches)
 
 
 class BaseModelError(Exception):
