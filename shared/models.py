@@ -327,6 +327,15 @@ def registry_client(tracking_uri: str) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def read_run_artifact(tracking_uri: str, run_id: str, artifact_path: str) -> bytes:
+    """The bytes of one file logged in a run (the split, the drift reference)."""
+    with tempfile.TemporaryDirectory(prefix="airparadis-artifact-") as folder:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_path, dst_path=folder, tracking_uri=tracking_uri
+        )
+        return Path(path).read_bytes()
+
+
 def get_champion(tracking_uri: str, model_name: str) -> ModelVersionInfo | None:
     """The version holding the alias champion, or None when there is none (or no such model)."""
     return get_alias(tracking_uri, model_name, CHAMPION)

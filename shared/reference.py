@@ -20,10 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import mlflow.artifacts
+import mlflow
 import numpy as np
 
-from shared.models import get_version, registry_client
+from shared.models import get_version, read_run_artifact, registry_client
 from shared.monitoring import OOV_RATE, reference_rows, text_feature_columns
 from shared.storage import as_utc
 
@@ -105,14 +105,8 @@ def load_reference(
     logged = {item.path for item in registry_client(tracking_uri).list_artifacts(info.run_id)}
     if REFERENCE_ARTIFACT not in logged:
         return None
-    with tempfile.TemporaryDirectory(prefix="airparadis-reference-") as folder:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=info.run_id,
-            artifact_path=REFERENCE_ARTIFACT,
-            dst_path=folder,
-            tracking_uri=tracking_uri,
-        )
-        rows = from_json(Path(path).read_text(encoding="utf-8"))
+    data = read_run_artifact(tracking_uri, info.run_id, REFERENCE_ARTIFACT)
+    rows = from_json(data.decode("utf-8"))
     # A reference is keyed by the version it was built for; a copied artifact must not pose
     # as another version's.
     if any(row["model_version"] != str(model_version) for row in rows):

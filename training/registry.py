@@ -8,14 +8,13 @@ since services import only shared.
 
 from __future__ import annotations
 
+import io
 import logging
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import mlflow
-import mlflow.artifacts
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -30,6 +29,7 @@ from shared.models import (
     get_alias,
     get_version,
     load_version,
+    read_run_artifact,
     registry_client,
 )
 from shared.reference import build_reference, log_reference_for_version
@@ -309,14 +309,8 @@ def rebuild_reference(
     info = get_version(tracking_uri, model_name, version)
     if info.run_id is None:
         raise ValueError(f"version {version} of {model_name!r} has no run with a split")
-    with tempfile.TemporaryDirectory(prefix="airparadis-split-") as folder:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=info.run_id,
-            artifact_path=SPLIT_ARTIFACT,
-            dst_path=folder,
-            tracking_uri=tracking_uri,
-        )
-        assignments = pd.read_csv(path)
+    data = read_run_artifact(tracking_uri, info.run_id, SPLIT_ARTIFACT)
+    assignments = pd.read_csv(io.BytesIO(data), compression="gzip")
     val = assignments[assignments["split"] == "val"]
     missing = set(val["source_row"]) - set(frame.index)
     if missing:
