@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,6 +47,21 @@ HomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Data folder of the embedded mode. Default: AIRPARADIS_HOME."),
 ]
+
+
+@contextmanager
+def user_errors(failed: str) -> Iterator[None]:
+    """Errors a user can mend (no such version, an unreadable file, a file that does not fit)
+    end the command with their reason, not a traceback."""
+    from shared.models import ModelLoadError
+    from shared.reference import DriftReferenceError
+    from training.data import DatasetError
+
+    try:
+        yield
+    except (ModelLoadError, DatasetError, DriftReferenceError, ValueError, OSError) as error:
+        console.print(f"[red]{failed}:[/red] {error}")
+        raise typer.Exit(1) from error
 
 
 def load_settings(home: Path | None = None, **overrides: object) -> Settings:
@@ -465,7 +482,8 @@ def models_promote(
     restart. Refused when VERSION's test precision at its threshold is below the champion's,
     unless --force.
     """
-    _promote(load_settings(home), version, force=force)
+    with user_errors("Not promoted"):
+        _promote(load_settings(home), version, force=force)
 
 
 @models_app.command("evaluate")
@@ -486,9 +504,10 @@ def models_evaluate(
     from training.registry import TEST_FIGURES, evaluate_version
 
     settings = load_settings(home)
-    evaluation = evaluate_version(
-        settings.tracking_uri, settings.model_name, version, load_sentiment140(data)
-    )
+    with user_errors("Not evaluated"):
+        evaluation = evaluate_version(
+            settings.tracking_uri, settings.model_name, version, load_sentiment140(data)
+        )
     table = Table(
         title=f"{settings.model_name} v{evaluation.version} on {evaluation.n_tweets:,} tweets "
         f"of {data.name}"
@@ -526,13 +545,10 @@ def models_reference(
     from training.registry import rebuild_reference
 
     settings = load_settings(home)
-    try:
+    with user_errors("No reference built"):
         rows = rebuild_reference(
             settings.tracking_uri, settings.model_name, version, load_sentiment140(data)
         )
-    except ValueError as error:
-        console.print(f"[red]No reference built:[/red] {error}")
-        raise typer.Exit(1) from error
     table = Table(title=f"Drift reference of {settings.model_name} v{version}")
     table.add_column("feature")
     table.add_column("validation tweets", justify="right")

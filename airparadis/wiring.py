@@ -24,7 +24,7 @@ from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess import handler as preprocess
 from services.store import handler as store
-from services.store.references import ensure_champion_reference
+from services.store.references import copy_champion_reference
 from shared import subjects
 from shared.bus import Streams, declare_streams, make_broker
 from shared.models import LoadedModel, load_champion, load_version
@@ -38,8 +38,15 @@ WORKERS: tuple[Worker, ...] = ("preprocess", "infer", "store", "alerter")
 
 
 def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Awaitable[KeyValue]]:
-    """Opens (creating if needed) the alerter's KV bucket; its TTL outlives window and cooldown."""
-    ttl = float(max(7 * 86_400, settings.alert_window_s * 2, settings.alert_cooldown_s * 2))
+    """Opens (creating if needed) the alerter's KV bucket; its TTL outlives window and cooldowns."""
+    ttl = float(
+        max(
+            7 * 86_400,
+            settings.alert_window_s * 2,
+            settings.alert_cooldown_s * 2,
+            settings.check_cooldown_s * 2,
+        )
+    )
 
     async def open_bucket() -> KeyValue:
         return await broker.key_value(subjects.KV_ALERTER, ttl=ttl, storage=StorageType.FILE)
@@ -70,7 +77,7 @@ class Platform:
     alerter_state: KvAlerterState | None = None
     gateway: FastAPI | None = None
     checks: Checks | None = None
-    _checks_task: asyncio.Task[None] | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         """Connect, declare streams, load what the workers need, then start consuming.
@@ -90,20 +97,25 @@ class Platform:
             self.holder.set(model_loader(self.settings)(None))
             model = self.holder.require()
             log.info("serving model", extra={"model": model.name, "version": model.version})
-        if "store" in self.workers and self.store is not None:
-            await ensure_champion_reference(self.store, self.settings)
         await self.broker.start()
+        # Side tasks, after the consumers: neither may hold up the start (MLflow slow to answer).
+        if "store" in self.workers and self.store is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    copy_champion_reference(self.store, self.settings), name="champion-reference"
+                )
+            )
         if self.checks is not None:
-            self._checks_task = asyncio.create_task(
-                self.checks.run_forever(), name="drift-and-error-rate-checks"
+            self._tasks.append(
+                asyncio.create_task(self.checks.run_forever(), name="drift-and-error-rate-checks")
             )
 
     async def stop(self) -> None:
-        if self._checks_task is not None:
-            self._checks_task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._checks_task
-            self._checks_task = None
+                await task
+        self._tasks.clear()
         await self.broker.stop()
         if self.store is not None:
             self.store.close()

@@ -82,7 +82,8 @@ def estimator_oov_rates(estimator: ProbabilityEstimator, texts: Sequence[str]) -
     """The out-of-vocabulary rate of each preprocessed text for estimators that have a word
     vocabulary (an `oov_rates` method); None for the others (e.g. a subword transformer)."""
     measure = getattr(estimator, "oov_rates", None)
-    return None if measure is None else np.asarray(measure(texts), dtype=float)
+    rates = None if measure is None else measure(texts)
+    return None if rates is None else np.asarray(rates, dtype=float)
 
 
 class SklearnEstimator:

@@ -22,6 +22,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.exceptions import MlflowException
 
 from shared.models import get_version, read_run_artifact, registry_client
 from shared.monitoring import OOV_RATE, reference_rows, text_feature_columns
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 REFERENCE_ARTIFACT = "drift_reference.json"
 
 
-class ReferenceError(Exception):
+class DriftReferenceError(Exception):
     """A version's reference cannot be read; the message says why."""
 
 
@@ -73,10 +74,10 @@ def to_json(rows: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def from_json(text: str) -> list[dict[str, Any]]:
+def from_json(data: str | bytes) -> list[dict[str, Any]]:
     """Rows back from the JSON artifact, ready for `save_reference`."""
     try:
-        rows = json.loads(text)
+        rows = json.loads(data)
         return [
             {
                 **row,
@@ -86,7 +87,7 @@ def from_json(text: str) -> list[dict[str, Any]]:
             for row in rows
         ]
     except (ValueError, TypeError, KeyError) as error:
-        raise ReferenceError(f"unreadable {REFERENCE_ARTIFACT}: {error}") from error
+        raise DriftReferenceError(f"unreadable {REFERENCE_ARTIFACT}: {error}") from error
 
 
 def log_reference(rows: Sequence[Mapping[str, Any]]) -> None:
@@ -102,15 +103,21 @@ def load_reference(
     info = get_version(tracking_uri, model_name, model_version)
     if info.run_id is None:
         return None
-    logged = {item.path for item in registry_client(tracking_uri).list_artifacts(info.run_id)}
+    try:
+        logged = {item.path for item in registry_client(tracking_uri).list_artifacts(info.run_id)}
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise DriftReferenceError(
+                f"the run of version {model_version} ({info.run_id}) no longer exists"
+            ) from error
+        raise
     if REFERENCE_ARTIFACT not in logged:
         return None
-    data = read_run_artifact(tracking_uri, info.run_id, REFERENCE_ARTIFACT)
-    rows = from_json(data.decode("utf-8"))
+    rows = from_json(read_run_artifact(tracking_uri, info.run_id, REFERENCE_ARTIFACT))
     # A reference is keyed by the version it was built for; a copied artifact must not pose
     # as another version's.
     if any(row["model_version"] != str(model_version) for row in rows):
-        raise ReferenceError(
+        raise DriftReferenceError(
             f"the reference logged with version {model_version} belongs to another version"
         )
     return rows
@@ -122,7 +129,9 @@ def log_reference_for_version(
     """Log rows into the run of an already registered version (replacing any earlier ones)."""
     info = get_version(tracking_uri, model_name, model_version)
     if info.run_id is None:
-        raise ReferenceError(f"version {model_version} of {model_name!r} has no run to log into")
+        raise DriftReferenceError(
+            f"version {model_version} of {model_name!r} has no run to log into"
+        )
     with tempfile.TemporaryDirectory(prefix="airparadis-reference-") as folder:
         path = Path(folder) / REFERENCE_ARTIFACT
         path.write_text(to_json(rows), encoding="utf-8")

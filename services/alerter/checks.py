@@ -132,19 +132,32 @@ class Checks:
     store: Store
     state: AlerterState
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    rounds: int = 0  # rounds run by run_forever, failed ones included
+    rounds: int = 0  # rounds run by run_forever
+    failures: int = 0  # checks of those rounds that failed (ClickHouse or NATS down)
 
     async def run_once(self) -> list[AlertRaised]:
-        """One round of both checks; the alerts raised (after their cooldown)."""
+        """One round of both checks; the alerts raised (after their cooldown). A check that
+        fails is logged and counted, and does not keep the other from running."""
         now = self.clock()
         raised: list[AlertRaised] = []
-        for decide in (self._drift, self._error_rate):
-            alert = await decide(now)
-            if alert is None:
+        for kind, decide in (("drift", self._drift), ("error_rate", self._error_rate)):
+            try:
+                alert = await self._raise(await decide(now), now)
+            except Exception:
+                self.failures += 1
+                log.exception("check failed; trying again next round", extra={"kind": kind})
                 continue
-            if not await self.state.claim_cooldown(alert.kind, now, self.settings.check_cooldown_s):
-                log.debug("alert in cooldown", extra={"kind": alert.kind})
-                continue
+            if alert is not None:
+                raised.append(alert)
+        return raised
+
+    async def _raise(self, alert: AlertRaised | None, now: datetime) -> AlertRaised | None:
+        if alert is None:
+            return None
+        if not await self.state.claim_cooldown(alert.kind, now, self.settings.check_cooldown_s):
+            log.debug("alert in cooldown", extra={"kind": alert.kind})
+            return None
+        try:
             await publish_event(
                 self.broker,
                 alert,
@@ -152,20 +165,17 @@ class Checks:
                 msg_id=alert.id,
                 stream=subjects.STREAM_ALERTS,
             )
-            log.info("alert raised", extra={"alert_id": alert.id, "kind": alert.kind})
-            raised.append(alert)
-        return raised
+        except BaseException:
+            # Not published: give the cooldown back, or the alert would be lost for its length.
+            await self.state.release_cooldown(alert.kind, now)
+            raise
+        log.info("alert raised", extra={"alert_id": alert.id, "kind": alert.kind})
+        return alert
 
     async def run_forever(self) -> None:
-        """Rounds every check_interval_s until cancelled; a failed round is logged, not fatal
-        (ClickHouse down: the next round tries again)."""
+        """Rounds every check_interval_s until cancelled."""
         while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("drift and error-rate checks failed; retrying next round")
+            await self.run_once()
             self.rounds += 1
             await asyncio.sleep(self.settings.check_interval_s)
 

@@ -8,6 +8,7 @@ contract for tests on the in-memory broker, which has no KV.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -31,6 +32,7 @@ class AlerterState(Protocol):
     async def was_sent(self, alert_id: str) -> bool: ...
     async def mark_sent(self, alert_id: str) -> None: ...
     async def claim_cooldown(self, kind: str, now: datetime, cooldown_s: float) -> bool: ...
+    async def release_cooldown(self, kind: str, claimed_at: datetime) -> None: ...
 
 
 def _cooling(last: bytes | None, now: datetime, cooldown_s: float) -> bool:
@@ -115,6 +117,20 @@ class KvAlerterState:
             raise
         return True
 
+    async def release_cooldown(self, kind: str, claimed_at: datetime) -> None:
+        """Undo a claim made at claimed_at whose alert could not be published (unless another
+        claim replaced it since)."""
+        kv = await self.bucket()
+        key = f"{COOLDOWN_PREFIX}{kind}"
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            return
+        if entry.value == claimed_at.isoformat().encode():
+            # Claimed again meanwhile (a wrong last sequence): that claim stands.
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await kv.delete(key, last=entry.revision)
+
 
 class MemoryAlerterState:
     def __init__(self) -> None:
@@ -144,3 +160,7 @@ class MemoryAlerterState:
             return False
         self.last_raised[kind] = now
         return True
+
+    async def release_cooldown(self, kind: str, claimed_at: datetime) -> None:
+        if self.last_raised.get(kind) == claimed_at:
+            del self.last_raised[kind]

@@ -13,8 +13,8 @@ import logging
 
 from shared.bus import InvalidMessage, RetryLater
 from shared.models import ModelNotFoundError, get_champion
-from shared.monitoring import has_reference, save_reference
-from shared.reference import ReferenceError, load_reference
+from shared.monitoring import save_reference
+from shared.reference import DriftReferenceError, load_reference
 from shared.settings import Settings
 from shared.storage import Store
 
@@ -31,7 +31,7 @@ async def copy_reference(store: Store, settings: Settings, model_version: str) -
         rows = await asyncio.to_thread(
             load_reference, settings.tracking_uri, settings.model_name, model_version
         )
-    except (ModelNotFoundError, ReferenceError) as error:
+    except (ModelNotFoundError, DriftReferenceError) as error:
         raise InvalidMessage(str(error)) from error
     except Exception as error:  # the registry is down or unreachable: try again later
         raise RetryLater(
@@ -55,15 +55,13 @@ async def copy_reference(store: Store, settings: Settings, model_version: str) -
     return True
 
 
-async def ensure_champion_reference(store: Store, settings: Settings) -> None:
-    """At start: store the champion's reference if ClickHouse lacks it. Never fatal: the
-    platform serves without drift figures rather than not at all."""
+async def copy_champion_reference(store: Store, settings: Settings) -> None:
+    """At start: copy the champion's reference (again: a reference rebuilt while the store was
+    down replaces the stored one, and a copy is a few dozen rows). Never fatal: the platform
+    serves without drift figures rather than not at all."""
     try:
         champion = await asyncio.to_thread(get_champion, settings.tracking_uri, settings.model_name)
-        if champion is None or await asyncio.to_thread(
-            has_reference, store, settings.model_name, champion.version
-        ):
-            return
-        await copy_reference(store, settings, champion.version)
+        if champion is not None:
+            await copy_reference(store, settings, champion.version)
     except Exception:
         log.warning("could not store the champion's drift reference", exc_info=True)

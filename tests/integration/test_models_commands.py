@@ -207,3 +207,21 @@ def test_reference_refuses_a_file_the_version_was_not_trained_on(
 
     assert result.exit_code == 1
     assert "the file it was trained on" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("models", "evaluate", "99", "--data", str(FIXTURE)),
+        ("models", "promote", "99"),
+        ("models", "reference", "99", "--data", str(FIXTURE)),
+        ("models", "evaluate", "1", "--data", "/no/such/file.csv"),
+    ],
+    ids=["evaluate", "promote", "reference", "missing file"],
+)
+def test_a_mistake_ends_with_its_reason_not_a_traceback(home: Home, command: tuple[str]) -> None:
+    result = home.run(*command)
+
+    assert result.exit_code == 1
+    assert "no version 99" in result.output or "no such file" in result.output
+    assert "Traceback" not in result.output

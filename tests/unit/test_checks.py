@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from services.alerter.checks import drift_alert, error_rate_alert
+from services.alerter.checks import Checks, drift_alert, error_rate_alert
 from services.alerter.state import MemoryAlerterState
+from shared.messages import AlertRaised
 from shared.models import oov_shares
 from shared.monitoring import reference_shares
 from shared.reference import build_reference, from_json, to_json
+from shared.settings import Settings
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DRIFT = {"model_name": "m", "threshold": 0.25, "window_s": 3600, "now": NOW}
@@ -97,3 +99,38 @@ def test_reference_without_oov_rates_has_no_oov_feature() -> None:
 def test_reference_refuses_mismatched_lengths() -> None:
     with pytest.raises(ValueError, match="2 tweets but 1 probabilities"):
         build_reference(["a", "b"], [0.5], None, "m", "4")
+
+
+class _FailingBroker:
+    async def publish(self, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("NATS is reconnecting")
+
+
+async def test_an_alert_that_cannot_be_published_gives_its_cooldown_back(
+    settings: Settings,
+) -> None:
+    state = MemoryAlerterState()
+    checks = Checks(_FailingBroker(), settings, store=None, state=state, clock=lambda: NOW)  # type: ignore[arg-type]
+    drift = drift_alert({"3": {"probability": 0.9}}, **DRIFT)
+
+    async def drifted(now: datetime) -> AlertRaised | None:
+        return drift
+
+    async def broken(now: datetime) -> AlertRaised | None:
+        raise TimeoutError("ClickHouse did not answer")
+
+    checks._drift = drifted  # type: ignore[method-assign]
+    checks._error_rate = broken  # type: ignore[method-assign]
+
+    assert await checks.run_once() == []
+    assert checks.failures == 2  # the publish, and the error-rate check: neither stops the other
+    assert state.last_raised == {}  # the next round may raise the drift alert again
+
+
+async def test_memory_cooldown_release_undoes_only_its_own_claim() -> None:
+    state = MemoryAlerterState()
+    assert await state.claim_cooldown("drift", NOW, 3600)
+    await state.release_cooldown("drift", NOW - timedelta(hours=2))  # not this claim
+    assert not await state.claim_cooldown("drift", NOW, 3600)
+    await state.release_cooldown("drift", NOW)
+    assert await state.claim_cooldown("drift", NOW, 3600)
