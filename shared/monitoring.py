@@ -682,83 +682,31 @@ def model_versions(
     return [row["model_version"] for row in rows]
 
 
-def traffic_per_minute(
+# The per-interval queries the /monitor page draws (`over_time`).
+PER_INTERVAL = frozenset(
+    {"traffic_per_minute", "latency_quantiles", "batch_sizes", "error_rate", "positive_rate"}
+)
+
+
+def over_time(
     store: Store,
+    name: str,
     since: datetime,
     until: datetime,
     model_version: str | None = None,
     interval_s: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows {t, model_version, predictions_per_minute}, one per bucket and version."""
+    """Rows {t, model_version, ...} of a per-interval query, one per bucket and version (one
+    version, or all with None). Besides t and model_version: predictions_per_minute
+    (traffic_per_minute); p50, p95, p99 in ms from submission to score (latency_quantiles);
+    mean_batch_size, max_batch_size (batch_sizes); error_rate, the share of the bucket's
+    predictions reported wrong; positive_rate, the share called positive."""
+    if name not in PER_INTERVAL:
+        raise ValueError(
+            f"{name!r} is not a per-interval query; expected one of {sorted(PER_INTERVAL)}"
+        )
     return run_query(
-        store,
-        "traffic_per_minute",
-        since,
-        until,
-        interval_s=interval_s,
-        variables=_versions(model_version),
-    )
-
-
-def latency_quantiles(
-    store: Store,
-    since: datetime,
-    until: datetime,
-    model_version: str | None = None,
-    interval_s: int | None = None,
-) -> list[dict[str, Any]]:
-    """Rows {t, model_version, p50, p95, p99}: latency from submission to score, in ms."""
-    return run_query(
-        store,
-        "latency_quantiles",
-        since,
-        until,
-        interval_s=interval_s,
-        variables=_versions(model_version),
-    )
-
-
-def batch_sizes(
-    store: Store,
-    since: datetime,
-    until: datetime,
-    model_version: str | None = None,
-    interval_s: int | None = None,
-) -> list[dict[str, Any]]:
-    """Rows {t, model_version, mean_batch_size, max_batch_size}."""
-    return run_query(
-        store,
-        "batch_sizes",
-        since,
-        until,
-        interval_s=interval_s,
-        variables=_versions(model_version),
-    )
-
-
-def traffic_by_version(
-    store: Store, since: datetime, until: datetime, model_version: str | None = None
-) -> list[dict[str, Any]]:
-    """Rows {model_version, predictions, p50_ms, p95_ms, p99_ms, mean_batch_size, first_seen,
-    last_seen}, the version seen last first."""
-    return run_query(store, "traffic_by_version", since, until, variables=_versions(model_version))
-
-
-def error_rate_over_time(
-    store: Store,
-    since: datetime,
-    until: datetime,
-    model_version: str | None = None,
-    interval_s: int | None = None,
-) -> list[dict[str, Any]]:
-    """Rows {t, model_version, error_rate}: share of the bucket's predictions reported wrong."""
-    return run_query(
-        store,
-        "error_rate",
-        since,
-        until,
-        interval_s=interval_s,
-        variables=_versions(model_version),
+        store, name, since, until, interval_s=interval_s, variables=_versions(model_version)
     )
 
 
@@ -786,49 +734,11 @@ def error_rate(
     }
 
 
-def recent_reports(
-    store: Store,
-    since: datetime,
-    until: datetime,
-    model_version: str | None = None,
-    limit: int = RECENT_ROWS,
-) -> list[dict[str, Any]]:
-    """The latest reports, newest first: {reported_at, model_version, label, correct_label,
-    probability, threshold, tweet (140 characters at most), comment}."""
-    rows = run_query(store, "recent_reports", since, until, variables=_versions(model_version))
-    return rows[:limit]
-
-
-def alerts_over_time(
-    store: Store, since: datetime, until: datetime, interval_s: int | None = None
-) -> list[dict[str, Any]]:
-    """Rows {t, kind, alerts}: alerts raised per bucket and kind."""
-    return run_query(store, "alerts_over_time", since, until, interval_s=interval_s)
-
-
 def recent_alerts(
     store: Store, since: datetime, until: datetime, limit: int = RECENT_ROWS
 ) -> list[dict[str, Any]]:
     """The latest alerts, newest first: {raised_at, kind, summary}."""
     return run_query(store, "recent_alerts", since, until)[:limit]
-
-
-def positive_rate(
-    store: Store,
-    since: datetime,
-    until: datetime,
-    model_version: str | None = None,
-    interval_s: int | None = None,
-) -> list[dict[str, Any]]:
-    """Rows {t, model_version, positive_rate}: share of tweets called positive."""
-    return run_query(
-        store,
-        "positive_rate",
-        since,
-        until,
-        interval_s=interval_s,
-        variables=_versions(model_version),
-    )
 
 
 def psi_over_time(

@@ -42,17 +42,18 @@ def monitor_figures(
     }
     if version is None:
         return figures
-    traffic = monitoring.traffic_per_minute(store, since, until, version, interval)
+    traffic = monitoring.over_time(store, "traffic_per_minute", since, until, version, interval)
     figures["traffic"] = _series(traffic, "predictions_per_minute", "predictions")
     figures["latency"] = [
         {"t": r["t"], "p50": r["p50"], "p95": r["p95"], "p99": r["p99"]}
-        for r in monitoring.latency_quantiles(store, since, until, version, interval)
+        for r in monitoring.over_time(store, "latency_quantiles", since, until, version, interval)
     ]
     figures["error_rate"] = _series(
-        monitoring.error_rate_over_time(store, since, until, version, interval), "error_rate"
+        monitoring.over_time(store, "error_rate", since, until, version, interval), "error_rate"
     )
     figures["positive_rate"] = _series(
-        monitoring.positive_rate(store, since, until, version, interval), "positive_rate"
+        monitoring.over_time(store, "positive_rate", since, until, version, interval),
+        "positive_rate",
     )
     figures["psi"] = monitoring.psi_over_time(
         store, since, until, model_name, version, interval_s=psi_interval

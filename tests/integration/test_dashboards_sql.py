@@ -462,16 +462,22 @@ def test_monitor_functions_return_the_panels_figures(store: Store, seeded: Seede
 
     assert monitoring.model_versions(store, since, until) == [SERVING, OLD]
     assert monitoring.model_versions(store, since, until, MODEL) == [SERVING, OLD]
-    assert monitoring.traffic_per_minute(store, since, until, SERVING, 3600) == [
+    assert monitoring.over_time(store, "traffic_per_minute", since, until, SERVING, 3600) == [
         {"t": START, "model_version": SERVING, "predictions_per_minute": PER_MINUTE},
         {"t": START + HOUR, "model_version": SERVING, "predictions_per_minute": PER_MINUTE},
     ]
-    assert monitoring.latency_quantiles(store, since, until, None, 3600) == run_panel(
+    assert monitoring.over_time(store, "latency_quantiles", since, until, None, 3600) == run_panel(
         store, "traffic/Latency p50 / p95 / p99", WHOLE, ALL_VERSIONS
     )
-    assert monitoring.batch_sizes(store, since, until, OLD, 3600)[0]["model_version"] == OLD
-    assert len(monitoring.traffic_by_version(store, since, until)) == 2
-    assert monitoring.error_rate_over_time(store, since, until, SERVING, 3600)[1][
+    assert (
+        monitoring.over_time(store, "batch_sizes", since, until, OLD, 3600)[0]["model_version"]
+        == OLD
+    )
+    assert (
+        len(monitoring.run_query(store, "traffic_by_version", since, until, variables=ALL_VERSIONS))
+        == 2
+    )
+    assert monitoring.over_time(store, "error_rate", since, until, SERVING, 3600)[1][
         "error_rate"
     ] == pytest.approx(REPORTED_SHARE[1])
     assert monitoring.error_rate(store, since, until) == {
@@ -480,13 +486,18 @@ def test_monitor_functions_return_the_panels_figures(store: Store, seeded: Seede
         "error_rate": pytest.approx(len(seeded.reported_ids) / 5100),
     }
     assert monitoring.error_rate(store, since, until, OLD)["reported"] == 0
-    assert len(monitoring.recent_reports(store, since, until, limit=10)) == 10
-    assert len(monitoring.alerts_over_time(store, since, until, 3600)) == 3
+    assert (
+        len(
+            monitoring.run_query(store, "recent_reports", since, until, variables=ALL_VERSIONS)[:10]
+        )
+        == 10
+    )
+    assert len(monitoring.run_query(store, "alerts_over_time", since, until, interval_s=3600)) == 3
     assert [a["kind"] for a in monitoring.recent_alerts(store, since, until, limit=2)] == [
         "error_rate",
         "drift",
     ]
-    assert len(monitoring.positive_rate(store, since, until, SERVING)) > 0
+    assert len(monitoring.over_time(store, "positive_rate", since, until, SERVING)) > 0
 
 
 def test_psi_functions_give_per_feature_figures_for_the_alerter_and_the_page(
