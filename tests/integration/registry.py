@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
+
 from shared.preprocessing import PreprocessConfig
 from shared.settings import Settings
 from training.data import load_sentiment140
@@ -23,3 +25,16 @@ def train_fixture_model(tracking_uri: str, settings: Settings, data: Path) -> st
         progress=False,
     )
     return result.version
+
+
+# What every training logs beside the model (training/experiment.py).
+LOGGED_PLOTS = {
+    "plots/confusion_matrix.png",
+    "plots/roc_curve.png",
+    "plots/precision_recall_curve.png",
+}
+
+
+def logged_files(client: mlflow.MlflowClient, run_id: str, folder: str) -> set[str]:
+    """Paths of the files a run logged in one artifact folder."""
+    return {item.path for item in client.list_artifacts(run_id, folder)}

@@ -12,6 +12,7 @@ from shared.models import CHAMPION, PREVIOUS, get_alias, registry_client
 from shared.monitoring import reference_shares
 from shared.nats_server import free_port
 from shared.reference import load_reference
+from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.registry import TEST_AT_THRESHOLD_PREFIX, compare_versions
 
 pytestmark = pytest.mark.integration
@@ -105,15 +106,8 @@ def test_smoke_training_registers_one_version_with_a_nested_run_per_candidate(
     assert run.data.params["search.refit"] == "precision"
     for metric in ("test.at_threshold.precision", "test.at_0.5.accuracy", "train_seconds"):
         assert metric in run.data.metrics
-    plots = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {
-        "plots/confusion_matrix.png",
-        "plots/roc_curve.png",
-        "plots/precision_recall_curve.png",
-    }
-    assert [item.path for item in client.list_artifacts(run.info.run_id, "data")] == [
-        "data/split.csv.gz"
-    ]
+    assert logged_files(client, run.info.run_id, "plots") == LOGGED_PLOTS
+    assert logged_files(client, run.info.run_id, "data") == {"data/split.csv.gz"}
     assert version.tags["candidate"] in {"tfidf-logreg", "tfidf-nb"}
     assert version.tags["data.n_train"] == "32"
     assert "test.at_threshold.precision" in version.tags

@@ -14,6 +14,7 @@ pytest.importorskip("gensim", reason="the lstm extra (gensim) is not installed")
 
 from shared.models import LoadedModel, ProbabilityEstimator, load_version, registry_client
 from shared.preprocessing import TextPreprocessor
+from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.data import balanced_sample, load_sentiment140
 from training.experiment import Texts, TrainResult, train_family
 from training.lstm import DEFAULT_PREPROCESS, LstmFamily, LstmOptions
@@ -127,11 +128,6 @@ def test_the_run_records_epochs_params_plots_and_the_checkpoint_choice(
     metrics = run.data.metrics
     for name in ("w2v.vocabulary_size", "fit.best_epoch.val_precision", "test.at_0.5.accuracy"):
         assert name in metrics
-    plots = {item.path for item in client.list_artifacts(trained.run_id, "plots")}
-    assert plots == {
-        "plots/confusion_matrix.png",
-        "plots/roc_curve.png",
-        "plots/precision_recall_curve.png",
-    }
+    assert logged_files(client, trained.run_id, "plots") == LOGGED_PLOTS
     version = client.get_model_version(trained.model_name, trained.version)
     assert version.tags["family"] == "lstm"

