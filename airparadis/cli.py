@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console(stderr=True)
+OptionsT = TypeVar("OptionsT")
 
 DataOption = Annotated[
     Path | None,
@@ -169,32 +171,26 @@ def train_simple_command(
 ) -> None:
     """Bag of words / TF-IDF x logistic regression, linear SVM, naive Bayes, random forest:
     a cross-validated search per candidate, the best on validation registered."""
-    from airparadis.bootstrap import load_training_data, sample_size
     from training.simple import train_simple
 
-    settings = load_settings(home, data=data)
-    frame, source = load_training_data(settings, settings.data)
-    size = sample_size(settings, frame, sample or (SMOKE_SAMPLE if smoke else None))
-    console.print(f"Training the simple family on {size:,} tweets")
-    result = train_simple(
-        frame,
-        preprocess=preprocess,
-        target_precision=settings.target_precision,
-        tracking_uri=settings.tracking_uri,
-        model_name=settings.model_name,
-        artifacts_dir=settings.artifacts_dir,
-        candidates=_names(candidates),
-        vectorizers=_names(vectorizers),
-        grid="small" if smoke else "full",
-        n_jobs=jobs,
-        min_df=1 if smoke else 2,
-        sample=size if size < len(frame) else None,
-        data_source=str(source),
-        run_name="simple-smoke" if smoke else "simple",
+    _train(
+        "the simple family",
+        "simple",
+        partial(
+            train_simple,
+            preprocess=preprocess,
+            candidates=_names(candidates),
+            vectorizers=_names(vectorizers),
+            grid="small" if smoke else "full",
+            n_jobs=jobs,
+            min_df=1 if smoke else 2,
+        ),
+        home=home,
+        data=data,
+        sample=sample,
+        smoke=smoke,
+        promote_it=promote_it,
     )
-    _print_trained(result)
-    if promote_it:
-        _promote(settings, result.version)
 
 
 SMOKE_SAMPLE = 400
@@ -216,6 +212,52 @@ def _print_trained(result: TrainResult) -> None:
         f"accuracy {result.test_at_default['accuracy']:.3f} and ROC AUC "
         f"{result.test_at_default['roc_auc']:.3f} at 0.5; trained in {result.train_seconds:.0f} s"
     )
+
+
+def _train(
+    what: str,
+    run_name: str,
+    train: Callable[..., TrainResult],
+    *,
+    home: Path | None,
+    data: Path | None,
+    sample: int | None,
+    smoke: bool,
+    promote_it: bool,
+) -> None:
+    """What every `train` command does around its family: load the data, train on the chosen
+    sample with the settings' registry and target, say what came of it, promote if asked."""
+    from airparadis.bootstrap import load_training_data, sample_size
+
+    settings = load_settings(home, data=data)
+    frame, source = load_training_data(settings, settings.data)
+    size = sample_size(settings, frame, sample or (SMOKE_SAMPLE if smoke else None))
+    console.print(f"Training {what} on {size:,} tweets")
+    result = train(
+        frame,
+        target_precision=settings.target_precision,
+        tracking_uri=settings.tracking_uri,
+        model_name=settings.model_name,
+        artifacts_dir=settings.artifacts_dir,
+        sample=size if size < len(frame) else None,
+        data_source=str(source),
+        run_name=f"{run_name}-smoke" if smoke else run_name,
+    )
+    _print_trained(result)
+    if promote_it:
+        _promote(settings, result.version)
+
+
+def _options(defaults: OptionsT, given: dict[str, Any]) -> OptionsT:
+    """A family's options: its defaults with the values given on the command line."""
+    from dataclasses import replace
+
+    try:
+        return replace(
+            defaults, **{key: value for key, value in given.items() if value is not None}
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
 
 
 @train_app.command("transformer")
@@ -272,46 +314,34 @@ def train_transformer_command(
 
     The --no-<step> flags turn more steps off.
     """
-    from dataclasses import replace
-
-    from airparadis.bootstrap import load_training_data, sample_size
     from training.experiment import train_family
     from training.transformer import FineTuneOptions, TransformerFamily, transformer_preprocess
 
-    given: dict[str, Any] = {
-        "base_model": base_model,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "max_minutes": max_minutes,
-        "eval_every": eval_every,
-        "eval_tweets": eval_tweets,
-        "max_length": max_length,
-    }
-    defaults = FineTuneOptions.smoke() if smoke else FineTuneOptions()
-    options = replace(
-        defaults,
-        quantize=quantize,
-        **{key: value for key, value in given.items() if value is not None},
+    options = _options(
+        FineTuneOptions.smoke() if smoke else FineTuneOptions(),
+        {
+            "base_model": base_model,
+            "epochs": epochs,
+            "max_steps": max_steps,
+            "max_minutes": max_minutes,
+            "eval_every": eval_every,
+            "eval_tweets": eval_tweets,
+            "max_length": max_length,
+            "quantize": quantize,
+        },
     )
-    settings = load_settings(home, data=data)
-    frame, source = load_training_data(settings, settings.data)
-    size = sample_size(settings, frame, sample or (SMOKE_SAMPLE if smoke else None))
-    console.print(f"Fine-tuning {options.base_model} on {size:,} tweets")
-    result = train_family(
-        TransformerFamily(options),
-        frame,
-        preprocess=transformer_preprocess(preprocess),
-        target_precision=settings.target_precision,
-        tracking_uri=settings.tracking_uri,
-        model_name=settings.model_name,
-        artifacts_dir=settings.artifacts_dir,
-        sample=size if size < len(frame) else None,
-        data_source=str(source),
-        run_name="transformer-smoke" if smoke else "transformer",
+    _train(
+        f"the transformer family ({options.base_model})",
+        "transformer",
+        partial(
+            train_family, TransformerFamily(options), preprocess=transformer_preprocess(preprocess)
+        ),
+        home=home,
+        data=data,
+        sample=sample,
+        smoke=smoke,
+        promote_it=promote_it,
     )
-    _print_trained(result)
-    if promote_it:
-        _promote(settings, result.version)
 
 
 @train_app.command("lstm")
@@ -359,45 +389,29 @@ def train_lstm_command(
 
     The --no-<step> flags turn more steps off.
     """
-    from dataclasses import replace
-
-    from airparadis.bootstrap import load_training_data, sample_size
     from training.lstm import LstmOptions, lstm_preprocess, train_lstm
 
-    given = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "max_steps": max_steps,
-        "w2v_dim": w2v_dim,
-        "max_length": max_length,
-        "checkpoint_monitor": checkpoint_on,
-    }
-    defaults = LstmOptions.smoke() if smoke else LstmOptions()
-    try:
-        options = replace(
-            defaults, **{key: value for key, value in given.items() if value is not None}
-        )
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
-    settings = load_settings(home, data=data)
-    frame, source = load_training_data(settings, settings.data)
-    size = sample_size(settings, frame, sample or (SMOKE_SAMPLE if smoke else None))
-    console.print(f"Training the LSTM family on {size:,} tweets")
-    result = train_lstm(
-        frame,
-        preprocess=lstm_preprocess(preprocess),
-        target_precision=settings.target_precision,
-        tracking_uri=settings.tracking_uri,
-        model_name=settings.model_name,
-        artifacts_dir=settings.artifacts_dir,
-        options=options,
-        sample=size if size < len(frame) else None,
-        data_source=str(source),
-        run_name="lstm-smoke" if smoke else "lstm",
+    options = _options(
+        LstmOptions.smoke() if smoke else LstmOptions(),
+        {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "max_steps": max_steps,
+            "w2v_dim": w2v_dim,
+            "max_length": max_length,
+            "checkpoint_monitor": checkpoint_on,
+        },
     )
-    _print_trained(result)
-    if promote_it:
-        _promote(settings, result.version)
+    _train(
+        "the LSTM family",
+        "lstm",
+        partial(train_lstm, preprocess=lstm_preprocess(preprocess), options=options),
+        home=home,
+        data=data,
+        sample=sample,
+        smoke=smoke,
+        promote_it=promote_it,
+    )
 
 
 @models_app.command("list")

@@ -218,24 +218,21 @@ class SentimentModel(PythonModel):
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probability of positive for each raw tweet, in order: the fast path for serving."""
-        if self._preprocessor is None or self._estimator is None:
-            raise ModelLoadError("the model is not loaded (load it with mlflow.pyfunc.load_model)")
+        preprocessor, estimator = self._loaded()
         if len(texts) == 0:
             return np.empty(0, dtype=float)
-        cleaned = self._preprocessor.transform(texts)
-        return np.asarray(self._estimator.positive_proba(cleaned), dtype=float)
+        return np.asarray(estimator.positive_proba(preprocessor.transform(texts)), dtype=float)
 
     def score(self, texts: Sequence[str]) -> Scores:
         """Probability of positive and out-of-vocabulary rate of each raw tweet, preprocessed
         once: what the infer worker stores for drift monitoring."""
-        if self._preprocessor is None or self._estimator is None:
-            raise ModelLoadError("the model is not loaded (load it with mlflow.pyfunc.load_model)")
+        preprocessor, estimator = self._loaded()
         if len(texts) == 0:
             return Scores(np.empty(0, dtype=float), None)
-        cleaned = self._preprocessor.transform(texts)
+        cleaned = preprocessor.transform(texts)
         return Scores(
-            np.asarray(self._estimator.positive_proba(cleaned), dtype=float),
-            estimator_oov_rates(self._estimator, cleaned),
+            np.asarray(estimator.positive_proba(cleaned), dtype=float),
+            estimator_oov_rates(estimator, cleaned),
         )
 
     def predict(
@@ -252,13 +249,17 @@ class SentimentModel(PythonModel):
 
     def explain(self, text: str, budget_s: float) -> Explanation:
         """Each word's push toward positive: exact for linear models, occlusion otherwise."""
-        if self._preprocessor is None or self._estimator is None:
-            raise ModelLoadError("the model is not loaded (load it with mlflow.pyfunc.load_model)")
-        weights = getattr(self._estimator, "feature_weights", None)
+        preprocessor, estimator = self._loaded()
+        weights = getattr(estimator, "feature_weights", None)
         feature_weights = weights() if callable(weights) else None
         if feature_weights is not None:
-            return linear(text, self._preprocessor.tokens, feature_weights)
+            return linear(text, preprocessor.tokens, feature_weights)
         return occlusion(text, self.predict_proba, budget_s)
+
+    def _loaded(self) -> tuple[TextPreprocessor, ProbabilityEstimator]:
+        if self._preprocessor is None or self._estimator is None:
+            raise ModelLoadError("the model is not loaded (load it with mlflow.pyfunc.load_model)")
+        return self._preprocessor, self._estimator
 
     def _bind(self, config: SentimentModelConfig, estimator: ProbabilityEstimator) -> None:
         self._config = config

@@ -35,6 +35,7 @@ def nats_server_binary() -> Path:
 
 
 _LINUX = sys.platform.startswith("linux")
+_PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
@@ -42,9 +43,6 @@ def _die_with_parent() -> None:
     SIGKILL, so no nats-server outlives the platform that started it."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
