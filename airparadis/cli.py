@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -76,23 +75,32 @@ def load_settings(home: Path | None = None, **overrides: object) -> Settings:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     plain_logs: Annotated[bool, typer.Option(help="Human-readable logs instead of JSON.")] = False,
 ) -> None:
-    configure_logging(log_level, json_lines=not plain_logs)
+    configure_logging(log_level, json_lines=not plain_logs, process=Settings().process_name)
+    # What `up` passes on to the processes it starts.
+    ctx.obj = ["--log-level", log_level, *(["--plain-logs"] if plain_logs else [])]
 
 
 @app.command()
 def up(
+    ctx: typer.Context,
     data: DataOption = None,
     home: HomeOption = None,
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000).")] = None,
+    infer_replicas: Annotated[
+        int | None,
+        typer.Option(min=1, max=32, help="Infer processes (default AIRPARADIS_INFER_REPLICAS, 1)."),
+    ] = None,
 ) -> None:
-    """Run everything on this machine: nats-server, chDB, MLflow on SQLite, workers, gateway."""
-    from airparadis.embedded import up as run_up
+    """Run everything on this machine: nats-server, chDB, MLflow on SQLite, one process per
+    worker and the gateway, supervised (a process that dies is restarted)."""
+    from airparadis.supervisor import up as run_up
 
-    settings = load_settings(home, http_port=port, data=data)
-    run_up(settings, settings.data)
+    settings = load_settings(home, http_port=port, data=data, infer_replicas=infer_replicas)
+    raise typer.Exit(run_up(settings, settings.data, ctx.obj or []))
 
 
 @app.command()
@@ -103,14 +111,15 @@ def worker(
     home: HomeOption = None,
 ) -> None:
     """Run some workers against AIRPARADIS_NATS_URL (compose mode: one container each)."""
-    from airparadis.embedded import run
+    from airparadis.embedded import run_process
     from airparadis.wiring import WORKERS
 
     unknown = sorted(set(names) - set(WORKERS))
     if unknown:
         raise typer.BadParameter(f"unknown worker(s) {unknown}; choose from {list(WORKERS)}")
     settings = load_settings(home)
-    asyncio.run(run(settings, tuple(n for n in WORKERS if n in names), with_gateway=False))  # type: ignore[misc]
+    chosen = tuple(n for n in WORKERS if n in names)
+    raise typer.Exit(run_process(settings, chosen, with_gateway=False))
 
 
 @app.command()
@@ -119,9 +128,9 @@ def gateway(
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000).")] = None,
 ) -> None:
     """Run only the HTTP gateway against AIRPARADIS_NATS_URL."""
-    from airparadis.embedded import run
+    from airparadis.embedded import run_process
 
-    asyncio.run(run(load_settings(home, http_port=port), (), with_gateway=True))
+    raise typer.Exit(run_process(load_settings(home, http_port=port), (), with_gateway=True))
 
 
 @app.command()

@@ -1,8 +1,10 @@
-"""`airparadis up`: the whole platform in one process, on one machine, with no Docker.
+"""One platform process: some workers and maybe the gateway, until a signal says stop.
 
-Starts nats-server (unless AIRPARADIS_NATS_URL points at one), opens chDB (unless
-AIRPARADIS_CLICKHOUSE_URL is set), makes sure the registry has a champion model (training the
-baseline on first start), runs every worker and serves the gateway until Ctrl-C.
+`airparadis worker …` and `airparadis gateway` run this (each container of the compose stack,
+each child of `airparadis up`). It always stops on SIGINT or SIGTERM, even while it waits for
+NATS; a second signal exits at once. Exit codes tell a supervisor what happened:
+0 stopped on request; 70 a background task died; 75 gave up on NATS (a finite
+`nats_max_reconnect_attempts`): restart me.
 """
 
 from __future__ import annotations
@@ -10,26 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import uvicorn
 
 from airparadis.wiring import WORKERS, Platform, Worker, build_platform
-from shared.nats_server import NatsServerProcess
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-def local_nats(settings: Settings) -> tuple[Settings, NatsServerProcess | None]:
-    """Start the local nats-server when no URL is configured; settings then point at it."""
-    if settings.nats_url:
-        return settings, None
-    server = NatsServerProcess(settings.nats_store_dir, port=settings.nats_port)
-    url = server.start()
-    return settings.model_copy(update={"nats_url": url}), server
+EXIT_TASK_FAILED = 70
+EXIT_BUS_GONE = 75
 
 
 class GatewayServer(uvicorn.Server):
@@ -41,51 +36,54 @@ class GatewayServer(uvicorn.Server):
         yield
 
 
-async def wait_for_signal() -> None:
-    stop = asyncio.Event()
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set `stop`; a second one ends the process at once."""
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now", extra={"signal": signum})
+            os._exit(128 + signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, on_signal, sig)
 
 
-async def serve_until_signal(platform: Platform) -> None:
-    """Serve the gateway (if any) until SIGINT/SIGTERM, or until the server stops by itself."""
-    if platform.gateway is None:
-        await wait_for_signal()
-        return
-    settings = platform.settings
-    server = GatewayServer(
-        uvicorn.Config(
-            platform.gateway,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    signalled = asyncio.create_task(wait_for_signal())
-    await asyncio.wait({serving, signalled}, return_when=asyncio.FIRST_COMPLETED)
-    server.should_exit = True
-    signalled.cancel()
-    await serving
+async def first_of(*waits: asyncio.Future[object] | asyncio.Task[object]) -> None:
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def watch_tasks(platform: Platform) -> str:
+    """Returns the name of the first background task of the platform that dies."""
+    while True:
+        failed = platform.failed_task
+        if failed is not None:
+            return failed
+        await asyncio.sleep(1.0)
 
 
 async def run(
     settings: Settings, workers: tuple[Worker, ...] = WORKERS, with_gateway: bool = True
-) -> None:
-    """Run workers (and the gateway) until SIGINT/SIGTERM, then stop everything cleanly."""
+) -> int:
+    """Run workers (and the gateway) until SIGINT/SIGTERM; the exit code."""
+    stop = asyncio.Event()
+    stop_on_signals(stop)
     platform = build_platform(settings, workers, with_gateway=with_gateway)
+    stopping = asyncio.ensure_future(stop.wait())
+    gone = asyncio.ensure_future(platform.connection.gone_for_good.wait())
+    starting = asyncio.ensure_future(platform.start())
+    code = 0
     try:
-        await platform.start()
+        await first_of(starting, stopping, gone)
+        if not starting.done():  # stopped (or gave up on NATS) while connecting
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            return EXIT_BUS_GONE if gone.done() else 0
+        starting.result()  # raise a start failure
         log.info(
-            "platform running",
+            "process running",
             extra={
                 "workers": list(workers),
                 "gateway": f"http://{settings.http_host}:{settings.http_port}"
@@ -93,21 +91,43 @@ async def run(
                 else None,
             },
         )
-        await serve_until_signal(platform)
+        failed = asyncio.ensure_future(watch_tasks(platform))
+        server = gateway_server(platform) if platform.gateway else None
+        serving = asyncio.ensure_future(server.serve()) if server else None
+        waits = [stopping, gone, failed, *([serving] if serving else [])]
+        await first_of(*waits)
+        if failed.done():
+            log.error("a background task died; stopping", extra={"task": failed.result()})
+            code = EXIT_TASK_FAILED
+        elif gone.done():
+            code = EXIT_BUS_GONE
+        failed.cancel()
+        if server is not None and serving is not None:
+            server.should_exit = True
+            await serving
     finally:
+        for waiting in (stopping, gone):
+            waiting.cancel()
         await platform.stop()
-        log.info("platform stopped")
+        log.info("process stopped", extra={"code": code})
+    return code
 
 
-def up(settings: Settings, data: Path | None) -> None:
-    """The one command: local servers, a champion model, all workers, the gateway."""
-    from airparadis.bootstrap import ensure_champion
+def gateway_server(platform: Platform) -> GatewayServer:
+    settings = platform.settings
+    return GatewayServer(
+        uvicorn.Config(
+            platform.gateway,  # type: ignore[arg-type]
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
 
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings, nats = local_nats(settings)
-    try:
-        ensure_champion(settings, data)
-        asyncio.run(run(settings))
-    finally:
-        if nats is not None:
-            nats.stop()
+
+def run_process(
+    settings: Settings, workers: tuple[Worker, ...] = WORKERS, with_gateway: bool = True
+) -> int:
+    return asyncio.run(run(settings, workers, with_gateway))

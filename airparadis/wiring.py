@@ -1,5 +1,12 @@
-"""Builds the broker, the workers and the gateway from settings: the one place where the
-deployment mode (local nats-server and chDB, or servers) is decided. Handlers never know."""
+"""Builds what one process runs from settings: the bus connection, the workers (their batch
+stages and control subscribers), the gateway and their resources. The one place where the
+deployment mode (local nats-server and chDB, or servers) is decided; handlers never know.
+
+The store: the process that runs the store worker opens it (chDB in the home folder, or a
+ClickHouse server) and, with chDB, answers the others' reads on rpc.store.query, since only
+one process may open a chDB folder. Any other process reads a ClickHouse server directly
+when one is configured, else through the store worker (BusStore).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
+from nats.aio.subscription import Subscription
 from nats.js.api import StorageType
 from nats.js.kv import KeyValue
 
@@ -20,16 +28,21 @@ from services.alerter.checks import Checks
 from services.alerter.state import AlerterState, KvAlerterState
 from services.gateway.alerts import AlertWatcher
 from services.gateway.app import create_app
+from services.gateway.context import Gateway
 from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
-from services.preprocess import handler as preprocess
+from services.preprocess.handler import PreprocessHandler
 from services.store import handler as store
+from services.store.reads import serve_reads
 from services.store.references import copy_champion_reference
 from shared import subjects
-from shared.bus import Streams, declare_streams, make_broker
-from shared.models import LoadedModel, load_champion, load_version
+from shared.bus import ConnectionState, Streams, declare_streams, make_broker, nats_servers
+from shared.consumers import ConsumerWatch
+from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
+from shared.models import LoadedModel, get_champion, load_champion, load_version
 from shared.settings import Settings
-from shared.storage import PredictionRepository, Store, apply_migrations, open_store
+from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
+from shared.store_reads import BusStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +76,14 @@ def model_loader(settings: Settings) -> infer.ModelLoader:
     return load
 
 
+def champion_version(settings: Settings) -> Callable[[], str | None]:
+    def version() -> str | None:
+        champion = get_champion(settings.tracking_uri, settings.model_name)
+        return champion.version if champion is not None else None
+
+    return version
+
+
 @dataclass
 class Platform:
     """Everything one process runs: some workers, maybe the gateway, and their resources."""
@@ -71,13 +92,19 @@ class Platform:
     broker: NatsBroker
     streams: Streams
     workers: tuple[Worker, ...]
+    with_gateway: bool
+    connection: ConnectionState
+    alerter_state: AlerterState | None = None
     store: Store | None = None
     repository: PredictionRepository | None = None
     holder: infer.ModelHolder = field(default_factory=infer.ModelHolder)
-    alerter_state: KvAlerterState | None = None
     gateway: FastAPI | None = None
     checks: Checks | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    consumers: ConsumerWatch | None = None
+    stages: list[BatchStage] = field(default_factory=list)
+    _reader: ChdbStore | None = None
+    _reads: Subscription | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
         """Connect, declare streams, load what the workers need, then start consuming.
@@ -89,34 +116,214 @@ class Platform:
             raise
 
     async def _start(self) -> None:
+        settings = self.settings
+        log.info("connecting to NATS", extra={"servers": nats_servers(settings)})
         await self.broker.connect()
+        self.connection.connected = True
+        nc = self.broker.config.connection_state.connection
         await declare_streams(self.broker, self.streams)
-        if self.alerter_state is not None:
+        self._open_store(nc)
+        if "store" in self.workers:
+            assert self.repository is not None
+            self.broker.include_router(
+                store.build_router(self.broker, settings, self.streams, self.repository)
+            )
+        if isinstance(self.alerter_state, KvAlerterState):
             await self.alerter_state.bucket()
         if "infer" in self.workers and self.holder.current is None:
-            self.holder.set(model_loader(self.settings)(None))
+            self.holder.set(await asyncio.to_thread(model_loader(settings), None))
             model = self.holder.require()
             log.info("serving model", extra={"model": model.name, "version": model.version})
+        publisher = JetStreamPublisher(nc)
+        await publisher.start()
+        self.stages = self._stages(nc, publisher)
+        self.connection.listeners.append(self._after_reconnect)
+        if self.with_gateway:
+            await self._start_gateway(nc, publisher)
         await self.broker.start()
-        # Side tasks, after the consumers: neither may hold up the start (MLflow slow to answer).
+        for stage in self.stages:
+            self._background(stage.run(), stage.name)
+        if "store" in self.workers and isinstance(self.store, ChdbStore):
+            self._reader = ChdbStore(self.store.path, self.store.database, read_only=True)
+            self._reads = await serve_reads(nc, self._reader)
+        # Side tasks, after the consumers: none may hold up the start (MLflow slow to answer).
         if "store" in self.workers and self.store is not None:
-            self._tasks.append(
-                asyncio.create_task(
-                    copy_champion_reference(self.store, self.settings), name="champion-reference"
-                )
+            self._background(copy_champion_reference(self.store, settings), "champion-reference")
+        if "infer" in self.workers:
+            self._background(
+                infer.follow_champion(
+                    self.holder,
+                    model_loader(settings),
+                    champion_version(settings),
+                    settings.champion_poll_s,
+                ),
+                "follow-champion",
             )
         if self.checks is not None:
-            self._tasks.append(
-                asyncio.create_task(self.checks.run_forever(), name="drift-and-error-rate-checks")
+            self._background(self.checks.run_forever(), "drift-and-error-rate-checks")
+        if self.consumers is not None:
+            self._background(self.consumers.run_forever(), "consumer-watch")
+
+    def _open_store(self, nc: Any) -> None:
+        needs_store = "store" in self.workers or self.with_gateway or self._runs_checks
+        if not needs_store or self.store is not None:
+            return
+        if "store" in self.workers or self.settings.clickhouse_url:
+            self.store = open_store(self.settings)
+            if "store" in self.workers:
+                apply_migrations(self.store, self.settings.retention_days)
+        else:
+            self.store = BusStore(nc, asyncio.get_running_loop())
+        self.repository = PredictionRepository(self.store)
+        if self._runs_checks:
+            assert self.alerter_state is not None
+            self.checks = Checks(self.broker, self.settings, self.store, self.alerter_state)
+
+    @property
+    def _runs_checks(self) -> bool:
+        return "alerter" in self.workers and self.settings.check_interval_s > 0
+
+    def _stages(self, nc: Any, publisher: JetStreamPublisher) -> list[BatchStage]:
+        settings = self.settings
+        max_bytes = settings.max_message_kb * 1024
+
+        def stage(
+            worker: str,
+            durable: str,
+            subject: str,
+            stream: str,
+            handle: Any,
+            batch_size: int,
+            linger_s: float = 0.0,
+        ) -> BatchStage:
+            consumer = PullConsumer(
+                nc,
+                stream,
+                hot_consumer_config(durable, subject, settings, max(10_000, 4 * batch_size)),
+                batch_size=batch_size,
+            )
+            return BatchStage(
+                worker=worker,
+                consumer=consumer,
+                publisher=publisher,
+                handle=handle,
+                settings=settings,
+                linger_s=linger_s,
             )
 
+        stages = []
+        tweets = subjects.STREAM_TWEETS
+        if "preprocess" in self.workers:
+            stages.append(
+                stage(
+                    "preprocess",
+                    subjects.DURABLE_PREPROCESS,
+                    subjects.TWEETS_SUBMITTED,
+                    tweets,
+                    PreprocessHandler(max_bytes),
+                    max(settings.batch_max_size, 64),
+                )
+            )
+        if "infer" in self.workers:
+            stages.append(
+                stage(
+                    "infer",
+                    subjects.DURABLE_INFER,
+                    subjects.TWEETS_PREPROCESSED,
+                    tweets,
+                    infer.InferHandler(self.holder, max_bytes),
+                    settings.batch_max_size,
+                    settings.batch_max_wait_ms / 1000.0,
+                )
+            )
+        if "store" in self.workers:
+            assert self.repository is not None
+            handlers = store.handlers(self.repository, settings)
+            for durable, subject, stream in (
+                (subjects.DURABLE_STORE_PREDICTIONS, subjects.TWEETS_SCORED, tweets),
+                (
+                    subjects.DURABLE_STORE_FEEDBACK,
+                    subjects.FEEDBACK_REPORTED,
+                    subjects.STREAM_FEEDBACK,
+                ),
+                (subjects.DURABLE_STORE_ALERTS, subjects.ALERTS_RAISED, subjects.STREAM_ALERTS),
+            ):
+                stages.append(
+                    stage(
+                        "store",
+                        durable,
+                        subject,
+                        stream,
+                        handlers[durable],
+                        settings.store_batch_size,
+                        settings.store_flush_ms / 1000.0,
+                    )
+                )
+        return stages
+
+    async def _start_gateway(self, nc: Any, publisher: JetStreamPublisher) -> None:
+        assert self.repository is not None
+        replies = ReplyWaiter()
+        await replies.start(nc)
+        alerts = AlertWatcher()
+        alerts.register(self.broker, self.streams.alerts)
+        self.consumers = ConsumerWatch(nc, self.settings.stall_after_s)
+        self.gateway = create_app(
+            Gateway(
+                settings=self.settings,
+                nc=nc,
+                publisher=publisher,
+                connection=self.connection,
+                repository=self.repository,
+                replies=replies,
+                alerts=alerts,
+                consumers=self.consumers,
+            )
+        )
+
+    def _after_reconnect(self) -> None:
+        for stage in self.stages:
+            stage.consumer.reset()
+
+    def _background(self, work: Awaitable[Any], name: str) -> None:
+        async def supervised() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task failed", extra={"task": name})
+                raise
+
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
+
+    @property
+    def failed_task(self) -> str | None:
+        """The name of a background task that died (the process should not carry on)."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.get_name()
+        return None
+
     async def stop(self) -> None:
+        for stage in self.stages:
+            stage.stop()
+        stage_tasks = [t for t in self._tasks if any(t.get_name() == s.name for s in self.stages)]
+        if stage_tasks:  # let each stage finish or hand back the batch in hand
+            await asyncio.wait(stage_tasks, timeout=10.0)
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        await self.broker.stop()
+        if self._reads is not None:
+            with contextlib.suppress(Exception):
+                await self._reads.unsubscribe()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self.store is not None:
             self.store.close()
 
@@ -129,40 +336,27 @@ def build_platform(
     alerter_state: AlerterState | None = None,
     broker: NatsBroker | None = None,
 ) -> Platform:
-    """Wire the chosen workers (and the gateway) on one broker."""
+    """Wire the chosen workers (and the gateway) on one connection; nothing is opened until
+    `start()`."""
     chosen = tuple(workers)
-    broker = broker or make_broker(settings)
+    connection = ConnectionState()
+    broker = broker or make_broker(settings, state=connection)
     streams = Streams(settings)
-    platform = Platform(settings=settings, broker=broker, streams=streams, workers=chosen)
-
-    checks = "alerter" in chosen and settings.check_interval_s > 0
-    if "store" in chosen or with_gateway or checks:
-        platform.store = open_store(settings)
-        apply_migrations(platform.store, settings.retention_days)
-        platform.repository = PredictionRepository(platform.store)
-
-    if "preprocess" in chosen:
-        broker.include_router(preprocess.build_router(broker, settings, streams))
+    platform = Platform(
+        settings=settings,
+        broker=broker,
+        streams=streams,
+        workers=chosen,
+        with_gateway=with_gateway,
+        connection=connection,
+    )
     if "infer" in chosen:
         broker.include_router(
             infer.build_router(broker, settings, streams, platform.holder, model_loader(settings))
         )
-    if "store" in chosen:
-        assert platform.repository is not None
-        broker.include_router(store.build_router(broker, settings, streams, platform.repository))
     if "alerter" in chosen:
         if alerter_state is None:
-            platform.alerter_state = KvAlerterState(alerter_bucket(broker, settings))
-            alerter_state = platform.alerter_state
+            alerter_state = KvAlerterState(alerter_bucket(broker, settings))
+        platform.alerter_state = alerter_state
         broker.include_router(alerter.build_router(broker, settings, streams, alerter_state))
-        if checks:
-            assert platform.store is not None
-            platform.checks = Checks(broker, settings, platform.store, alerter_state)
-    if with_gateway:
-        assert platform.repository is not None
-        replies = ReplyWaiter()
-        replies.register(broker)
-        alerts = AlertWatcher()
-        alerts.register(broker, streams.alerts)
-        platform.gateway = create_app(settings, broker, platform.repository, replies, alerts)
     return platform

@@ -1,29 +1,41 @@
-"""Wiring to NATS JetStream shared by every worker: broker, streams, publishing, dead letters.
+"""Wiring to NATS JetStream shared by every process: the connection, streams, dead letters.
 
-Workers subscribe with `ack_policy=AckPolicy.MANUAL` and the `DeadLetterPolicy` middleware
-of their router decides the fate of each message once the handler returns:
-- handled: ack (a batch handler may already have settled some messages itself);
-- undecodable or invalid (bad JSON, bad UTF-8, unknown schema version, failed validation):
-  dead-lettered at once, since no retry can fix it;
+One connection per process, opened by FastStream's broker and shared with the hot path
+(shared/jetstream.py). It never gives up on its own: when the server goes away the client
+reconnects with a pause between attempts for as long as it takes (or, with a finite
+`nats_max_reconnect_attempts`, the process exits and its supervisor restarts it). While it
+is disconnected nothing is buffered: a publish fails at once (pending_size=0), so a caller
+is told "not accepted" rather than having its message sent behind its back later.
+
+The control consumers that stay on FastStream (promotions, alerts, feedback for the alerter)
+are settled by the `DeadLetterPolicy` middleware of their router once the handler returns:
+- handled: ack;
+- undecodable, invalid or oversized: dead-lettered at once, since no retry can fix it;
 - any other failure: nak with a back-off, and dead-lettered on the last allowed delivery.
+Dead letters are bounded: a large payload is cut (its size and SHA-256 kept), and a dead
+letter that cannot be stored does not stop the original from being terminated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from faststream import AckPolicy, BaseMiddleware
 from faststream.nats import JStream, NatsBroker, NatsRouter, PullSub
 from faststream.security import SASLPlaintext
-from nats.js.api import ConsumerConfig, StorageType
+from nats.js.api import ConsumerConfig, DiscardPolicy, StorageType
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
-from shared.messages import DeadLetter
+from shared.messages import DeadLetter, RequestFailed
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,13 +45,15 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
-
-EventT = TypeVar("EventT", bound=BaseModel)
+T = TypeVar("T")
 
 # JetStream drops a publish whose Nats-Msg-Id it has seen within this window.
 DUPLICATE_WINDOW_S = 120.0
 MSG_ID_HEADER = "Nats-Msg-Id"
 BUS_LOGGER = "airparadis.bus"
+# Headers kept in a dead letter, and the length of each value kept.
+DEAD_LETTER_HEADERS = 32
+DEAD_LETTER_HEADER_CHARS = 256
 
 
 class InvalidMessage(ValueError):
@@ -47,7 +61,8 @@ class InvalidMessage(ValueError):
 
 
 class RetryLater(RuntimeError):
-    """A dependency is down (SMTP, ClickHouse): retry with back-off, never dead-letter."""
+    """A dependency is down (SMTP, ClickHouse, no model yet): wait and try again; never
+    dead-letter for it."""
 
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -55,12 +70,49 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     ValidationError,
     UnicodeDecodeError,
     json.JSONDecodeError,
+    RecursionError,
 )
 
 
-def make_broker(settings: Settings, servers: str | None = None, **kwargs: Any) -> NatsBroker:
-    """A broker for `servers` (or the configured URL), with the configured credentials."""
-    url = servers or settings.nats_url or f"nats://127.0.0.1:{settings.nats_port}"
+# --- The connection ---
+
+
+@dataclass
+class ConnectionState:
+    """What this process knows of its NATS connection, for logs, /healthz and /readyz."""
+
+    connected: bool = False
+    closed: bool = False
+    since: float = field(default_factory=time.monotonic)
+    disconnects: int = 0
+    last_error: str | None = None
+    gone_for_good: asyncio.Event = field(default_factory=asyncio.Event)
+    listeners: list[Callable[[], Any]] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        status = "connected" if self.connected else "closed" if self.closed else "reconnecting"
+        return {
+            "status": status,
+            "for_s": round(time.monotonic() - self.since, 1),
+            "disconnects": self.disconnects,
+            **({"last_error": self.last_error} if self.last_error and not self.connected else {}),
+        }
+
+
+def nats_servers(settings: Settings, servers: str | None = None) -> list[str]:
+    """The server URLs to try: the configured list (comma-separated) or the local server."""
+    value = servers or settings.nats_url or f"nats://127.0.0.1:{settings.nats_port}"
+    return [url.strip() for url in value.split(",") if url.strip()]
+
+
+def make_broker(
+    settings: Settings,
+    servers: str | None = None,
+    state: ConnectionState | None = None,
+    **kwargs: Any,
+) -> NatsBroker:
+    """A broker for `servers` (or the configured URLs), with the configured credentials and
+    reconnection policy; `state` follows the connection's ups and downs."""
     auth: dict[str, Any] = {}
     if settings.nats_user:
         auth = {
@@ -68,33 +120,123 @@ def make_broker(settings: Settings, servers: str | None = None, **kwargs: Any) -
                 username=settings.nats_user, password=settings.nats_password or ""
             )
         }
+    if state is not None:
+        kwargs |= _state_callbacks(state, settings)
     # FastStream logs through our JSON formatter; its per-message "Received/Processed" lines
     # go at DEBUG, since at INFO they would drown everything else.
     kwargs.setdefault("logger", logging.getLogger(BUS_LOGGER))
     kwargs.setdefault("log_level", logging.DEBUG)
-    return NatsBroker(url, **auth, **kwargs)
+    return NatsBroker(
+        nats_servers(settings, servers),
+        **auth,
+        allow_reconnect=True,
+        max_reconnect_attempts=settings.nats_max_reconnect_attempts,
+        reconnect_time_wait=settings.nats_reconnect_wait_s,  # type: ignore[arg-type]
+        pending_size=0,
+        connect_timeout=2,
+        **kwargs,
+    )
+
+
+def _state_callbacks(state: ConnectionState, settings: Settings) -> dict[str, Any]:
+    async def disconnected() -> None:
+        if state.connected:
+            state.connected, state.since = False, time.monotonic()
+            state.disconnects += 1
+            log.warning("lost the NATS connection; reconnecting", extra=state.describe())
+
+    async def reconnected() -> None:
+        state.connected, state.since = True, time.monotonic()
+        log.info("NATS connection back", extra={"disconnects": state.disconnects})
+        for listener in state.listeners:
+            listener()
+
+    async def closed() -> None:
+        if state.closed:
+            return
+        state.connected, state.closed, state.since = False, True, time.monotonic()
+        if settings.nats_max_reconnect_attempts >= 0:
+            log.error(
+                "gave up on NATS after the configured reconnect attempts; exiting for the "
+                "supervisor to restart this process",
+                extra={"attempts": settings.nats_max_reconnect_attempts},
+            )
+        state.gone_for_good.set()
+
+    async def error(exc: Exception) -> None:
+        state.last_error = f"{type(exc).__name__}: {exc}".strip(": ")
+
+    return {
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "closed_cb": closed,
+        "error_cb": error,
+    }
+
+
+async def keep_trying(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    keep_alive: Callable[[], Awaitable[None]],
+    settings: Settings,
+    what: str,
+) -> T:
+    """Run `attempt` until it stops raising RetryLater, pausing with back-off in between and
+    calling `keep_alive` (an in-progress ack) so the message being worked on stays ours:
+    deliveries are not spent waiting for a dependency, and nothing is dead-lettered for it."""
+    tries = 0
+    touched = time.monotonic()
+    while True:
+        try:
+            return await attempt()
+        except RetryLater as error:
+            tries += 1
+            if tries == 1 or tries % 10 == 0:
+                log.warning(
+                    f"{what} unavailable; trying again",
+                    extra={"tries": tries, "reason": str(error)},
+                )
+        if time.monotonic() - touched > settings.ack_wait_s / 3:
+            try:
+                await keep_alive()
+            except Exception:
+                log.debug("could not mark the message in progress", exc_info=True)
+            touched = time.monotonic()
+        await asyncio.sleep(min(backoff_s(tries), settings.ack_wait_s / 3))
+
+
+# --- Streams ---
 
 
 class Streams:
-    """The JetStream streams of the platform, declared by the first subscriber that uses them."""
+    """The JetStream streams of the platform and their limits: messages kept
+    `stream_max_age_days`; tweets and reports at most `max_message_kb` each (a larger publish
+    is refused at once, with the reason); dead letters bounded in number and bytes."""
 
     def __init__(self, settings: Settings) -> None:
         max_age = settings.stream_max_age_days * 86_400.0
+        max_msg = settings.max_message_kb * 1024
 
-        def stream(name: str) -> JStream:
+        def stream(name: str, **limits: Any) -> JStream:
             return JStream(
                 name,
                 subjects=subjects.STREAMS[name],
                 max_age=max_age,
                 duplicate_window=DUPLICATE_WINDOW_S,
                 storage=StorageType.FILE,
+                **limits,
             )
 
-        self.tweets = stream(subjects.STREAM_TWEETS)
-        self.feedback = stream(subjects.STREAM_FEEDBACK)
+        self.tweets = stream(subjects.STREAM_TWEETS, max_msg_size=max_msg)
+        self.feedback = stream(subjects.STREAM_FEEDBACK, max_msg_size=max_msg)
         self.alerts = stream(subjects.STREAM_ALERTS)
         self.models = stream(subjects.STREAM_MODELS)
-        self.dlq = stream(subjects.STREAM_DLQ)
+        self.dlq = stream(
+            subjects.STREAM_DLQ,
+            max_msgs=settings.dlq_max_messages,
+            max_bytes=settings.dlq_max_mb * 1024 * 1024,
+            discard=DiscardPolicy.OLD,
+        )
 
     def all(self) -> list[JStream]:
         return [self.tweets, self.feedback, self.alerts, self.models, self.dlq]
@@ -129,6 +271,9 @@ async def publish_event(
     )
 
 
+# --- Messages that fail ---
+
+
 def delivery_count(raw: Msg) -> int:
     """How many times JetStream has delivered this message (1 outside JetStream)."""
     try:
@@ -137,16 +282,37 @@ def delivery_count(raw: Msg) -> int:
         return 1
 
 
-def dead_letter_for(raw: Msg, reason: str, worker: str) -> DeadLetter:
-    """The dead-letter record of a raw message: reason, deliveries and the payload kept whole."""
-    data: bytes = raw.data or b""
+def stream_sequence(raw: Msg) -> int | None:
     try:
-        text = data.decode("utf-8")
+        return int(raw.metadata.sequence.stream)
+    except Exception:
+        return None
+
+
+def backoff_s(attempt: int) -> float:
+    """Pause before attempt `attempt + 1`: 0.5 s doubling, at most 30 s."""
+    return float(min(0.5 * 2 ** max(attempt - 1, 0), 30.0))
+
+
+def dead_letter_for(raw: Msg, reason: str, worker: str, keep_bytes: int = 8192) -> DeadLetter:
+    """The dead-letter record of a raw message: the reason, and the payload's first
+    `keep_bytes` bytes with the size and hash of the whole, so the letter stays small."""
+    data: bytes = raw.data or b""
+    kept = data[:keep_bytes]
+    try:
+        text = kept.decode("utf-8")
         payload_b64 = None
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        payload_b64 = base64.b64encode(data).decode("ascii")
-    headers = {k: str(v) for k, v in (raw.headers or {}).items()}
+    except UnicodeDecodeError as error:
+        if len(kept) < len(data) and error.start >= len(kept) - 3:  # a character cut in two
+            text = kept.decode("utf-8", errors="ignore")
+            payload_b64 = None
+        else:
+            text = kept.decode("utf-8", errors="replace")
+            payload_b64 = base64.b64encode(kept).decode("ascii")
+    headers = {
+        str(k)[:DEAD_LETTER_HEADER_CHARS]: str(v)[:DEAD_LETTER_HEADER_CHARS]
+        for k, v in list((raw.headers or {}).items())[:DEAD_LETTER_HEADERS]
+    }
     return DeadLetter(
         subject=raw.subject,
         reason=reason[:2000],
@@ -154,35 +320,11 @@ def dead_letter_for(raw: Msg, reason: str, worker: str) -> DeadLetter:
         deliveries=delivery_count(raw),
         payload=text,
         payload_base64=payload_b64,
+        payload_bytes=len(data),
+        payload_sha256=hashlib.sha256(data).hexdigest(),
+        truncated=len(kept) < len(data),
         headers=headers,
     )
-
-
-async def send_to_dead_letter(broker: NatsBroker, raw: Msg, reason: str, worker: str) -> None:
-    """Publish the message to dlq.<subject> with the reason, then terminate its delivery."""
-    letter = dead_letter_for(raw, reason, worker)
-    msg_id = f"dlq-{worker}-{raw.headers.get(MSG_ID_HEADER, '') if raw.headers else ''}"
-    seq = _stream_sequence(raw)
-    if seq is not None:  # the stream sequence identifies the message even without a msg id
-        msg_id = f"dlq-{worker}-{seq}"
-    await broker.publish(
-        letter.model_dump(mode="json"),
-        subjects.dead_letter_subject(raw.subject),
-        headers={MSG_ID_HEADER: msg_id} if seq is not None else None,
-        stream=subjects.STREAM_DLQ,
-    )
-    log.warning(
-        "dead-lettered message",
-        extra={"subject": raw.subject, "reason": letter.reason, "worker": worker},
-    )
-    await _settle(raw, "term")
-
-
-def _stream_sequence(raw: Msg) -> int | None:
-    try:
-        return int(raw.metadata.sequence.stream)
-    except Exception:
-        return None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -190,29 +332,66 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
-            for err in exc.errors()
+            for err in exc.errors()[:10]
         )
         return f"invalid payload: {problems}"
     if isinstance(exc, json.JSONDecodeError):
         return f"malformed JSON: {exc.msg} at position {exc.pos}"
     if isinstance(exc, UnicodeDecodeError):
         return f"payload is not valid UTF-8: {exc.reason} at byte {exc.start}"
+    if isinstance(exc, RecursionError):
+        return "payload is nested too deep"
     return f"{type(exc).__name__}: {exc}"
+
+
+def describe_payload_error(data: bytes, error: ValidationError) -> str:
+    """Why a payload failed validation, naming the first real problem: bytes that are not
+    UTF-8 or not JSON are reported as such rather than as the validation error they lead to."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as decode_error:
+        return describe_error(decode_error)
+    json_errors = [e for e in error.errors() if e["type"] == "json_invalid"]
+    if json_errors:
+        return f"malformed JSON: {json_errors[0]['msg'].removeprefix('Invalid JSON: ')}"
+    return describe_error(error)
+
+
+def reason_for(raw: Msg, exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return describe_payload_error(raw.data or b"", exc)
+    return describe_error(exc)
+
+
+async def send_to_dead_letter(
+    broker: NatsBroker, raw: Msg, reason: str, worker: str, keep_bytes: int = 8192
+) -> None:
+    """Publish the message's dead letter to dlq.<subject>, then terminate its delivery
+    (even when the dead letter could not be stored)."""
+    letter = dead_letter_for(raw, reason, worker, keep_bytes)
+    seq = stream_sequence(raw)
+    try:
+        await broker.publish(
+            letter.model_dump(mode="json"),
+            subjects.dead_letter_subject(raw.subject),
+            headers={MSG_ID_HEADER: f"dlq-{worker}-{raw.subject}-{seq}"}
+            if seq is not None
+            else None,
+            stream=subjects.STREAM_DLQ,
+        )
+        stored = True
+    except Exception:
+        log.exception("could not store a dead letter", extra={"subject": raw.subject})
+        stored = False
+    log.warning(
+        "dead-lettered message",
+        extra={"subject": raw.subject, "reason": letter.reason, "worker": worker, "stored": stored},
+    )
+    await _settle(raw, "term")
 
 
 def _is_jetstream(raw: Msg) -> bool:
     return bool(raw.reply) and raw.reply.startswith("$JS.ACK")
-
-
-def reason_for(raw: Msg, exc: BaseException) -> str:
-    """Why a message failed, naming the first real problem: bytes that are not UTF-8 or JSON
-    are reported as such rather than as the validation error they lead to."""
-    if isinstance(exc, ValidationError):
-        try:
-            json.loads(raw.data or b"")
-        except (UnicodeDecodeError, json.JSONDecodeError) as decode_error:
-            return describe_error(decode_error)
-    return describe_error(exc)
 
 
 async def _settle(raw: Msg, how: str, delay: float | None = None) -> None:
@@ -235,25 +414,17 @@ def _raw_messages(msg: Any) -> list[Msg]:
     return list(msg) if isinstance(msg, list) else [msg]
 
 
-class RequestFailed(BaseModel):
-    """The answer to a core request that could not be served."""
-
-    error: str
-
-
 class DeadLetterPolicy:
     """Router middleware factory: acks, retries or dead-letters what its handlers consumed."""
 
-    def __init__(self, broker: NatsBroker, worker: str, max_deliveries: int) -> None:
+    def __init__(self, broker: NatsBroker, worker: str, settings: Settings) -> None:
         self.broker = broker
         self.worker = worker
-        self.max_deliveries = max_deliveries
+        self.max_deliveries = settings.max_deliveries
+        self.keep_bytes = settings.dead_letter_keep_bytes
 
     def __call__(self, msg: Any, /, *, context: ContextRepo) -> _DeadLetterScope:
         return _DeadLetterScope(msg, context=context, policy=self)
-
-    def backoff(self, deliveries: int) -> float:
-        return min(0.5 * 2 ** (deliveries - 1), 30.0)
 
 
 class _DeadLetterScope(BaseMiddleware):
@@ -286,9 +457,10 @@ class _DeadLetterScope(BaseMiddleware):
             reason = reason_for(raw, exc_val)
             deliveries = delivery_count(raw)
             permanent = isinstance(exc_val, PERMANENT_ERRORS)
-            retry_forever = isinstance(exc_val, RetryLater)
-            if permanent or (deliveries >= self.policy.max_deliveries and not retry_forever):
-                await send_to_dead_letter(self.policy.broker, raw, reason, self.policy.worker)
+            if permanent or deliveries >= self.policy.max_deliveries:
+                await send_to_dead_letter(
+                    self.policy.broker, raw, reason, self.policy.worker, self.policy.keep_bytes
+                )
             else:
                 log.warning(
                     "processing failed, will retry",
@@ -299,7 +471,7 @@ class _DeadLetterScope(BaseMiddleware):
                         "reason": reason,
                     },
                 )
-                await _settle(raw, "nak", delay=self.policy.backoff(deliveries))
+                await _settle(raw, "nak", delay=backoff_s(deliveries))
         return True
 
     async def _answer_failure(self, raw: Msg, reason: str) -> None:
@@ -308,12 +480,16 @@ class _DeadLetterScope(BaseMiddleware):
             extra={"subject": raw.subject, "worker": self.policy.worker, "reason": reason},
         )
         if raw.reply:
-            await self.policy.broker.publish(RequestFailed(error=reason).model_dump(), raw.reply)
+            answer = RequestFailed(kind="invalid_request", reason=reason)
+            await self.policy.broker.publish(answer.model_dump(mode="json"), raw.reply)
 
 
 def durable_consumer(settings: Settings) -> ConsumerConfig:
-    """Consumer settings of a durable worker (a new object each time: FastStream fills it in)."""
-    return ConsumerConfig(ack_wait=settings.ack_wait_s, filter_subjects=[])
+    """Consumer settings of a durable control consumer (a new object each time: FastStream
+    fills it in). Deliveries are bounded; the policy dead-letters on the last one."""
+    return ConsumerConfig(
+        ack_wait=settings.ack_wait_s, max_deliver=settings.max_deliveries + 1, filter_subjects=[]
+    )
 
 
 def durable_subscriber(
@@ -338,20 +514,4 @@ def durable_subscriber(
 
 def worker_router(broker: NatsBroker, worker: str, settings: Settings) -> NatsRouter:
     """A router whose JetStream subscribers are settled by the dead-letter policy."""
-    return NatsRouter(
-        middlewares=[DeadLetterPolicy(broker, worker, settings.max_deliveries)],
-    )
-
-
-async def valid_events(
-    broker: NatsBroker, raws: Msg | Iterable[Msg], model: type[EventT], worker: str
-) -> list[EventT]:
-    """Decode a batch message by message: the invalid ones are dead-lettered on their own,
-    so one bad payload does not sink its neighbours."""
-    events: list[EventT] = []
-    for raw in _raw_messages(raws):
-        try:
-            events.append(model.model_validate_json(raw.data))
-        except ValueError as exc:  # ValidationError and JSON/UTF-8 errors are ValueErrors
-            await send_to_dead_letter(broker, raw, describe_error(exc), worker)
-    return events
+    return NatsRouter(middlewares=[DeadLetterPolicy(broker, worker, settings)])

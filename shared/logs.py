@@ -12,10 +12,15 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, process: str | None = None) -> None:
+        super().__init__()
+        self.process = process
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
+            **({"process": self.process} if self.process else {}),
             "logger": record.name,
             "message": record.getMessage(),
         }
@@ -41,12 +46,17 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
+def configure_logging(
+    level: str = "INFO", json_lines: bool = True, process: str | None = None
+) -> None:
     handler = StderrHandler()
     if json_lines:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(process))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        name = f" [{process}]" if process else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s{name} %(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -6,11 +6,14 @@ not know: the message goes to the dead-letter subject with the validation error 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shared.subjects import REPLY_PREFIX
 
 SCHEMA_VERSION: Literal[1] = 1
 MAX_TWEET_CHARS = 1000
@@ -27,16 +30,68 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+# A tweet must hold one visible character: not whitespace, not a control or format character
+# (zero-width space, direction marks, BOM), not a surrogate or private-use code point. The same
+# expression is the `pattern` of the text in the JSON Schema, so clients and fuzzers know it.
+VISIBLE_CHARACTER = (
+    "[^\\s\\x00-\\x1f\\x7f-\\x9f\\xad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u180e"
+    "\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
+    "\\ud800-\\udfff\\ue000-\\uf8ff]"
+)
+_VISIBLE = re.compile(VISIBLE_CHARACTER)
+
+
 def _reject_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("text is empty or only whitespace")
+    if not _VISIBLE.search(text):
+        raise ValueError("text is empty or has only whitespace and invisible characters")
     return text
 
+
+# Answers to synchronous callers go below the reply prefix only: a reply_to anywhere else
+# could make a worker publish into the platform's own subjects.
+_REPLY_SUBJECT = re.compile(re.escape(REPLY_PREFIX) + r"(\.[A-Za-z0-9_-]{1,64}){1,4}\Z")
+
+
+def _reply_under_inbox(subject: str | None) -> str | None:
+    if subject is not None and not _REPLY_SUBJECT.match(subject):
+        raise ValueError(
+            f"reply_to must be a subject below {REPLY_PREFIX}. (letters, digits, - and _ "
+            "between the dots)"
+        )
+    return subject
+
+
+ReplySubject = Annotated[
+    str | None,
+    Field(
+        None,
+        max_length=200,
+        description=f"NATS subject below {REPLY_PREFIX}. that receives the TweetScored (or the "
+        "error) directly.",
+    ),
+    AfterValidator(_reply_under_inbox),
+]
+
+
+# Ids travel in NATS headers (Nats-Msg-Id) and subjects: a safe alphabet only.
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+EventId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=ID_PATTERN,
+        description="1 to 64 letters, digits, '_', '.', ':' or '-'.",
+    ),
+]
 
 TweetText = Annotated[
     str,
     Field(
-        max_length=MAX_TWEET_CHARS, description=f"Tweet text, 1 to {MAX_TWEET_CHARS} characters."
+        max_length=MAX_TWEET_CHARS,
+        description=f"Tweet text, 1 to {MAX_TWEET_CHARS} characters, at least one visible.",
+        # Checked by _reject_blank, with a reason a person reads.
+        json_schema_extra={"minLength": 1, "pattern": VISIBLE_CHARACTER},
     ),
     AfterValidator(_reject_blank),
 ]
@@ -66,25 +121,22 @@ class TextFeatures(BaseModel):
 class TweetSubmitted(Event):
     """A tweet to score. Upstream apps publish it on tweets.submitted."""
 
-    id: str = Field(default_factory=new_id, min_length=1, max_length=64)
+    id: EventId = Field(default_factory=new_id)
     text: TweetText
     source: str = Field("api", max_length=64)
     submitted_at: datetime = Field(default_factory=utc_now)
-    reply_to: str | None = Field(
-        None, description="NATS subject that receives the TweetScored (or the error) directly."
-    )
+    reply_to: ReplySubject = None
 
 
 class TweetPreprocessed(Event):
-    """A validated, normalised tweet with its features."""
+    """A validated tweet with its features (the model normalises the text itself)."""
 
     id: str
     text: str
-    normalized_text: str
     features: TextFeatures
     source: str
     submitted_at: datetime
-    reply_to: str | None = None
+    reply_to: ReplySubject = None
 
 
 class TweetScored(Event):
@@ -126,6 +178,7 @@ class PredictionSnapshot(BaseModel):
     model_name: str
     model_version: str
     scored_at: datetime
+    latency_ms: float | None = Field(None, description="From submission to scoring.")
 
     @classmethod
     def of(cls, scored: TweetScored) -> PredictionSnapshot:
@@ -135,8 +188,8 @@ class PredictionSnapshot(BaseModel):
 class FeedbackReported(Event):
     """A user says a prediction was wrong."""
 
-    id: str = Field(default_factory=new_id, min_length=1, max_length=64)
-    prediction_id: str = Field(min_length=1, max_length=64)
+    id: EventId = Field(default_factory=new_id)
+    prediction_id: EventId
     correct_label: Label | None = None
     comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
     reported_at: datetime = Field(default_factory=utc_now)
@@ -212,9 +265,46 @@ class DeadLetter(Event):
     reason: str
     worker: str
     deliveries: int
-    payload: str = Field(description="Original payload, decoded as UTF-8 with replacement.")
-    payload_base64: str | None = Field(
-        None, description="Original bytes, base64, when they were not valid UTF-8."
+    payload: str = Field(
+        description="Original payload (its first bytes when truncated), decoded as UTF-8 with "
+        "replacement."
     )
+    payload_base64: str | None = Field(
+        None, description="The same bytes, base64, when they were not valid UTF-8."
+    )
+    payload_bytes: int = Field(0, ge=0, description="Size of the whole original payload.")
+    payload_sha256: str = Field("", description="SHA-256 of the whole original payload.")
+    truncated: bool = Field(False, description="Only the first bytes of the payload are kept.")
     headers: dict[str, str] = Field(default_factory=dict)
     failed_at: datetime = Field(default_factory=utc_now)
+
+
+FailureKind = Literal["invalid_request", "model_not_ready", "unavailable", "too_large"]
+
+
+class RequestFailed(Event):
+    """The answer to a core request (explain, a store read) that could not be served."""
+
+    kind: FailureKind = Field(
+        description="invalid_request: the request itself is wrong (fix it); model_not_ready: "
+        "no model is loaded yet; unavailable: a dependency is down (try again); too_large: "
+        "the answer would not fit in a message."
+    )
+    reason: str
+
+
+class InferStatus(Event):
+    """infer's answer on rpc.infer.status: whether a model serves, and which."""
+
+    ready: bool
+    model_name: str | None = None
+    model_version: str | None = None
+    threshold: float | None = None
+
+
+class StoreQueryRequested(Event):
+    """A read-only query for the store worker (embedded mode); answered with the rows in Arrow
+    IPC form, or a RequestFailed."""
+
+    sql: str = Field(max_length=100_000)
+    parameters: dict[str, str | int | float | list[str] | None] = Field(default_factory=dict)

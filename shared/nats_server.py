@@ -40,9 +40,13 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     """In the child before exec: the kernel sends SIGTERM if our process dies, even by
-    SIGKILL, so no nats-server outlives the platform that started it."""
+    SIGKILL, so no child outlives the platform that started it."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# For subprocess.Popen(preexec_fn=...): children that end with their parent.
+DIE_WITH_PARENT = _die_with_parent if _LINUX else None
 
 
 def free_port() -> int:
@@ -99,9 +103,7 @@ class NatsServerProcess:
         ]
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if _LINUX else None
-        )
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=DIE_WITH_PARENT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
         None,
         description="Sentiment140 CSV used to train the baseline model (original or target,text).",
     )
+    process_name: str | None = Field(
+        None, description="Name of this process in the logs (`airparadis up` names its children)."
+    )
 
     # NATS
     nats_url: str | None = Field(
@@ -32,6 +35,14 @@ class Settings(BaseSettings):
     nats_port: int = Field(4222, description="Port of the local nats-server (embedded mode).")
     nats_user: str | None = Field(None, description="NATS user (compose mode).")
     nats_password: str | None = Field(None, description="NATS password (compose mode).")
+    nats_reconnect_wait_s: float = Field(
+        2.0, gt=0, description="Pause between two attempts to reach a NATS server that is gone."
+    )
+    nats_max_reconnect_attempts: int = Field(
+        -1,
+        description="Reconnect attempts before a process gives up on NATS and exits for its "
+        "supervisor to restart it (-1: never give up).",
+    )
     max_deliveries: int = Field(
         5, ge=1, description="Deliveries of a failing message before it goes to dlq.<subject>."
     )
@@ -40,7 +51,26 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a worker has to ack a message before JetStream redelivers it.",
     )
+    publish_timeout_s: float = Field(
+        5.0, gt=0, description="How long a worker waits for JetStream to confirm its publishes."
+    )
     stream_max_age_days: int = Field(7, ge=1, description="How long JetStream keeps messages.")
+    max_message_kb: int = Field(
+        64, ge=4, le=1024, description="Largest message the tweet and feedback streams accept, KiB."
+    )
+    dead_letter_keep_bytes: int = Field(
+        8192, ge=256, description="Bytes of a dead message's payload kept in its dead letter."
+    )
+    dlq_max_messages: int = Field(
+        100_000, ge=100, description="Dead letters kept at most (the oldest go first)."
+    )
+    dlq_max_mb: int = Field(256, ge=1, description="Size of the dead-letter stream at most, MiB.")
+    stall_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A consumer with messages waiting and nothing acknowledged for this long "
+        "is reported stalled (logs, /readyz).",
+    )
 
     # ClickHouse
     clickhouse_url: str | None = Field(
@@ -66,7 +96,19 @@ class Settings(BaseSettings):
     # Workers
     batch_max_size: int = Field(64, ge=1, description="Infer micro-batch: most messages per batch.")
     batch_max_wait_ms: int = Field(
-        20, ge=1, description="Infer micro-batch: longest wait for a batch to fill, in ms."
+        0,
+        ge=0,
+        description="Infer micro-batch: how long a batch waits to fill once its first tweet is "
+        "there, in ms (0: score what is waiting at once).",
+    )
+    infer_replicas: int = Field(
+        1, ge=1, le=32, description="Infer processes `airparadis up` runs on one durable."
+    )
+    champion_poll_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often infer asks the registry for the champion, in case it missed a "
+        "models.promoted event (bus down at the time).",
     )
     store_batch_size: int = Field(500, ge=1, description="Store: most rows per ClickHouse insert.")
     store_flush_ms: int = Field(
@@ -116,6 +158,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, description="Gateway port.")
     predict_timeout_s: float = Field(
         10.0, gt=0, description="How long /v1/predict waits for the pipeline's answer."
+    )
+    http_max_body_kb: int = Field(
+        1024, ge=1, description="Largest request body the gateway reads, KiB (413 beyond)."
     )
 
     @field_validator("alert_to", mode="before")

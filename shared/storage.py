@@ -103,6 +103,8 @@ def bind_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
             bound[name] = int(value)
         elif value is None or isinstance(value, str | int | float):
             bound[name] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            bound[name] = list(value)  # an Array(String)
         else:
             raise TypeError(f"parameter {name}: unsupported type {type(value).__name__}")
     return bound
@@ -114,15 +116,37 @@ def _escaped_parameter(value: Any) -> Any:
     # server; chDB takes the text as given, so ChdbStore escapes the same way.
     if value is None:
         return "\\N"
+    if isinstance(value, list):  # Array(String): read as its literal, quoted strings inside
+        return "[" + ",".join("'" + _quoted(item) + "'" for item in value) + "]"
     if isinstance(value, str):
         return "".join("\\" + char if char in _MUST_ESCAPE else char for char in value)
     return value
+
+
+def _quoted(text: str) -> str:
+    """The inside of a quoted string literal."""
+    return (
+        text.replace("\\", "\\\\")
+        .replace("'", "\\'")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+    )
 
 
 def encode_json_each_row(rows: Sequence[Mapping[str, Any]]) -> str:
     """Rows in ClickHouse's JSONEachRow format (one JSON object a line): both backends insert
     this same text, so a row means the same thing on either."""
     return "\n".join(json.dumps(row, ensure_ascii=False, default=_wire_value) for row in rows)
+
+
+def arrow_file_rows(data: bytes) -> list[dict[str, Any]]:
+    """Rows of a result in Arrow IPC file form (b"": none)."""
+    import pyarrow as pa
+
+    if not data:
+        return []
+    return _arrow_rows(pa.ipc.open_file(pa.py_buffer(data)).read_all())
 
 
 def _arrow_rows(table: Any) -> list[dict[str, Any]]:
@@ -162,16 +186,21 @@ class ChdbStore:
     - Calls block, and one connection must run one query at a time: a lock serialises them.
     """
 
-    def __init__(self, path: Path, database: str = DEFAULT_DATABASE) -> None:
+    def __init__(
+        self, path: Path, database: str = DEFAULT_DATABASE, *, read_only: bool = False
+    ) -> None:
         # Imported here: the import starts the engine, which a server deployment never needs.
         from chdb.session import Session
 
         self.path = Path(path).resolve()
         self.database = _identifier(database, "database")
+        self.read_only = read_only
         self._lock = threading.Lock()
         self.path.mkdir(parents=True, exist_ok=True)
+        # readonly=1: no writes, no settings changed, no table functions (file(), url()).
+        options = _CHDB_CONNECTION_SETTINGS + ("&readonly=1" if read_only else "")
         try:
-            self._session: Any = Session(f"{self.path}?{_CHDB_CONNECTION_SETTINGS}")
+            self._session: Any = Session(f"{self.path}?{options}")
         except Exception as error:
             holders = sorted({str(store.path) for store in ChdbStore.open_stores()})
             raise StorageError(
@@ -180,7 +209,8 @@ class ChdbStore:
             ) from error
         try:
             # USE is per connection: each store keeps to its own database.
-            self.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            if not read_only:
+                self.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             self.command(f"USE {self.database}")
         except StorageError:
             self.close()
@@ -206,13 +236,13 @@ class ChdbStore:
         self._run(sql, "CSV")
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        import pyarrow as pa
+        return arrow_file_rows(self.query_arrow(sql, parameters))
 
+    def query_arrow(self, sql: str, parameters: Mapping[str, Any] | None = None) -> bytes:
+        """The result in Arrow IPC file form (b"" when there are no rows)."""
         bound = {name: _escaped_parameter(v) for name, v in bind_parameters(parameters).items()}
         result = self._run(sql, "Arrow", bound)
-        if len(result) == 0:
-            return []
-        return _arrow_rows(pa.ipc.open_file(pa.py_buffer(result.bytes())).read_all())
+        return b"" if len(result) == 0 else bytes(result.bytes())
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
@@ -527,12 +557,31 @@ def alert_row(event: AlertRaised) -> dict[str, Any]:
 
 
 _GET_PREDICTION = """
-SELECT text, label, probability, threshold, model_name, model_version, scored_at
+SELECT text, label, probability, threshold, model_name, model_version, scored_at, latency_ms
 FROM predictions FINAL
 WHERE id = {id:String}
 ORDER BY scored_at DESC
 LIMIT 1
 """
+
+
+# What makes an event the same event: a re-publish of its id with other values in these
+# columns is another event trying to take the id, and is refused.
+IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "predictions": ("text", "source"),
+    "feedback": ("prediction_id", "correct_label", "comment"),
+    "alerts": ("kind", "summary"),
+}
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """Rows of a batch sorted against what is stored: new ones, re-deliveries of stored ones
+    (nothing to do), and ids taken by other content (with the reason to refuse them)."""
+
+    new: list[int]
+    already_stored: list[int]
+    conflicts: dict[int, str]
 
 
 class PredictionRepository:
@@ -559,6 +608,37 @@ class PredictionRepository:
     async def save_alerts(self, events: Sequence[AlertRaised]) -> None:
         await self._insert("alerts", [alert_row(event) for event in events])
 
+    async def sort_new(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> Sorted:
+        """Compare a batch's rows with the stored ones of the same ids (and with each other)."""
+        columns = IDENTITY_COLUMNS[table]
+        ids = sorted({str(row["id"]) for row in rows})
+        stored = await asyncio.to_thread(
+            self._store.query,
+            f"SELECT id, {', '.join(columns)} FROM {table} WHERE id IN {{ids:Array(String)}}"
+            " LIMIT 1 BY id",
+            {"ids": ids},
+        )
+        seen: dict[str, tuple[Any, ...]] = {
+            row["id"]: tuple(row[c] for c in columns) for row in stored
+        }
+        new: list[int] = []
+        again: list[int] = []
+        conflicts: dict[int, str] = {}
+        for index, row in enumerate(rows):
+            identity = tuple(row[c] for c in columns)
+            known = seen.get(row["id"])
+            if known is None:
+                seen[row["id"]] = identity
+                new.append(index)
+            elif known == identity:
+                again.append(index)
+            else:
+                conflicts[index] = (
+                    f"id {row['id']!r} is already stored in {table} with other content; "
+                    "an id names one event for good"
+                )
+        return Sorted(new, again, conflicts)
+
     async def get_prediction(self, prediction_id: str) -> PredictionSnapshot | None:
         """The prediction as it was served, or None if it is unknown (or expired)."""
         rows = await asyncio.to_thread(self._store.query, _GET_PREDICTION, {"id": prediction_id})
@@ -579,6 +659,10 @@ class PredictionRepository:
             log.warning("ClickHouse ping failed", exc_info=True)
             return False
         return rows == [{"ok": 1}]
+
+    async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows built by prediction_row, feedback_row or alert_row."""
+        await self._insert(table, rows)
 
     async def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:

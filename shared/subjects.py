@@ -53,3 +53,8 @@ def dead_letter_subject(subject: str) -> str:
 INFER_STATUS = "rpc.infer.status"
 EXPLAIN_REQUESTED = "rpc.infer.explain"
 INFER_QUEUE = "infer"
+
+# Reads of the embedded store: one process only may open a chDB folder, so the store worker
+# answers the read-only queries of the others (gateway, alerter checks) when chDB is in use.
+STORE_QUERY = "rpc.store.query"
+STORE_QUEUE = "store"

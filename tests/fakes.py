@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 
-from shared.messages import AlertRaised, FeedbackReported, PredictionSnapshot, TweetScored
+from services.alerter.state import WindowConflict, _cooling
+from services.alerter.window import WrongPredictionWindow
 from shared.models import LoadedModel
 
 POSITIVE_WORDS = ("love", "great", "thanks", "amazing", "good")
@@ -28,35 +30,35 @@ def keyword_model(version: str = "1", threshold: float = 0.5) -> LoadedModel:
     )
 
 
-class MemoryRepository:
-    """PredictionRepository's contract over dicts (dedup by id, like ReplacingMergeTree)."""
-
+class MemoryAlerterState:
     def __init__(self) -> None:
-        self.predictions: dict[str, TweetScored] = {}
-        self.feedback: dict[str, FeedbackReported] = {}
-        self.alerts: dict[str, AlertRaised] = {}
-        self.fail_next: int = 0
+        self.window = WrongPredictionWindow()
+        self.revision: int | None = None
+        self.sent: set[str] = set()
+        self.last_raised: dict[str, datetime] = {}
 
-    def _maybe_fail(self) -> None:
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            raise ConnectionError("ClickHouse is down (simulated)")
+    async def load_window(self) -> tuple[WrongPredictionWindow, int | None]:
+        return self.window, self.revision
 
-    async def save_predictions(self, rows: list[TweetScored]) -> None:
-        self._maybe_fail()
-        self.predictions.update({r.id: r for r in rows})
+    async def save_window(self, window: WrongPredictionWindow, revision: int | None) -> None:
+        if revision != self.revision:
+            raise WindowConflict(f"expected revision {self.revision}, got {revision}")
+        self.window = window
+        self.revision = (self.revision or 0) + 1
 
-    async def save_feedback(self, rows: list[FeedbackReported]) -> None:
-        self._maybe_fail()
-        self.feedback.update({r.id: r for r in rows})
+    async def was_sent(self, alert_id: str) -> bool:
+        return alert_id in self.sent
 
-    async def save_alerts(self, rows: list[AlertRaised]) -> None:
-        self._maybe_fail()
-        self.alerts.update({r.id: r for r in rows})
+    async def mark_sent(self, alert_id: str) -> None:
+        self.sent.add(alert_id)
 
-    async def get_prediction(self, prediction_id: str) -> PredictionSnapshot | None:
-        scored = self.predictions.get(prediction_id)
-        return PredictionSnapshot.of(scored) if scored else None
-
-    async def ping(self) -> bool:
+    async def claim_cooldown(self, kind: str, now: datetime, cooldown_s: float) -> bool:
+        last = self.last_raised.get(kind)
+        if last is not None and _cooling(last.isoformat().encode(), now, cooldown_s):
+            return False
+        self.last_raised[kind] = now
         return True
+
+    async def release_cooldown(self, kind: str, claimed_at: datetime) -> None:
+        if self.last_raised.get(kind) == claimed_at:
+            del self.last_raised[kind]

@@ -57,6 +57,7 @@ class ServiceUser:
     declares_streams: bool = False  # every platform process declares all streams at start
     key_value: tuple[str, ...] = ()  # JetStream KV buckets it reads and writes
     dead_letters: bool = False  # sends what it cannot process to dlq.<subject>
+    watches_consumers: bool = False  # reads every durable consumer's state (/readyz)
 
     @property
     def password_env(self) -> str:
@@ -70,9 +71,10 @@ USERS: tuple[ServiceUser, ...] = (
         "HTTP gateway: submits tweets and reports, waits for answers, asks infer",
         publishes=(S.TWEETS_SUBMITTED, S.FEEDBACK_REPORTED),
         consumes=(Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS),),
-        requests=(S.EXPLAIN_REQUESTED, S.INFER_STATUS),
+        requests=(S.EXPLAIN_REQUESTED, S.INFER_STATUS, S.STORE_QUERY),
         reads_replies=True,
         declares_streams=True,
+        watches_consumers=True,
     ),
     ServiceUser(
         "preprocess",
@@ -105,6 +107,7 @@ USERS: tuple[ServiceUser, ...] = (
             Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS, S.DURABLE_STORE_ALERTS),
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),
         ),
+        answers=((S.STORE_QUERY, S.STORE_QUEUE),),  # reads of the embedded chDB
         declares_streams=True,
         dead_letters=True,
     ),
@@ -117,6 +120,7 @@ USERS: tuple[ServiceUser, ...] = (
             Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS, S.DURABLE_MAILER),
         ),
         key_value=(S.KV_ALERTER,),
+        requests=(S.STORE_QUERY,),  # the drift and error-rate checks read the store
         declares_streams=True,
         dead_letters=True,
     ),
@@ -188,6 +192,13 @@ def permissions_of(user: ServiceUser) -> Permissions:
             ]
         if user.dead_letters:
             pub.append(subjects.dead_letter_subject(consumed.subject))
+    if user.watches_consumers:
+        pub += [
+            f"{JS_API}.CONSUMER.INFO.{c.stream}.{c.durable}"
+            for other in USERS
+            for c in other.consumes
+            if c.durable is not None
+        ]
     for bucket in user.key_value:
         kv_stream = f"KV_{bucket}"
         pub += [
@@ -202,7 +213,7 @@ def permissions_of(user: ServiceUser) -> Permissions:
         publish_deny=_unique(pub_deny),
         subscribe_allow=_unique(sub),
         subscribe_deny=_unique(sub_deny),
-        # infer answers the gateway's core requests on the requester's own inbox
+        # infer and the store answer core requests on the requester's own inbox
         allow_responses=bool(user.answers),
     )
 

@@ -29,7 +29,7 @@ from shared.bus import publish_event
 from shared.messages import AlertRaised
 from shared.monitoring import ErrorRate, error_rate, model_versions, psi_by_feature
 from shared.settings import Settings
-from shared.storage import Store
+from shared.storage import StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,13 @@ class Checks:
         for kind, decide in (("drift", self._drift), ("error_rate", self._error_rate)):
             try:
                 alert = await self._raise(await decide(now), now)
+            except StorageError as error:  # the store is down or not started yet
+                self.failures += 1
+                log.warning(
+                    "check failed; trying again next round",
+                    extra={"kind": kind, "reason": str(error)},
+                )
+                continue
             except Exception:
                 self.failures += 1
                 log.exception("check failed; trying again next round", extra={"kind": kind})

@@ -1,8 +1,10 @@
 """feedback.reported -> alerts.raised -> email.
 
 Two durable consumers: the first counts wrong-prediction reports in the sliding window kept
-in KV and raises at most one alert per burst; the second emails each alert once, and when the
-SMTP server is down it keeps the alert unacknowledged so JetStream retries it, with no limit.
+in KV and raises at most one alert per burst; the second emails each alert once. When the
+SMTP server (or the KV bucket) is away, the message in hand is held and retried with back-off
+for as long as it takes, kept ours by in-progress acks: its deliveries are not spent, and it
+is never dead-lettered for an outage.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from faststream.nats import NatsBroker, NatsRouter, PullSub
+from faststream.nats.annotations import NatsMessage
 
 from services.alerter.email import MailerUnavailable, send_alert_email
 from services.alerter.state import AlerterState, WindowConflict
@@ -21,6 +24,7 @@ from shared.bus import (
     RetryLater,
     Streams,
     durable_subscriber,
+    keep_trying,
     publish_event,
     worker_router,
 )
@@ -51,8 +55,13 @@ def build_router(
         settings,
         PullSub(batch_size=1, timeout=1.0),
     )
-    async def on_feedback_reported(report: FeedbackReported) -> None:
-        alert = await count_report(report)
+    async def on_feedback_reported(report: FeedbackReported, msg: NatsMessage) -> None:
+        alert = await keep_trying(
+            lambda: count_report(report),
+            keep_alive=msg.in_progress,
+            settings=settings,
+            what="the alert window",
+        )
         if alert is not None:
             await publish_event(
                 broker,
@@ -65,7 +74,10 @@ def build_router(
 
     async def count_report(report: FeedbackReported) -> AlertRaised | None:
         for _ in range(MAX_WINDOW_CONFLICTS):
-            window, revision = await state.load_window()
+            try:
+                window, revision = await state.load_window()
+            except Exception as error:  # the KV bucket cannot be read (bus away)
+                raise RetryLater(f"cannot read the alert window: {error}") from error
             updated, alert = record_report(
                 window,
                 report,
@@ -80,6 +92,8 @@ def build_router(
                 await state.save_window(updated, revision)
             except WindowConflict:
                 continue
+            except Exception as error:
+                raise RetryLater(f"cannot save the alert window: {error}") from error
             return alert
         raise RetryLater("the alert window kept changing under concurrent updates")
 
@@ -91,14 +105,24 @@ def build_router(
         settings,
         PullSub(batch_size=1, timeout=1.0),
     )
-    async def on_alert_raised(alert: AlertRaised) -> None:
-        if await state.was_sent(alert.id):
-            return
-        try:
-            await send_alert_email(alert, settings)
-        except MailerUnavailable as exc:
-            raise RetryLater(str(exc)) from exc
-        await state.mark_sent(alert.id)
-        log.info("alert emailed", extra={"alert_id": alert.id, "to": settings.alert_to})
+    async def on_alert_raised(alert: AlertRaised, msg: NatsMessage) -> None:
+        async def email_once() -> None:
+            try:
+                if await state.was_sent(alert.id):
+                    return
+            except Exception as error:
+                raise RetryLater(f"cannot read which alerts were sent: {error}") from error
+            try:
+                await send_alert_email(alert, settings)
+            except MailerUnavailable as exc:
+                raise RetryLater(str(exc)) from exc
+            log.info("alert emailed", extra={"alert_id": alert.id, "to": settings.alert_to})
+            try:
+                await state.mark_sent(alert.id)
+            except Exception:  # sent; a redelivery may send it twice, rather than never
+                log.warning("could not record the email as sent", extra={"alert_id": alert.id})
+
+        # SMTP down: the alert is held and retried as long as it takes, never dropped.
+        await keep_trying(email_once, keep_alive=msg.in_progress, settings=settings, what="SMTP")
 
     return router

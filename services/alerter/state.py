@@ -2,8 +2,8 @@
 each kind of scheduled alert (drift, error rate).
 
 In JetStream KV, with compare-and-set on the revision, so a restart forgets nothing and two
-replicas never both count a report or both send an email. The in-memory store has the same
-contract for tests on the in-memory broker, which has no KV.
+replicas never both count a report or both send an email. (tests/fakes.py has an in-memory
+one with the same contract, for tests on the in-memory broker, which has no KV.)
 """
 
 from __future__ import annotations
@@ -130,37 +130,3 @@ class KvAlerterState:
             # Claimed again meanwhile (a wrong last sequence): that claim stands.
             with contextlib.suppress(KeyWrongLastSequenceError):
                 await kv.delete(key, last=entry.revision)
-
-
-class MemoryAlerterState:
-    def __init__(self) -> None:
-        self.window = WrongPredictionWindow()
-        self.revision: int | None = None
-        self.sent: set[str] = set()
-        self.last_raised: dict[str, datetime] = {}
-
-    async def load_window(self) -> tuple[WrongPredictionWindow, int | None]:
-        return self.window, self.revision
-
-    async def save_window(self, window: WrongPredictionWindow, revision: int | None) -> None:
-        if revision != self.revision:
-            raise WindowConflict(f"expected revision {self.revision}, got {revision}")
-        self.window = window
-        self.revision = (self.revision or 0) + 1
-
-    async def was_sent(self, alert_id: str) -> bool:
-        return alert_id in self.sent
-
-    async def mark_sent(self, alert_id: str) -> None:
-        self.sent.add(alert_id)
-
-    async def claim_cooldown(self, kind: str, now: datetime, cooldown_s: float) -> bool:
-        last = self.last_raised.get(kind)
-        if last is not None and _cooling(last.isoformat().encode(), now, cooldown_s):
-            return False
-        self.last_raised[kind] = now
-        return True
-
-    async def release_cooldown(self, kind: str, claimed_at: datetime) -> None:
-        if self.last_raised.get(kind) == claimed_at:
-            del self.last_raised[kind]

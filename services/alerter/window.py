@@ -70,7 +70,10 @@ def record_report(
 ) -> tuple[WrongPredictionWindow, AlertRaised | None]:
     """Add a report; return the new window and the alert to publish, if any.
 
-    A report seen before changes nothing (and returns the alert it already triggered, if any).
+    A report seen before changes nothing (and returns the alert it already triggered, if any);
+    nor does a report on a prediction already counted in the window: one prediction counts
+    once, however many reports it gets, so one client cannot raise an alert on its own by
+    reporting one tweet three times.
     """
     if window.last_alert is not None and report.id in window.last_alert.details.get(
         "report_ids", []
@@ -81,6 +84,8 @@ def record_report(
 
     horizon = now - timedelta(seconds=window_s)
     entries = [e for e in window.entries if e.reported_at > horizon]
+    if any(e.report.get("prediction_id") == report.prediction_id for e in entries):
+        return window, None
     if report.reported_at > horizon:
         entries.append(
             WindowEntry(

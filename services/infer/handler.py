@@ -1,10 +1,11 @@
-"""tweets.preprocessed -> tweets.scored (and a direct reply to a waiting caller).
+"""tweets.preprocessed -> tweets.scored (and a direct reply to a waiting caller), in batches.
 
-Messages are scored in micro-batches: FastStream's pull subscriber hands over up to
-`batch_max_size` messages, or what arrived within `batch_max_wait_ms`. Each batch is scored
-by whatever model is current when it starts; a models.promoted event loads the new version
-beside the old one and swaps the reference between batches, so no message is lost or scored
-twice while the model changes.
+The stage hands over what is waiting, up to `batch_max_size` tweets (or what arrives within
+`batch_max_wait_ms` when that is above 0): a lone tweet is scored at once, batches grow when
+traffic queues up. Each batch is scored in one call of whatever model is current when it
+starts; a models.promoted event loads the new version beside the old one and swaps the
+reference between batches, so no message is lost or scored twice while the model changes.
+The answer to a waiting caller goes out once its scored tweet is stored in JetStream.
 """
 
 from __future__ import annotations
@@ -16,31 +17,30 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from faststream import AckPolicy
-from faststream.nats import DeliverPolicy, NatsBroker, NatsMessage, NatsRouter, PullSub
+from faststream.nats import DeliverPolicy, NatsBroker, NatsRouter
 
 from shared import subjects
-from shared.bus import (
-    RequestFailed,
-    RetryLater,
-    Streams,
-    durable_subscriber,
-    publish_event,
-    valid_events,
-    worker_router,
-)
+from shared.bus import RetryLater, Streams, worker_router
 from shared.explain import occlusion
+from shared.jetstream import Outcome, Outgoing, decode_batch
 from shared.messages import (
     ExplainRequested,
     ExplanationReady,
+    InferStatus,
     ModelPromoted,
+    RequestFailed,
     TweetPreprocessed,
     TweetScored,
     WordContribution,
 )
 from shared.models import LoadedModel
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,32 @@ def explain_tweet(model: LoadedModel, request: ExplainRequested) -> ExplanationR
     )
 
 
+class InferHandler:
+    """Scores a batch of preprocessed tweets with the current model."""
+
+    def __init__(self, holder: ModelHolder, max_bytes: int) -> None:
+        self.holder = holder
+        self.max_bytes = max_bytes
+
+    async def __call__(self, batch: Sequence[Msg]) -> Outcome:
+        model = self.holder.require()
+        events, rejected = decode_batch(batch, TweetPreprocessed, self.max_bytes)
+        outcome = Outcome(rejected=rejected)
+        if not events:
+            return outcome
+        # Scored on the loop: in this process nothing else waits for it, and a thread hop
+        # per batch would cost more than a small batch takes.
+        scored = score_batch(model, [tweet for _, tweet in events])
+        for (index, tweet), result in zip(events, scored, strict=True):
+            payload = result.model_dump_json().encode()
+            outcome.outputs.append(
+                Outgoing(subjects.TWEETS_SCORED, payload, f"scored-{tweet.id}", index)
+            )
+            if tweet.reply_to:
+                outcome.replies.append((index, tweet.reply_to, payload))
+        return outcome
+
+
 def build_router(
     broker: NatsBroker,
     settings: Settings,
@@ -138,52 +164,8 @@ def build_router(
     holder: ModelHolder,
     load_model: ModelLoader,
 ) -> NatsRouter:
+    """The control side of infer: promotions, explanations and status, on FastStream."""
     router = worker_router(broker, "infer", settings)
-
-    @durable_subscriber(
-        router,
-        subjects.TWEETS_PREPROCESSED,
-        streams.tweets,
-        subjects.DURABLE_INFER,
-        settings,
-        PullSub(
-            batch_size=settings.batch_max_size,
-            timeout=settings.batch_max_wait_ms / 1000.0,
-            batch=True,
-        ),
-    )
-    async def on_tweets_preprocessed(msg: NatsMessage) -> None:
-        model = holder.require()
-        tweets = await valid_events(broker, msg.raw_message, TweetPreprocessed, "infer")
-        if not tweets:
-            return
-        started = time.perf_counter()
-        scored = await asyncio.to_thread(score_batch, model, tweets)
-        log.debug(
-            "scored batch",
-            extra={"size": len(scored), "ms": (time.perf_counter() - started) * 1000},
-        )
-        await asyncio.gather(
-            *(
-                publish_event(
-                    broker,
-                    s,
-                    subjects.TWEETS_SCORED,
-                    msg_id=f"scored-{s.id}",
-                    stream=subjects.STREAM_TWEETS,
-                )
-                for s in scored
-            )
-        )
-        # The durable record is published; now answer callers that wait (best effort:
-        # a caller that gave up simply has no listener on its subject).
-        await asyncio.gather(
-            *(
-                broker.publish(s.model_dump(mode="json"), t.reply_to)
-                for s, t in zip(scored, tweets, strict=True)
-                if t.reply_to
-            )
-        )
 
     @router.subscriber(
         subjects.MODELS_PROMOTED,
@@ -194,32 +176,57 @@ def build_router(
     async def on_model_promoted(event: ModelPromoted) -> None:
         if event.model_name != settings.model_name or event.alias != "champion":
             return
-        current = holder.current
-        if current is not None and current.version == event.version:
-            return
-        model = await asyncio.to_thread(load_model, event.version)
-        holder.set(model)
-        log.info(
-            "model swapped",
-            extra={"model_name": model.name, "model_version": model.version},
-        )
+        await swap_to(holder, load_model, event.version)
 
     @router.subscriber(subjects.EXPLAIN_REQUESTED, queue=subjects.INFER_QUEUE)
     async def on_explain_requested(request: ExplainRequested) -> dict[str, object]:
         model = holder.current
         if model is None:
-            return RequestFailed(error="no model loaded yet").model_dump()
+            failed = RequestFailed(kind="model_not_ready", reason="no model loaded yet")
+            return failed.model_dump(mode="json")
         answer = await asyncio.to_thread(explain_tweet, model, request)
         return answer.model_dump(mode="json")
 
     @router.subscriber(subjects.INFER_STATUS)
     async def on_status_request() -> dict[str, object]:
         model = holder.current
-        return {
-            "ready": model is not None,
-            "model_name": model.name if model else None,
-            "model_version": model.version if model else None,
-            "threshold": model.threshold if model else None,
-        }
+        return InferStatus(
+            ready=model is not None,
+            model_name=model.name if model else None,
+            model_version=model.version if model else None,
+            threshold=model.threshold if model else None,
+        ).model_dump(mode="json")
 
     return router
+
+
+async def swap_to(holder: ModelHolder, load_model: ModelLoader, version: str | None) -> bool:
+    """Load a version (None: the champion) beside the current one and swap; False when it is
+    the one serving already."""
+    current = holder.current
+    if current is not None and version is not None and current.version == version:
+        return False
+    model = await asyncio.to_thread(load_model, version)
+    if current is not None and model.version == current.version:
+        return False
+    holder.set(model)
+    log.info("model swapped", extra={"model_name": model.name, "model_version": model.version})
+    return True
+
+
+async def follow_champion(
+    holder: ModelHolder,
+    load_model: ModelLoader,
+    champion_version: Callable[[], str | None],
+    every_s: float,
+) -> None:
+    """Backstop for a models.promoted event missed while the bus was down: ask the registry
+    for the champion now and then, and swap when it changed."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            version = await asyncio.to_thread(champion_version)
+            if version is not None:
+                await swap_to(holder, load_model, version)
+        except Exception as error:
+            log.warning("could not check the champion", extra={"reason": str(error)})

@@ -1,40 +1,35 @@
-"""tweets.submitted -> tweets.preprocessed.
+"""tweets.submitted -> tweets.preprocessed, a batch at a time.
 
 The model-specific preprocessing runs inside the model (so training and serving can never
-skew); this step does what every model needs: normalise the text, reject what normalises to
-nothing, and extract the features that drift monitoring compares with the training data.
+skew); this step does what every model needs: reject what normalises to nothing (answering a
+waiting caller at once, with the reason), and extract the features that drift monitoring
+compares with the training data.
 """
 
 from __future__ import annotations
 
-import logging
-
-from faststream.nats import NatsBroker, NatsRouter, PullSub
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from shared import subjects
-from shared.bus import (
-    InvalidMessage,
-    Streams,
-    durable_subscriber,
-    publish_event,
-    worker_router,
-)
+from shared.bus import InvalidMessage
+from shared.jetstream import Outcome, Outgoing, decode_batch
 from shared.messages import ScoringFailed, TweetPreprocessed, TweetSubmitted
 from shared.preprocessing import normalize, text_features
-from shared.settings import Settings
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+WORKER = "preprocess"
 
 
 def preprocess_tweet(tweet: TweetSubmitted) -> TweetPreprocessed:
-    """The pure step: normalise and measure one tweet."""
-    normalized = normalize(tweet.text)
-    if not normalized:
+    """The pure step: check the tweet has something to score, and measure it."""
+    if not normalize(tweet.text):
         raise InvalidMessage("text is empty once control characters and whitespace are removed")
     return TweetPreprocessed(
         id=tweet.id,
         text=tweet.text,
-        normalized_text=normalized,
         features=text_features(tweet.text),
         source=tweet.source,
         submitted_at=tweet.submitted_at,
@@ -42,33 +37,32 @@ def preprocess_tweet(tweet: TweetSubmitted) -> TweetPreprocessed:
     )
 
 
-def build_router(broker: NatsBroker, settings: Settings, streams: Streams) -> NatsRouter:
-    router = worker_router(broker, "preprocess", settings)
+class PreprocessHandler:
+    """Decodes a batch of submitted tweets and turns each valid one into its preprocessed form."""
 
-    @durable_subscriber(
-        router,
-        subjects.TWEETS_SUBMITTED,
-        streams.tweets,
-        subjects.DURABLE_PREPROCESS,
-        settings,
-        PullSub(batch_size=32, timeout=1.0),
-    )
-    async def on_tweet_submitted(tweet: TweetSubmitted) -> None:
-        try:
-            preprocessed = preprocess_tweet(tweet)
-        except InvalidMessage as exc:
-            if tweet.reply_to:  # a caller waits for an answer: tell it why, now
-                await broker.publish(
-                    ScoringFailed(id=tweet.id, reason=str(exc)).model_dump(mode="json"),
-                    tweet.reply_to,
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    async def __call__(self, batch: Sequence[Msg]) -> Outcome:
+        events, rejected = decode_batch(batch, TweetSubmitted, self.max_bytes)
+        outcome = Outcome(rejected=rejected)
+        for index, tweet in events:
+            try:
+                preprocessed = preprocess_tweet(tweet)
+            except InvalidMessage as error:
+                outcome.rejected[index] = str(error)
+                if tweet.reply_to:  # a caller waits for an answer: tell it why, now
+                    failed = ScoringFailed(id=tweet.id, reason=str(error))
+                    outcome.replies.append(
+                        (index, tweet.reply_to, failed.model_dump_json().encode())
+                    )
+                continue
+            outcome.outputs.append(
+                Outgoing(
+                    subjects.TWEETS_PREPROCESSED,
+                    preprocessed.model_dump_json().encode(),
+                    f"preprocessed-{tweet.id}",
+                    index,
                 )
-            raise
-        await publish_event(
-            broker,
-            preprocessed,
-            subjects.TWEETS_PREPROCESSED,
-            msg_id=f"preprocessed-{tweet.id}",
-            stream=subjects.STREAM_TWEETS,
-        )
-
-    return router
+            )
+        return outcome

@@ -1,77 +1,98 @@
-"""tweets.scored, feedback.reported, alerts.raised -> ClickHouse (and, on models.promoted, the
-champion's drift reference: services/store/references.py).
+"""tweets.scored, feedback.reported, alerts.raised -> ClickHouse, a batch per insert (and, on
+models.promoted, the champion's drift reference: services/store/references.py).
 
-Each subject has its own durable pull consumer that hands over batches; a batch is acked only
-once its rows are inserted, so a crash redelivers it, and the tables deduplicate by id so the
-redelivery adds nothing. An invalid message is dead-lettered without holding up its batch;
-while ClickHouse refuses inserts, batches are retried with back-off, never dead-lettered.
+Each subject has its own durable consumer. A batch is acked only once its rows are inserted,
+so a crash redelivers it; a redelivered event finds its id stored with the same content and
+adds nothing, while an id re-published with other content is refused (dead-lettered with the
+reason), never overwriting what is stored. While ClickHouse refuses inserts the batch is held
+and retried with back-off, never dead-lettered.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
+from faststream.nats import NatsBroker, NatsRouter, PullSub
 from pydantic import BaseModel
 
 from services.store.references import copy_reference
 from shared import subjects
-from shared.bus import (
-    RetryLater,
-    Streams,
-    durable_subscriber,
-    valid_events,
-    worker_router,
-)
+from shared.bus import RetryLater, Streams, durable_subscriber, worker_router
+from shared.jetstream import Outcome, decode_batch
 from shared.messages import AlertRaised, FeedbackReported, ModelPromoted, TweetScored
 from shared.settings import Settings
-from shared.storage import PredictionRepository
+from shared.storage import (
+    PredictionRepository,
+    Table,
+    alert_row,
+    feedback_row,
+    prediction_row,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 EventT = TypeVar("EventT", bound=BaseModel)
+WORKER = "store"
 
 
-async def insert_or_retry(
-    save: Callable[[list[EventT]], Awaitable[None]], events: list[EventT]
-) -> None:
-    try:
-        await save(events)
-    except Exception as exc:  # ClickHouse down or refusing: keep the batch, try again later
-        log.exception("insert failed", extra={"rows": len(events)})
-        raise RetryLater(f"ClickHouse insert failed: {exc}") from exc
+class StoreHandler(Generic[EventT]):
+    """Decodes a batch of one kind of event and inserts the rows of the new ones."""
+
+    def __init__(
+        self,
+        repository: PredictionRepository,
+        table: Table,
+        event: type[EventT],
+        row: Callable[[EventT], dict[str, Any]],
+        max_bytes: int,
+    ) -> None:
+        self.repository = repository
+        self.table = table
+        self.event = event
+        self.row = row
+        self.max_bytes = max_bytes
+
+    async def __call__(self, batch: Sequence[Msg]) -> Outcome:
+        events, rejected = decode_batch(batch, self.event, self.max_bytes)
+        outcome = Outcome(rejected=rejected)
+        if not events:
+            return outcome
+        rows = [self.row(event) for _, event in events]
+        try:
+            sorted_rows = await self.repository.sort_new(self.table, rows)
+            await self.repository.insert(self.table, [rows[i] for i in sorted_rows.new])
+        except Exception as error:  # ClickHouse down or refusing: keep the batch, try again
+            raise RetryLater(f"ClickHouse did not take the {self.table}: {error}") from error
+        for position, reason in sorted_rows.conflicts.items():
+            outcome.rejected[events[position][0]] = reason
+        return outcome
+
+
+def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, StoreHandler[Any]]:
+    """The store's batch handler for each durable consumer."""
+    max_bytes = settings.max_message_kb * 1024
+    return {
+        subjects.DURABLE_STORE_PREDICTIONS: StoreHandler(
+            repository, "predictions", TweetScored, prediction_row, max_bytes
+        ),
+        subjects.DURABLE_STORE_FEEDBACK: StoreHandler(
+            repository, "feedback", FeedbackReported, feedback_row, max_bytes
+        ),
+        subjects.DURABLE_STORE_ALERTS: StoreHandler(
+            repository, "alerts", AlertRaised, alert_row, max_bytes
+        ),
+    }
 
 
 def build_router(
     broker: NatsBroker, settings: Settings, streams: Streams, repository: PredictionRepository
 ) -> NatsRouter:
-    router = worker_router(broker, "store", settings)
-    batch = PullSub(
-        batch_size=settings.store_batch_size,
-        timeout=settings.store_flush_ms / 1000.0,
-        batch=True,
-    )
-
-    def batch_subscriber(
-        subject: str, stream: JStream, durable: str
-    ) -> Callable[[Callable[..., Any]], Any]:
-        return durable_subscriber(router, subject, stream, durable, settings, batch)
-
-    @batch_subscriber(subjects.TWEETS_SCORED, streams.tweets, subjects.DURABLE_STORE_PREDICTIONS)
-    async def on_tweets_scored(msg: NatsMessage) -> None:
-        if predictions := await valid_events(broker, msg.raw_message, TweetScored, "store"):
-            await insert_or_retry(repository.save_predictions, predictions)
-
-    @batch_subscriber(subjects.FEEDBACK_REPORTED, streams.feedback, subjects.DURABLE_STORE_FEEDBACK)
-    async def on_feedback_reported(msg: NatsMessage) -> None:
-        if reports := await valid_events(broker, msg.raw_message, FeedbackReported, "store"):
-            await insert_or_retry(repository.save_feedback, reports)
-
-    @batch_subscriber(subjects.ALERTS_RAISED, streams.alerts, subjects.DURABLE_STORE_ALERTS)
-    async def on_alerts_raised(msg: NatsMessage) -> None:
-        if alerts := await valid_events(broker, msg.raw_message, AlertRaised, "store"):
-            await insert_or_retry(repository.save_alerts, alerts)
+    """The control side of the store: the drift reference of each new champion."""
+    router = worker_router(broker, WORKER, settings)
 
     @durable_subscriber(
         router,

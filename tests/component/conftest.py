@@ -1,6 +1,12 @@
-"""The workers wired on FastStream's in-memory broker, with fakes for the model and storage,
-and an in-process SMTP server catching the alert emails (never whatever listens on the default
-port of the machine)."""
+"""The control side of the workers on FastStream's in-memory broker: infer's promotions,
+explanations and status, the alerter's window and mailer, the gateway's alert watcher. A
+fake model, an in-memory alerter state, and an in-process SMTP server catching the emails
+(never whatever listens on the default port of the machine).
+
+The hot path (preprocess, infer's scoring, the store) runs on plain nats-py: its handlers are
+unit-tested (tests/unit/test_stage_handlers.py) and run against a real nats-server in
+tests/integration/.
+"""
 
 from __future__ import annotations
 
@@ -13,30 +19,26 @@ import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
 
 from services.alerter import handler as alerter
-from services.alerter.state import MemoryAlerterState
 from services.gateway.alerts import AlertWatcher
-from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
-from services.preprocess import handler as preprocess
-from services.store import handler as store
+from shared import subjects
 from shared.bus import Streams
-from shared.messages import DeadLetter
+from shared.messages import AlertRaised, DeadLetter
 from shared.models import LoadedModel
 from shared.settings import Settings
-from tests.fakes import MemoryRepository, keyword_model
+from tests.fakes import MemoryAlerterState, keyword_model
 from tests.servers import Inbox, smtp_server
 
 
 @dataclass
-class Pipeline:
+class ControlPlane:
     broker: NatsBroker
     holder: infer.ModelHolder
-    repository: MemoryRepository
     alerter_state: MemoryAlerterState
     models: dict[str, LoadedModel]
     inbox: Inbox
-    replies: ReplyWaiter = field(default_factory=ReplyWaiter)
     alerts: AlertWatcher = field(default_factory=AlertWatcher)
+    raised: list[AlertRaised] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     clock: list[datetime] = field(default_factory=lambda: [datetime.now(UTC)])
 
@@ -45,35 +47,32 @@ class Pipeline:
 
 
 @pytest.fixture
-async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+async def plane(settings: Settings) -> AsyncIterator[ControlPlane]:
     with smtp_server() as (smtp, inbox):
         settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port})
-        async for p in _pipeline(settings, inbox):
+        broker = NatsBroker()
+        streams = Streams(settings)
+        models = {"1": keyword_model("1"), "2": keyword_model("2", threshold=0.95)}
+        holder = infer.ModelHolder()
+        holder.set(models["1"])
+        p = ControlPlane(broker, holder, MemoryAlerterState(), models, inbox)
+        broker.include_router(
+            infer.build_router(broker, settings, streams, holder, lambda v: models[v or "1"])
+        )
+        broker.include_router(
+            alerter.build_router(
+                broker, settings, streams, p.alerter_state, clock=lambda: p.clock[0]
+            )
+        )
+        p.alerts.register(broker, streams.alerts)
+
+        @broker.subscriber(subjects.ALERTS_RAISED, stream=streams.alerts)
+        async def collect_alert(alert: AlertRaised) -> None:
+            p.raised.append(alert)
+
+        @broker.subscriber("dlq.>", stream=streams.dlq)
+        async def collect_dead_letter(letter: DeadLetter) -> None:
+            p.dead_letters.append(letter)
+
+        async with TestNatsBroker(broker):
             yield p
-
-
-async def _pipeline(settings: Settings, inbox: Inbox) -> AsyncIterator[Pipeline]:
-    broker = NatsBroker()
-    streams = Streams(settings)
-    models = {"1": keyword_model("1"), "2": keyword_model("2", threshold=0.95)}
-    holder = infer.ModelHolder()
-    holder.set(models["1"])
-    p = Pipeline(broker, holder, MemoryRepository(), MemoryAlerterState(), models, inbox)
-    broker.include_router(preprocess.build_router(broker, settings, streams))
-    broker.include_router(
-        infer.build_router(broker, settings, streams, holder, lambda v: models[v or "1"])
-    )
-    broker.include_router(store.build_router(broker, settings, streams, p.repository))  # type: ignore[arg-type]
-    broker.include_router(
-        alerter.build_router(broker, settings, streams, p.alerter_state, clock=lambda: p.clock[0])
-    )
-
-    p.replies.register(broker)
-    p.alerts.register(broker, streams.alerts)
-
-    @broker.subscriber("dlq.>", stream=streams.dlq)
-    async def collect_dead_letter(letter: DeadLetter) -> None:
-        p.dead_letters.append(letter)
-
-    async with TestNatsBroker(broker):
-        yield p

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared import subjects
 from shared.messages import FeedbackReported, PredictionSnapshot
-from tests.component.conftest import Pipeline
+from tests.component.conftest import ControlPlane
 
 
 def report(n: int, at: datetime) -> FeedbackReported:
@@ -27,16 +27,16 @@ def report(n: int, at: datetime) -> FeedbackReported:
     )
 
 
-async def send(pipeline: Pipeline, *reports: FeedbackReported) -> None:
+async def send(plane: ControlPlane, *reports: FeedbackReported) -> None:
     for r in reports:
-        await pipeline.publish(r.model_dump(mode="json"), subjects.FEEDBACK_REPORTED)
+        await plane.publish(r.model_dump(mode="json"), subjects.FEEDBACK_REPORTED)
 
 
-async def test_three_reports_in_window_raise_one_alert(pipeline: Pipeline) -> None:
-    now = pipeline.clock[0]
-    await send(pipeline, *(report(i, now) for i in range(3)))
+async def test_three_reports_in_window_raise_one_alert(plane: ControlPlane) -> None:
+    now = plane.clock[0]
+    await send(plane, *(report(i, now) for i in range(3)))
 
-    [alert] = pipeline.repository.alerts.values()
+    [alert] = plane.raised
     assert alert.kind == "wrong_predictions"
     assert alert.details["report_ids"] == ["r0", "r1", "r2"]
     first = alert.details["reports"][0]
@@ -44,39 +44,47 @@ async def test_three_reports_in_window_raise_one_alert(pipeline: Pipeline) -> No
     assert first["tweet_length"] == len("Tweet number 0 ") + 200
     assert first["model_version"] == "1"
     assert first["threshold"] == 0.8
-    assert pipeline.repository.feedback.keys() == {"r0", "r1", "r2"}
-    [email] = pipeline.inbox.messages
+    [email] = plane.inbox.messages
     assert email["X-Airparadis-Alert-Id"] == alert.id
 
 
-async def test_two_reports_raise_nothing(pipeline: Pipeline) -> None:
-    now = pipeline.clock[0]
-    await send(pipeline, report(1, now), report(2, now))
-    assert pipeline.repository.alerts == {}
+async def test_two_reports_raise_nothing(plane: ControlPlane) -> None:
+    now = plane.clock[0]
+    await send(plane, report(1, now), report(2, now))
+    assert plane.raised == []
 
 
-async def test_reports_spread_beyond_the_window_raise_nothing(pipeline: Pipeline) -> None:
-    start = pipeline.clock[0]
+async def test_reports_spread_beyond_the_window_raise_nothing(plane: ControlPlane) -> None:
+    start = plane.clock[0]
     for i in range(3):
-        pipeline.clock[0] = start + timedelta(minutes=3 * i)
-        await send(pipeline, report(i, pipeline.clock[0]))
-    assert pipeline.repository.alerts == {}
+        plane.clock[0] = start + timedelta(minutes=3 * i)
+        await send(plane, report(i, plane.clock[0]))
+    assert plane.raised == []
 
 
-async def test_burst_during_cooldown_raises_no_second_alert(pipeline: Pipeline) -> None:
-    now = pipeline.clock[0]
-    await send(pipeline, *(report(i, now) for i in range(3)))
-    pipeline.clock[0] = now + timedelta(minutes=1)
-    await send(pipeline, *(report(i, pipeline.clock[0]) for i in range(3, 6)))
-    assert len(pipeline.repository.alerts) == 1
-    assert len(pipeline.inbox.messages) == 1
+async def test_burst_during_cooldown_raises_no_second_alert(plane: ControlPlane) -> None:
+    now = plane.clock[0]
+    await send(plane, *(report(i, now) for i in range(3)))
+    plane.clock[0] = now + timedelta(minutes=1)
+    await send(plane, *(report(i, plane.clock[0]) for i in range(3, 6)))
+    assert len(plane.raised) == 1
+    assert len(plane.inbox.messages) == 1
 
 
-async def test_redelivered_report_is_not_counted_twice(pipeline: Pipeline) -> None:
+async def test_redelivered_report_is_not_counted_twice(plane: ControlPlane) -> None:
     now = datetime.now(UTC)
-    pipeline.clock[0] = now
+    plane.clock[0] = now
     again = report(1, now)
-    await send(pipeline, again, again, again)
-    assert pipeline.repository.alerts == {}
-    window, _ = await pipeline.alerter_state.load_window()
+    await send(plane, again, again, again)
+    assert plane.raised == []
+    window, _ = await plane.alerter_state.load_window()
     assert [e.report_id for e in window.entries] == ["r1"]
+
+
+async def test_reports_on_one_prediction_count_once(plane: ControlPlane) -> None:
+    now = plane.clock[0]
+    same = [report(i, now).model_copy(update={"prediction_id": "p-same"}) for i in range(5)]
+    await send(plane, *same)
+    assert plane.raised == []
+    window, _ = await plane.alerter_state.load_window()
+    assert [e.report_id for e in window.entries] == ["r0"]

@@ -30,9 +30,14 @@ def test_up_serves_predictions_stores_them_and_emails_on_reports(platform: Runni
     bad = client.post("/v1/predict", json={"text": "   "})
     assert bad.status_code == 422 and "empty" in bad.json()["reason"]
 
-    for _ in range(3):
+    reported_ids = [body["id"]]
+    for text in ("Nice seats", "Good coffee"):
+        other = client.post("/v1/predict", json={"text": text})
+        assert other.status_code == 200, other.text
+        reported_ids.append(other.json()["id"])
+    for prediction_id in reported_ids:  # three predictions: one report each counts
         reported = client.post(
-            "/v1/feedback", json={"prediction_id": body["id"], "correct_label": "negative"}
+            "/v1/feedback", json={"prediction_id": prediction_id, "correct_label": "negative"}
         )
         assert reported.status_code == 202, reported.text
     deadline = time.monotonic() + 30

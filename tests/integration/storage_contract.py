@@ -27,6 +27,7 @@ from shared.storage import (
     Store,
     apply_migrations,
     load_migrations,
+    prediction_row,
 )
 
 # Every migration in infra/clickhouse/, in the order the runner applies them.
@@ -76,6 +77,7 @@ def snapshot_of(event: TweetScored) -> PredictionSnapshot:
         model_name=event.model_name,
         model_version=event.model_version,
         scored_at=event.scored_at,
+        latency_ms=event.latency_ms,
     )
 
 
@@ -225,6 +227,27 @@ class StoreContract:
         assert store.query("SELECT id FROM predictions WHERE id = {id:String}", {"id": text}) == []
         assert await repository.get_prediction(text) is None
         assert await repository.count("predictions") == 1
+
+    @pytest.mark.parametrize("text", [MALICIOUS, AWKWARD], ids=["injection", "escapes"])
+    def test_a_list_of_hostile_strings_is_only_data(self, store: Store, text: str) -> None:
+        values = [text, "plain", "it's", "back\\slash", "tab\there"]
+        [row] = store.query("SELECT {values:Array(String)} AS v", {"values": values})
+        assert row["v"] == values
+
+    async def test_new_stored_and_conflicting_ids_are_told_apart(
+        self, repository: PredictionRepository
+    ) -> None:
+        stored, fresh = scored_tweet(1), scored_tweet(2)
+        await repository.save_predictions([stored])
+        hijack = stored.model_copy(update={"text": "someone else's words"})
+        rows = [prediction_row(t) for t in (stored, fresh, hijack, fresh)]
+
+        sorted_rows = await repository.sort_new("predictions", rows)
+
+        assert sorted_rows.new == [1]
+        assert sorted_rows.already_stored == [0, 3]  # a redelivery; the same id twice in a batch
+        assert list(sorted_rows.conflicts) == [2]
+        assert "other content" in sorted_rows.conflicts[2]
 
     async def test_concurrent_saves_from_several_threads_keep_every_row(
         self, repository: PredictionRepository, store: Store

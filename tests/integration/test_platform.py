@@ -11,7 +11,7 @@ from faststream.nats import NatsBroker
 from airparadis.announce import publish_promotion
 from airparadis.wiring import build_platform
 from shared import subjects
-from shared.bus import RequestFailed, publish_event
+from shared.bus import publish_event
 from shared.messages import (
     DeadLetter,
     ExplainRequested,
@@ -19,6 +19,7 @@ from shared.messages import (
     FeedbackReported,
     ModelPromoted,
     PredictionSnapshot,
+    RequestFailed,
     TweetSubmitted,
 )
 from shared.nats_server import free_port
@@ -236,7 +237,9 @@ async def test_a_malformed_explain_request_gets_an_error_reply(
 ) -> None:
     async with start_platform(("infer",)):
         reply = await upstream.request({"text": ""}, subjects.EXPLAIN_REQUESTED, timeout=10)
-    assert "empty" in RequestFailed.model_validate_json(reply.body).error
+    failed = RequestFailed.model_validate_json(reply.body)
+    assert failed.kind == "invalid_request"
+    assert "text" in failed.reason
 
 
 async def test_monitor_figures_come_from_clickhouse(

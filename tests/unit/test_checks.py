@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from services.alerter.checks import Checks, drift_alert, error_rate_alert
-from services.alerter.state import MemoryAlerterState
 from shared.messages import AlertRaised
 from shared.models import oov_shares
 from shared.monitoring import reference_shares
 from shared.reference import build_reference, from_json, to_json
 from shared.settings import Settings
+from tests.fakes import MemoryAlerterState
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DRIFT = {"model_name": "m", "threshold": 0.25, "window_s": 3600, "now": NOW}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -17,7 +18,9 @@ def raw(data: bytes, subject: str = "tweets.submitted") -> Msg:
     return Msg(_client=None, subject=subject, data=data, headers={"Nats-Msg-Id": "m1"})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("text", ["", " ", "\n\t", "a" * (MAX_TWEET_CHARS + 1)])
+@pytest.mark.parametrize(
+    "text", ["", " ", "\n\t", "\u200b\ufeff", "\x00\x01", "a" * (MAX_TWEET_CHARS + 1)]
+)
 def test_tweet_text_must_be_non_blank_and_short_enough(text: str) -> None:
     with pytest.raises(ValidationError):
         TweetSubmitted(text=text)
@@ -33,21 +36,21 @@ def test_unknown_schema_version_is_rejected() -> None:
 
 
 def test_round_trip_keeps_every_field() -> None:
-    tweet = TweetSubmitted(text="hello", source="crm", reply_to="_INBOX.x")
+    tweet = TweetSubmitted(text="hello", source="crm", reply_to="_INBOX.airparadis.crm.x1")
     assert TweetSubmitted.model_validate_json(tweet.model_dump_json()) == tweet
 
 
 def test_reason_names_malformed_json_rather_than_the_validation_error() -> None:
     data = b'{"text": '
     with pytest.raises(ValidationError) as caught:
-        TweetSubmitted.model_validate(data.decode())
+        TweetSubmitted.model_validate_json(data)
     assert reason_for(raw(data), caught.value).startswith("malformed JSON")
 
 
 def test_reason_names_bad_utf8() -> None:
     data = b'{"text": "\xff"}'
     with pytest.raises(ValidationError) as caught:
-        TweetSubmitted.model_validate(data.decode("latin-1"))
+        TweetSubmitted.model_validate_json(data)
     assert "UTF-8" in reason_for(raw(data), caught.value)
 
 
@@ -55,7 +58,8 @@ def test_reason_lists_the_failing_fields() -> None:
     with pytest.raises(ValidationError) as caught:
         TweetSubmitted.model_validate({"text": ""})
     assert reason_for(raw(b'{"text": ""}'), caught.value) == (
-        "invalid payload: text: Value error, text is empty or only whitespace"
+        "invalid payload: text: Value error, text is empty or has only whitespace and "
+        "invisible characters"
     )
 
 
@@ -69,3 +73,35 @@ def test_dead_letter_keeps_undecodable_bytes_in_base64() -> None:
 def test_alert_recipients_accept_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRPARADIS_ALERT_TO", "a@x.org, b@x.org")
     assert Settings().alert_to == ["a@x.org", "b@x.org"]
+
+
+@pytest.mark.parametrize(
+    "reply_to",
+    ["tweets.scored", "_INBOX.airparadis", "_INBOX.airparadis.>", "_INBOX.other.x", "a b"],
+)
+def test_reply_to_must_stay_below_the_reply_prefix(reply_to: str) -> None:
+    with pytest.raises(ValidationError, match="reply_to"):
+        TweetSubmitted(text="hello", reply_to=reply_to)
+
+
+@pytest.mark.parametrize("tweet_id", ["a b", "x\r\nNats-Msg-Id: y", "", "é", "a" * 65, "a*"])
+def test_ids_are_safe_in_headers_and_subjects(tweet_id: str) -> None:
+    with pytest.raises(ValidationError, match="id"):
+        TweetSubmitted(id=tweet_id, text="hello")
+
+
+def test_dead_letter_of_a_large_payload_is_cut_with_its_size_and_hash() -> None:
+    data = b"\xff" * 250_000
+    letter = dead_letter_for(raw(data), "bad", "preprocess", keep_bytes=8192)
+    assert letter.truncated and letter.payload_bytes == 250_000
+    assert letter.payload_sha256 == hashlib.sha256(data).hexdigest()
+    assert letter.payload_base64 is not None and len(letter.payload_base64) < 11_000
+    assert len(letter.model_dump_json()) < 50_000
+
+
+def test_dead_letter_keeps_a_bounded_set_of_headers() -> None:
+    message = raw(b"{}")
+    message.headers = {f"h{i}": "v" * 10_000 for i in range(1000)}
+    letter = dead_letter_for(message, "bad", "preprocess")
+    assert len(letter.headers) == 32
+    assert all(len(v) <= 256 for v in letter.headers.values())

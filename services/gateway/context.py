@@ -1,0 +1,63 @@
+"""What the routes depend on, built once per process by the wiring and handed to each route
+through FastAPI's dependency injection (`Annotated[Gateway, Depends(gateway)]`)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+
+from services.gateway.alerts import AlertWatcher
+from services.gateway.replies import ReplyWaiter
+from shared.bus import ConnectionState
+from shared.consumers import ConsumerWatch
+from shared.jetstream import JetStreamPublisher
+from shared.messages import PredictionSnapshot
+from shared.settings import Settings
+from shared.storage import PredictionRepository
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+RECENT_PREDICTIONS = 10_000
+
+
+class RecentPredictions:
+    """Predictions this gateway served lately, so feedback and idempotent retries need not
+    wait for the store."""
+
+    def __init__(self, size: int = RECENT_PREDICTIONS) -> None:
+        self.size = size
+        self._items: OrderedDict[str, PredictionSnapshot] = OrderedDict()
+
+    def add(self, prediction_id: str, snapshot: PredictionSnapshot) -> None:
+        self._items[prediction_id] = snapshot
+        self._items.move_to_end(prediction_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def get(self, prediction_id: str) -> PredictionSnapshot | None:
+        return self._items.get(prediction_id)
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    nc: Client
+    publisher: JetStreamPublisher
+    connection: ConnectionState
+    repository: PredictionRepository
+    replies: ReplyWaiter
+    alerts: AlertWatcher | None = None
+    consumers: ConsumerWatch | None = None
+    recent: RecentPredictions = field(default_factory=RecentPredictions)
+
+
+def gateway(request: Request) -> Gateway:
+    found: Gateway = request.app.state.gateway
+    return found
+
+
+GatewayDep = Annotated[Gateway, Depends(gateway)]

@@ -1,0 +1,102 @@
+"""POST /v1/feedback: report a wrong prediction; three reports within five minutes email the
+team (one prediction counts once, however many reports it gets)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from services.gateway.context import GatewayDep
+from services.gateway.errors import ApiError, responses
+from services.gateway.routes.predictions import RETRY_AFTER_S, IdempotencyKey, known
+from shared import subjects
+from shared.jetstream import Outgoing
+from shared.messages import MAX_COMMENT_CHARS, EventId, FeedbackReported, Label, new_id
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+class FeedbackRequest(BaseModel):
+    prediction_id: EventId
+    correct_label: Label | None = None
+    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+
+
+class FeedbackAccepted(BaseModel):
+    id: str
+    prediction_id: str
+    status: str = "reported"
+    team_notified: bool = Field(
+        False, description="This report completed a burst: an alert was raised and emailed."
+    )
+    alert_id: str | None = None
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackAccepted,
+    status_code=202,
+    responses=responses(400, 404, 413, 422, 503, 504),
+)
+async def feedback(
+    request: FeedbackRequest,
+    gw: GatewayDep,
+    wait_alert_ms: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=5000,
+            description="Wait this long for the alerter, to say whether the team was notified.",
+        ),
+    ] = 0,
+    idempotency_key: IdempotencyKey = None,
+) -> FeedbackAccepted:
+    """Report a wrong prediction; three reports within five minutes email the team."""
+    snapshot = await known(gw, request.prediction_id)
+    if snapshot is None:
+        raise ApiError(
+            404, "unknown_prediction", f"no prediction with id {request.prediction_id!r}"
+        )
+    report_id = (
+        hashlib.sha256(f"feedback\x00{idempotency_key}".encode()).hexdigest()[:32]
+        if idempotency_key
+        else new_id()
+    )
+    report = FeedbackReported(
+        id=report_id,
+        prediction_id=request.prediction_id,
+        correct_label=request.correct_label,
+        comment=request.comment,
+        prediction=snapshot,
+    )
+    published = await gw.publisher.publish_one(
+        Outgoing(subjects.FEEDBACK_REPORTED, report.model_dump_json().encode(), report.id),
+        gw.settings.publish_timeout_s,
+    )
+    if published.unconfirmed:
+        raise ApiError(
+            504,
+            "timeout",
+            "the message bus did not confirm it took the report; retry with the same "
+            "Idempotency-Key to be sure it counts once",
+            id=report.id,
+        )
+    if not published.ok:
+        raise ApiError(
+            503,
+            "bus_unavailable",
+            f"the message bus did not take the report ({published.error}); try again",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    alert_id = None
+    if gw.alerts is not None:
+        alert_id = await gw.alerts.alert_for(report.id, wait_alert_ms / 1000.0)
+    return FeedbackAccepted(
+        id=report.id,
+        prediction_id=report.prediction_id,
+        team_notified=alert_id is not None,
+        alert_id=alert_id,
+    )

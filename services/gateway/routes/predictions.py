@@ -1,0 +1,239 @@
+"""POST /v1/predict (one tweet or a list, through the pipeline) and GET /v1/predictions/{id}.
+
+A tweet goes out on tweets.submitted with a reply subject of this gateway and the answer comes
+back there once infer stored the score in JetStream. What the caller hears says what happened:
+- 200: scored;
+- 503 (Retry-After): the bus did not take the tweet; nothing will be stored;
+- 504 (with the id): the bus took it but the answer is late; GET /v1/predictions/{id} later.
+With an `Idempotency-Key`, the tweet's id derives from the key: a retry with the same key is
+answered with the same prediction and stores nothing new; with another text, it is a 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from services.gateway.context import Gateway, GatewayDep
+from services.gateway.errors import ApiError, responses
+from shared import subjects
+from shared.jetstream import Outgoing
+from shared.messages import (
+    ID_PATTERN,
+    Label,
+    PredictionSnapshot,
+    ScoringFailed,
+    TweetSubmitted,
+    TweetText,
+    new_id,
+)
+
+router = APIRouter(prefix="/v1", tags=["predictions"])
+
+MAX_TWEETS_PER_REQUEST = 64
+RETRY_AFTER_S = "5"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Any 1 to 128 visible ASCII characters. A retry with the same key gets the "
+        "same answer and stores nothing new.",
+    ),
+]
+
+
+class PredictRequest(BaseModel):
+    """One tweet in `text`, or several in `texts`: exactly one of the two."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"oneOf": [{"required": ["text"]}, {"required": ["texts"]}]},
+    )
+
+    text: TweetText | SkipJsonSchema[None] = Field(None, description="One tweet.")
+    texts: (
+        Annotated[list[TweetText], Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST)]
+        | SkipJsonSchema[None]
+    ) = Field(None, description=f"1 to {MAX_TWEETS_PER_REQUEST} tweets, answered in order.")
+
+    @field_validator("text", "texts", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        if value is None:  # only a value sent as null reaches here (defaults are not validated)
+            raise ValueError("must not be null: leave the field out instead")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PredictRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' (one tweet) or 'texts' (a list)")
+        return self
+
+
+class Prediction(BaseModel):
+    id: str
+    text: str
+    label: Label
+    probability: float = Field(description="Probability that readers take the tweet as positive.")
+    threshold: float = Field(description="Decision threshold of the model (precision target).")
+    model_name: str
+    model_version: str
+    latency_ms: float = Field(
+        description="Time from submission to answer, measured by the gateway (for a stored "
+        "prediction: from submission to scoring)."
+    )
+
+    @classmethod
+    def of(cls, prediction_id: str, snapshot: PredictionSnapshot, latency_ms: float) -> Prediction:
+        return cls(
+            id=prediction_id,
+            latency_ms=round(latency_ms, 2),
+            **snapshot.model_dump(include=set(cls.model_fields) - {"id", "latency_ms"}),
+        )
+
+
+class Predictions(BaseModel):
+    predictions: list[Prediction]
+
+
+def tweet_id(idempotency_key: str | None, index: int) -> str:
+    """A new id, or the one the idempotency key (and the tweet's place in the list) gives."""
+    if idempotency_key is None:
+        return new_id()
+    return hashlib.sha256(f"{idempotency_key}\x00{index}".encode()).hexdigest()[:32]
+
+
+async def known(gw: Gateway, prediction_id: str) -> PredictionSnapshot | None:
+    """The prediction if this gateway served it lately or the store has it."""
+    snapshot = gw.recent.get(prediction_id)
+    if snapshot is not None:
+        return snapshot
+    try:
+        return await gw.repository.get_prediction(prediction_id)
+    except Exception as error:
+        raise ApiError(
+            503,
+            "store_unavailable",
+            f"the store did not answer: {error}",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from error
+
+
+async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Prediction:
+    started = time.perf_counter()
+
+    def elapsed_ms() -> float:
+        return (time.perf_counter() - started) * 1000.0
+
+    if keyed and (done := await known(gw, prediction_id)) is not None:
+        if done.text != text:
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                "this Idempotency-Key was used for another text; use a new key",
+                id=prediction_id,
+            )
+        return Prediction.of(prediction_id, done, elapsed_ms())
+    if not gw.connection.connected:
+        raise ApiError(
+            503,
+            "bus_unavailable",
+            "the message bus (NATS) is not connected; nothing was accepted, try again",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    settings = gw.settings
+    tweet = TweetSubmitted(
+        id=prediction_id,
+        text=text,
+        source="gateway",
+        reply_to=gw.replies.subject_for(prediction_id),
+    )
+    answer = gw.replies.expect(prediction_id)
+    try:
+        published = await gw.publisher.publish_one(
+            Outgoing(subjects.TWEETS_SUBMITTED, tweet.model_dump_json().encode(), prediction_id),
+            settings.publish_timeout_s,
+        )
+        if not published.ok and not published.unconfirmed:
+            raise ApiError(
+                503,
+                "bus_unavailable",
+                f"the message bus did not take the tweet ({published.error}); nothing was "
+                "accepted, try again",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        if published.unconfirmed:
+            raise late(prediction_id, "the message bus did not confirm it took the tweet")
+        try:
+            result = await asyncio.wait_for(answer, timeout=settings.predict_timeout_s)
+        except TimeoutError:
+            if keyed and (done := await known(gw, prediction_id)) is not None:
+                return Prediction.of(prediction_id, done, elapsed_ms())
+            raise late(
+                prediction_id,
+                f"the tweet was accepted but not scored within {settings.predict_timeout_s:g} s",
+            ) from None
+    finally:
+        gw.replies.forget(prediction_id, answer)
+    if isinstance(result, ScoringFailed):
+        raise ApiError(422, "unscorable", result.reason, id=prediction_id)
+    snapshot = PredictionSnapshot.of(result)
+    gw.recent.add(prediction_id, snapshot)
+    return Prediction.of(prediction_id, snapshot, elapsed_ms())
+
+
+def late(prediction_id: str, what: str) -> ApiError:
+    return ApiError(
+        504,
+        "timeout",
+        f"{what}; fetch the result later from GET /v1/predictions/{prediction_id} (404 until "
+        "it is stored), or retry with the same Idempotency-Key",
+        id=prediction_id,
+        headers={"Location": f"/v1/predictions/{prediction_id}"},
+    )
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction | Predictions,
+    responses=responses(400, 409, 413, 422, 503, 504),
+)
+async def predict(
+    request: PredictRequest, gw: GatewayDep, idempotency_key: IdempotencyKey = None
+) -> Prediction | Predictions:
+    """Score one tweet (`text`) or up to 64 (`texts`) through the pipeline."""
+    keyed = idempotency_key is not None
+    if request.text is not None:
+        return await score(gw, request.text, tweet_id(idempotency_key, 0), keyed)
+    texts = request.texts or []
+    scored = await asyncio.gather(
+        *(score(gw, text, tweet_id(idempotency_key, i), keyed) for i, text in enumerate(texts))
+    )
+    return Predictions(predictions=list(scored))
+
+
+@router.get(
+    "/predictions/{prediction_id}", response_model=Prediction, responses=responses(404, 422, 503)
+)
+async def get_prediction(
+    prediction_id: Annotated[str, Path(pattern=ID_PATTERN, description="The prediction's id.")],
+    gw: GatewayDep,
+) -> Prediction:
+    """A prediction as it was served (from this gateway's memory or the store)."""
+    snapshot = await known(gw, prediction_id)
+    if snapshot is None:
+        raise ApiError(
+            404,
+            "unknown_prediction",
+            f"no prediction with id {prediction_id!r} (not stored yet, or expired)",
+        )
+    return Prediction.of(prediction_id, snapshot, snapshot.latency_ms or 0.0)
