@@ -612,11 +612,12 @@ async def dead_letter(
     for raw, reason in messages:
         letter = dead_letter_for(raw, reason, worker, keep_bytes=settings.dead_letter_keep_bytes)
         seq = stream_sequence(raw)
+        which = seq if seq is not None else letter.payload_sha256
         letters.append(
             Outgoing(
                 subject=subjects.dead_letter_subject(raw.subject),
                 payload=letter.model_dump_json().encode(),
-                msg_id=f"dlq-{worker}-{raw.subject}-{seq if seq is not None else letter.payload_sha256}",
+                msg_id=f"dlq-{worker}-{raw.subject}-{which}",
             )
         )
     results = await publisher.publish(letters, settings.publish_timeout_s)

@@ -4,8 +4,8 @@ handlers and for the statuses each route declares in the OpenAPI document."""
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
