@@ -1,12 +1,18 @@
-"""Throughput and latency of the running pipeline, side by side for several infer batch sizes.
+"""The scoring pipeline against its limits and against what a user would pick instead, side by
+side in one run, on the same machine and the same tweets.
 
-For each batch size it starts `airparadis up` in a subprocess (own folder, own ports, one
-shared MLflow registry so the model is trained once), then measures:
-- HTTP: /v1/predict requests per second and p50/p99 latency at a given concurrency;
-- bus: tweets per second from tweets.submitted to tweets.scored, for tweets an upstream app
-  publishes directly.
+- model: the champion alone in this process, in batches of 64 and one tweet at a time;
+- raw nats-py: three hops with no work (each hop a process: fetch a batch, publish_async,
+  ack), and one hop (publish_async, then fetch + ack);
+- peer: a minimal FastAPI app calling the same model in-process (scripts/peer_app.py);
+- pipeline: `airparadis up` (one process per worker): bus tweets/s from tweets.submitted to
+  stored (the store's consumer acked every one; the rows are then counted), HTTP req/s and
+  latency at concurrency 1 and 32, CPU ms per tweet of each process (/proc), and infer's
+  batch sizes;
+and prints each pipeline figure as a ratio of those. Repeat with --repeat for ranges.
 
-    python scripts/bench_pipeline.py --data ../shared/data/sentiment140/sample-100k.csv.gz
+    AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
+        .venv/bin/python scripts/bench_pipeline.py --sample 20000 --bus-tweets 20000
 """
 
 from __future__ import annotations
@@ -16,171 +22,554 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
-import pandas as pd
-from faststream.nats import NatsBroker
+import nats
+import numpy as np
 
 from shared import subjects
 from shared.messages import TweetSubmitted
-from shared.nats_server import free_port
+from shared.models import load_champion
+from shared.nats_server import NatsServerProcess, free_port
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def tweets(data: Path, n: int) -> list[str]:
-    frame = pd.read_csv(data, nrows=max(n, 100))
-    texts = [t for t in frame["text"].astype(str) if t.strip()]
-    return [texts[i % len(texts)][:280] for i in range(n)]
+TICKS = os.sysconf("SC_CLK_TCK")
+RAW_STREAM = "RAW"
 
 
-def start(
-    folder: Path, registry: str, data: Path, batch: int, sample: int
-) -> tuple[subprocess.Popen[bytes], str, str]:
+# --- Measuring ---
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid`, with a short name (its airparadis role, or its command)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found[child] = role_of(child)
+            todo.append(child)
+    return found
+
+
+def role_of(pid: int) -> str:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    if "worker" in args:
+        return args[args.index("worker") + 1]
+    if "gateway" in args:
+        return "gateway"
+    return Path(args[0]).name
+
+
+def cpu_of(pids: dict[int, str]) -> dict[int, float]:
+    figures = {}
+    for pid in pids:
+        with suppress(OSError):
+            figures[pid] = cpu_seconds(pid)
+    return figures
+
+
+def quantile(values: list[float], q: float) -> float:
+    return float(np.quantile(np.asarray(values), q)) if values else float("nan")
+
+
+@dataclass
+class Figures:
+    """One measurement of each kind; several runs are kept side by side for ranges."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def text(self, name: str, fmt: str = "{:.1f}") -> str:
+        got = self.values.get(name, [])
+        if not got:
+            return "-"
+        if len(got) == 1:
+            return fmt.format(got[0])
+        return f"{fmt.format(min(got))}..{fmt.format(max(got))}"
+
+    def ratio(self, top: str, bottom: str) -> str:
+        pairs = list(zip(self.values.get(top, []), self.values.get(bottom, []), strict=False))
+        ratios = [a / b for a, b in pairs if b]
+        if not ratios:
+            return "-"
+        if len(ratios) == 1:
+            return f"{ratios[0]:.2f}"
+        return f"{min(ratios):.2f}..{max(ratios):.2f}"
+
+
+# --- HTTP load: a small keep-alive HTTP/1.1 client, light enough not to be the bottleneck ---
+
+
+async def http_load(
+    port: int, path: str, bodies: list[bytes], concurrency: int
+) -> tuple[float, list[float]]:
+    """Send every body as a POST at this concurrency; requests/s and latencies in ms."""
+    queue = list(reversed(bodies))
+    latencies: list[float] = []
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while queue:
+                body = queue.pop()
+                request = (
+                    f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\n\r\n"
+                ).encode() + body
+                started = time.perf_counter()
+                writer.write(request)
+                status = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                if b" 200 " not in status:
+                    raise RuntimeError(f"{path} answered {status!r}")
+                latencies.append((time.perf_counter() - started) * 1000.0)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return len(bodies) / (time.perf_counter() - started), latencies
+
+
+def measure_http(figures: Figures, who: str, port: int, texts: list[str], requests: int) -> None:
+    bodies = [json.dumps({"text": t}).encode() for t in texts]
+    asyncio.run(http_load(port, "/v1/predict", bodies[:50], 4))  # warm up
+    _, idle = asyncio.run(http_load(port, "/v1/predict", bodies[: max(requests // 5, 100)], 1))
+    figures.add(f"{who}.idle_p50", quantile(idle, 0.5))
+    figures.add(f"{who}.idle_p99", quantile(idle, 0.99))
+    rps, busy = asyncio.run(http_load(port, "/v1/predict", bodies[:requests], 32))
+    figures.add(f"{who}.rps32", rps)
+    figures.add(f"{who}.p50_32", quantile(busy, 0.5))
+    figures.add(f"{who}.p99_32", quantile(busy, 0.99))
+
+
+# --- The limits ---
+
+
+def measure_model(figures: Figures, settings: Settings, texts: list[str]) -> None:
+    model = load_champion(settings.tracking_uri, settings.model_name)
+    model.scores(texts[:128])  # warm up
+    started = time.perf_counter()
+    for start in range(0, len(texts), 64):
+        model.scores(texts[start : start + 64])
+    figures.add("model.batch64", len(texts) / (time.perf_counter() - started))
+    single = texts[: min(len(texts), 2000)]
+    started = time.perf_counter()
+    for text in single:
+        model.scores([text])
+    figures.add("model.single", len(single) / (time.perf_counter() - started))
+
+
+async def raw_hop(url: str, source: str, target: str | None, durable: str, total: int) -> None:
+    """One hop as a plain nats-py user writes it: fetch a batch, publish_async each message
+    on, await the acks, ack the batch."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(source, durable=durable, stream=RAW_STREAM)
+    done = 0
+    while done < total:
+        try:
+            batch = await sub.fetch(256, timeout=0.5)
+        except (TimeoutError, nats.errors.TimeoutError):
+            continue
+        if target is not None:
+            futures = [
+                await js.publish_async(
+                    target,
+                    msg.data,
+                    headers={"Nats-Msg-Id": f"{target}{msg.metadata.sequence.stream}"},
+                )
+                for msg in batch
+            ]
+            await asyncio.gather(*futures)
+        for msg in batch:
+            await msg.ack()
+        done += len(batch)
+    await nc.close()
+
+
+def measure_raw(figures: Figures, folder: Path, payloads: list[bytes]) -> None:
+    """The raw chain (three hops, each its own process) and one hop, no work."""
+    total = len(payloads)
+    with NatsServerProcess(folder / "raw-nats") as server:
+
+        async def setup() -> None:
+            nc = await nats.connect(server.url)
+            await nc.jetstream().add_stream(name=RAW_STREAM, subjects=["raw.>"])
+            await nc.close()
+
+        async def publish(subject: str) -> float:
+            nc = await nats.connect(server.url)
+            js = nc.jetstream()
+            started = time.perf_counter()
+            for start in range(0, total, 1000):
+                futures = [
+                    await js.publish_async(
+                        subject, p, headers={"Nats-Msg-Id": f"{subject}{start + i}"}
+                    )
+                    for i, p in enumerate(payloads[start : start + 1000])
+                ]
+                await asyncio.gather(*futures)
+            await nc.close()
+            return started
+
+        asyncio.run(setup())
+        hops = [
+            ("raw.submitted", "raw.preprocessed", "hop1"),
+            ("raw.preprocessed", "raw.scored", "hop2"),
+            ("raw.scored", None, "hop3"),
+        ]
+        hop = [sys.executable, __file__, "--raw-hop", server.url]
+        processes = [
+            subprocess.Popen([*hop, src, dst or "", name, str(total)]) for src, dst, name in hops
+        ]
+        time.sleep(2.0)  # the hops bind their consumers
+        started = asyncio.run(publish("raw.submitted"))
+        processes[-1].wait()
+        figures.add("raw.three_hops", total / (time.perf_counter() - started))
+        for process in processes:
+            process.wait()
+
+        one = subprocess.Popen(
+            [sys.executable, __file__, "--raw-hop", server.url, "raw.one", "", "one", str(total)]
+        )
+        time.sleep(2.0)
+        started = asyncio.run(publish("raw.one"))
+        one.wait()
+        figures.add("raw.one_hop", total / (time.perf_counter() - started))
+
+
+# --- The peer: FastAPI calling the model in-process ---
+
+
+@contextmanager
+def peer(settings: Settings, log: Path) -> Iterator[int]:
+    port = free_port()
+    env = os.environ | {"AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "peer_app.py"), "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
+        yield port
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{url} never came up; see {log}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"{url} not ready in {timeout:g} s; see {log}")
+
+
+# --- The pipeline ---
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[bytes]
+    http_port: int
+    nats_url: str
+
+
+@contextmanager
+def pipeline(settings: Settings, folder: Path, batch: int, log: Path) -> Iterator[Running]:
     http_port, nats_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
         "AIRPARADIS_HOME": str(folder),
         "AIRPARADIS_HTTP_PORT": str(http_port),
         "AIRPARADIS_NATS_PORT": str(nats_port),
-        "AIRPARADIS_MLFLOW_TRACKING_URI": registry,
+        "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
         "AIRPARADIS_BATCH_MAX_SIZE": str(batch),
-        "AIRPARADIS_TRAIN_SAMPLE": str(sample),
-        "AIRPARADIS_LOG_LEVEL": "WARNING",
+        "AIRPARADIS_CHECK_INTERVAL_S": "0",
     }
-    log = (folder.parent / f"up-{batch}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airparadis", "--log-level", "WARNING", "up", "--data", str(data)],
-        env=env,
-        cwd=folder.parent,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"airparadis up exited; see {log.name}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return process, base, f"nats://127.0.0.1:{nats_port}"
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    sys.exit("airparadis up was not ready in 15 minutes")
-
-
-async def http_load(base: str, texts: list[str], concurrency: int) -> dict[str, float]:
-    latencies: list[float] = []
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for t in texts:
-        queue.put_nowait(t)
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            text = queue.get_nowait()
-            started = time.perf_counter()
-            response = await client.post("/v1/predict", json={"text": text})
-            response.raise_for_status()
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        await client.post("/v1/predict", json={"text": "warm up"})
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    cuts = statistics.quantiles(latencies, n=100)
-    return {
-        "http_rps": len(latencies) / elapsed,
-        "p50_ms": cuts[49],
-        "p99_ms": cuts[98],
-    }
-
-
-async def bus_load(nats_url: str, texts: list[str]) -> float:
-    broker = NatsBroker(nats_url, log_level=10)
-    await broker.connect()
-    done = asyncio.Event()
-    seen: set[str] = set()
-    expected = {TweetSubmitted(text=t).id: t for t in texts}
-
-    nc = broker.config.connection_state.connection
-
-    async def on_scored(msg: object) -> None:
-        tweet_id = json.loads(msg.data)["id"]  # type: ignore[attr-defined]
-        if tweet_id in expected:
-            seen.add(tweet_id)
-            if len(seen) == len(expected):
-                done.set()
-
-    sub = await nc.subscribe(subjects.TWEETS_SCORED, cb=on_scored)
-    js = nc.jetstream()
-    started = time.perf_counter()
-    for start_at in range(0, len(expected), 500):
-        chunk = list(expected.items())[start_at : start_at + 500]
-        await asyncio.gather(
-            *(
-                js.publish(
-                    subjects.TWEETS_SUBMITTED,
-                    TweetSubmitted(id=i, text=t, source="bench").model_dump_json().encode(),
-                    headers={"Nats-Msg-Id": i},
-                )
-                for i, t in chunk
-            )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airparadis", "--log-level", "WARNING", "up"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
-    await asyncio.wait_for(done.wait(), timeout=600)
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/readyz", process, log)
+        yield Running(process, http_port, f"nats://127.0.0.1:{nats_port}")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+
+async def bus_load(url: str, tweets: list[TweetSubmitted]) -> float:
+    """Publish every tweet on tweets.submitted; seconds until the store acked the last one."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    before = await js.consumer_info(subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS)
+    target = before.delivered.stream_seq
+    started = time.perf_counter()
+    for start in range(0, len(tweets), 1000):
+        futures = [
+            await js.publish_async(
+                subjects.TWEETS_SUBMITTED,
+                t.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": t.id},
+            )
+            for t in tweets[start : start + 1000]
+        ]
+        await asyncio.gather(*futures)
+    info = await js.stream_info(subjects.STREAM_TWEETS)
+    target = info.state.last_seq
+    while True:
+        consumer = await js.consumer_info(
+            subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS
+        )
+        # The last scored tweet lands after the last submitted one: wait until the store's
+        # consumer has nothing pending and acked past every message of this load.
+        if (
+            consumer.num_pending == 0
+            and consumer.num_ack_pending == 0
+            and consumer.ack_floor.stream_seq >= target
+        ):
+            break
+        await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - started
-    await sub.unsubscribe()
-    await broker.stop()
-    return len(expected) / elapsed
+    await nc.close()
+    return elapsed
+
+
+async def store_query(url: str, sql: str) -> list[dict[str, Any]]:
+    """Rows from the store worker's read endpoint (the bench cannot open its chDB folder)."""
+    from shared.store_reads import BusStore
+
+    nc = await nats.connect(url)
+    try:
+        store = BusStore(nc, asyncio.get_running_loop(), timeout_s=30)
+        return await asyncio.to_thread(store.query, sql)
+    finally:
+        await nc.close()
+
+
+def measure_pipeline(
+    figures: Figures, running: Running, texts: list[str], bus_tweets: int, requests: int, run: int
+) -> dict[str, float]:
+    measure_http(figures, "pipeline", running.http_port, texts, requests)
+    source = f"bench-{run}"
+    tweets = [TweetSubmitted(text=texts[i % len(texts)], source=source) for i in range(bus_tweets)]
+    pids = descendants(running.process.pid) | {running.process.pid: "supervisor"}
+    cpu_before = cpu_of(pids)
+    elapsed = asyncio.run(bus_load(running.nats_url, tweets))
+    cpu_after = cpu_of(pids)
+    figures.add("pipeline.bus", bus_tweets / elapsed)
+    per_role: dict[str, float] = {}
+    for pid, role in pids.items():
+        if pid in cpu_before and pid in cpu_after:
+            per_role[role] = per_role.get(role, 0.0) + cpu_after[pid] - cpu_before[pid]
+    platform_cpu = sum(v for k, v in per_role.items() if k != "nats-server")
+    figures.add("pipeline.cpu_ms_per_tweet", platform_cpu * 1000 / bus_tweets)
+    figures.add("nats.cpu_ms_per_tweet", per_role.get("nats-server", 0.0) * 1000 / bus_tweets)
+    for role, seconds in per_role.items():
+        figures.add(f"cpu.{role}", seconds * 1000 / bus_tweets)
+    [count] = asyncio.run(
+        store_query(
+            running.nats_url,
+            f"SELECT count() AS n, uniqExact(id) AS ids FROM predictions WHERE source = '{source}'",
+        )
+    )
+    if count["n"] != bus_tweets or count["ids"] != bus_tweets:
+        sys.exit(f"stored {count} for {bus_tweets} tweets sent: something was lost or doubled")
+    sizes = asyncio.run(
+        store_query(
+            running.nats_url,
+            "SELECT batch_size, count() AS n FROM predictions "
+            f"WHERE source = '{source}' GROUP BY batch_size ORDER BY batch_size",
+        )
+    )
+    return {str(row["batch_size"]): row["n"] for row in sizes}
+
+
+# --- The run ---
+
+
+def tweets_from(data: Path, n: int) -> list[str]:
+    from training.data import load_sentiment140
+
+    frame = load_sentiment140(data).sample(frac=1.0, random_state=7).head(max(n, 100))
+    texts = [t for t in frame["text"].astype(str) if t.strip()]
+    return [texts[i % len(texts)][:280] for i in range(n)]
+
+
+def prepare_registry(settings: Settings, data: Path, family: str, sample: int) -> None:
+    """A champion in a registry of our own: the baseline, or a transformer (smoke-trained:
+    the same encoder and serving path as a full-size one, at the full 128 tokens)."""
+    from airparadis.bootstrap import ensure_champion
+
+    if family == "simple":
+        ensure_champion(settings.model_copy(update={"train_sample": sample}), data)
+        return
+    env = os.environ | {
+        "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "AIRPARADIS_HOME": str(settings.home),
+        "HF_HUB_OFFLINE": "1",
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airparadis",
+            "train",
+            "transformer",
+            "--data",
+            str(data),
+            "--smoke",
+            "--max-length",
+            "128",
+            "--promote",
+        ],
+        env=env,
+        check=True,
+    )
+
+
+def report(figures: Figures, batches: list[dict[str, float]], uptime: str) -> None:
+    f = figures.text
+    print()
+    print(f"load average at start: {uptime}")
+    print("figures (range over runs):")
+    rows = [
+        ("model alone, batches of 64 (tweets/s)", "model.batch64"),
+        ("model alone, one at a time (tweets/s)", "model.single"),
+        ("raw nats-py, three hops (msgs/s)", "raw.three_hops"),
+        ("raw nats-py, one hop (msgs/s)", "raw.one_hop"),
+        ("peer FastAPI, req/s at 32", "peer.rps32"),
+        ("peer FastAPI, p50 / p99 ms at 32", ("peer.p50_32", "peer.p99_32")),
+        ("peer FastAPI, idle p50 / p99 ms", ("peer.idle_p50", "peer.idle_p99")),
+        ("pipeline, bus tweets/s (submitted -> stored)", "pipeline.bus"),
+        ("pipeline, HTTP req/s at 32", "pipeline.rps32"),
+        ("pipeline, p50 / p99 ms at 32", ("pipeline.p50_32", "pipeline.p99_32")),
+        ("pipeline, idle p50 / p99 ms", ("pipeline.idle_p50", "pipeline.idle_p99")),
+        ("pipeline, CPU ms per tweet, all its processes", "pipeline.cpu_ms_per_tweet"),
+        ("nats-server, CPU ms per tweet", "nats.cpu_ms_per_tweet"),
+    ]
+    for label, key in rows:
+        value = (
+            " / ".join(f(k, "{:.2f}") for k in key) if isinstance(key, tuple) else f(key, "{:.2f}")
+        )
+        print(f"  {label:<50} {value}")
+    roles = sorted({k.split(".", 1)[1] for k in figures.values if k.startswith("cpu.")})
+    by_role = ", ".join(f"{role} {f('cpu.' + role, '{:.3f}')}" for role in roles)
+    print(f"  CPU ms per tweet by process: {by_role}")
+    print("  infer batch sizes (tweets per size, last run): " + json.dumps(batches[-1]))
+    print()
+    print("ratios:")
+    for label, top, bottom, target in (
+        ("bus / raw three hops", "pipeline.bus", "raw.three_hops", "(target >= 0.5)"),
+        ("bus / model alone in batches", "pipeline.bus", "model.batch64", ""),
+        ("HTTP req/s at 32 / peer", "pipeline.rps32", "peer.rps32", "(target >= 1.5)"),
+        ("p99 at 32 / peer's", "pipeline.p99_32", "peer.p99_32", "(target <= 1)"),
+    ):
+        print(f"  {label:<36} {figures.ratio(top, bottom):<12} {target}")
+    gaps = [
+        a - b
+        for a, b in zip(
+            figures.values.get("pipeline.idle_p50", []),
+            figures.values.get("peer.idle_p50", []),
+            strict=False,
+        )
+    ]
+    gap = f"{min(gaps):+.2f}..{max(gaps):+.2f}" if gaps else "-"
+    print(f"  {'idle p50 - peer idle p50 (ms)':<36} {gap:<12} (target <= +3)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=os.environ.get("AIRPARADIS_DATA"))
-    parser.add_argument("--sample", type=int, default=20_000, help="tweets to train on")
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--bus-tweets", type=int, default=5000)
-    parser.add_argument("--batch-sizes", default="1,64")
+    parser.add_argument("--family", choices=("simple", "transformer"), default="simple")
+    parser.add_argument("--sample", type=int, default=20_000, help="tweets the model learns")
+    parser.add_argument("--bus-tweets", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=2000, help="HTTP requests at 32")
+    parser.add_argument("--batch-size", type=int, default=64, help="AIRPARADIS_BATCH_MAX_SIZE")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--raw-hop", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.raw_hop:
+        url, source, target, durable, total = args.raw_hop
+        asyncio.run(raw_hop(url, source, target or None, durable, int(total)))
+        return
     if args.data is None:
         sys.exit("give --data or set AIRPARADIS_DATA")
+    uptime = Path("/proc/loadavg").read_text().strip()
     work = Path(tempfile.mkdtemp(prefix="airparadis-bench-"))
-    registry = f"sqlite:///{work / 'mlflow.db'}"
-    texts = tweets(args.data, max(args.requests, args.bus_tweets))
-    rows = []
-    for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        process, base, nats_url = start(
-            work / f"batch-{batch}", registry, args.data, batch, args.sample
-        )
-        try:
-            figures = asyncio.run(http_load(base, texts[: args.requests], args.concurrency))
-            figures["bus_tweets_per_s"] = asyncio.run(bus_load(nats_url, texts[: args.bus_tweets]))
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
-        rows.append({"batch_max_size": batch, **figures})
-        print(json.dumps(rows[-1]), flush=True)
-    print()
-    print(f"{'batch':>6} {'HTTP req/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'bus tweets/s':>13}")
-    for r in rows:
-        print(
-            f"{r['batch_max_size']:>6} {r['http_rps']:>11.1f} {r['p50_ms']:>8.1f} "
-            f"{r['p99_ms']:>8.1f} {r['bus_tweets_per_s']:>13.1f}"
-        )
-    base_row = rows[0]
-    for r in rows[1:]:
-        print(
-            f"batch {r['batch_max_size']} vs {base_row['batch_max_size']}: "
-            f"bus throughput x{r['bus_tweets_per_s'] / base_row['bus_tweets_per_s']:.2f}, "
-            f"HTTP throughput x{r['http_rps'] / base_row['http_rps']:.2f}"
-        )
+    settings = Settings(
+        home=work / "registry", mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}"
+    )
+    print(f"preparing a {args.family} champion in {work}", flush=True)
+    prepare_registry(settings, args.data, args.family, args.sample)
+    texts = tweets_from(args.data, max(args.requests, 5000))
+    payloads = [TweetSubmitted(text=t, source="raw").model_dump_json().encode() for t in texts]
+    payloads = [payloads[i % len(payloads)] for i in range(args.bus_tweets)]
+    figures = Figures()
+    batches = []
+    for run in range(args.repeat):
+        print(f"run {run + 1}/{args.repeat}: model alone", flush=True)
+        measure_model(figures, settings, texts)
+        print(f"run {run + 1}/{args.repeat}: raw nats-py", flush=True)
+        measure_raw(figures, work / f"raw-{run}", payloads)
+        print(f"run {run + 1}/{args.repeat}: peer", flush=True)
+        with peer(settings, work / f"peer-{run}.log") as port:
+            measure_http(figures, "peer", port, texts, args.requests)
+        print(f"run {run + 1}/{args.repeat}: pipeline", flush=True)
+        with pipeline(settings, work / f"up-{run}", args.batch_size, work / f"up-{run}.log") as up:
+            batches.append(
+                measure_pipeline(figures, up, texts, args.bus_tweets, args.requests, run)
+            )
+        print(json.dumps({k: v[-1] for k, v in figures.values.items()}), flush=True)
+    report(figures, batches, uptime)
 
 
 if __name__ == "__main__":

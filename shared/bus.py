@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from faststream import AckPolicy, BaseMiddleware
 from faststream.nats import JStream, NatsBroker, NatsRouter, PullSub
 from faststream.security import SASLPlaintext
+from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DiscardPolicy, StorageType
 from pydantic import BaseModel, ValidationError
 
@@ -76,6 +78,45 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 
 # --- The connection ---
 
+_HEADERS_START = b"NATS/1.0\r\n"
+_HEADER_LINE = re.compile(rb"([!-9;-~]+):[ \t]*([ -~]*?)[ \t]*\r\n")
+
+
+def parse_plain_headers(headers: bytes) -> dict[str, str] | None:
+    """The headers of a message in their everyday form (`NATS/1.0`, then `Name: value` lines of
+    printable ASCII), read as nats-py reads them; None for any other form (a status line, a
+    folded or non-ASCII header), which nats-py's own parser then reads."""
+    if not headers.startswith(_HEADERS_START) or not headers.endswith(b"\r\n\r\n"):
+        return None
+    body = headers[len(_HEADERS_START) : -2]
+    parsed: dict[str, str] = {}
+    position = 0
+    for line in _HEADER_LINE.finditer(body):
+        if line.start() != position:
+            return None
+        parsed[line[1].decode()] = line[2].decode()
+        position = line.end()
+    return parsed if parsed and position == len(body) else None
+
+
+def read_headers_fast() -> None:
+    """nats-py parses the headers of every message with the standard library's e-mail parser,
+    about 12 µs a message: one eighth of the CPU of a hot-path stage (py-spy, see the README).
+    Read the everyday form directly instead; anything else still goes to nats-py's parser."""
+    original = NatsClient._process_headers
+    if getattr(original, "reads_plain_headers", False):
+        return
+
+    async def process_headers(self: NatsClient, headers: bytes | None) -> dict[str, str] | None:
+        plain = parse_plain_headers(headers) if headers else None
+        if plain is not None:
+            return plain
+        parsed: dict[str, str] | None = await original(self, headers)
+        return parsed
+
+    process_headers.reads_plain_headers = True  # type: ignore[attr-defined]
+    NatsClient._process_headers = process_headers  # type: ignore[method-assign]
+
 
 @dataclass
 class ConnectionState:
@@ -120,6 +161,7 @@ def make_broker(
                 username=settings.nats_user, password=settings.nats_password or ""
             )
         }
+    read_headers_fast()
     if state is not None:
         kwargs |= _state_callbacks(state, settings)
     # FastStream logs through our JSON formatter; its per-message "Received/Processed" lines

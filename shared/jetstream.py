@@ -84,18 +84,35 @@ class Published:
     unconfirmed: bool = False
 
 
+class _Awaited:
+    """The acknowledgements one publish() call waits for."""
+
+    __slots__ = ("answers", "complete", "left")
+
+    def __init__(self, size: int) -> None:
+        self.answers: list[Msg | Published | None] = [None] * size
+        self.left = size
+        self.complete = asyncio.Event()
+
+    def settle(self, index: int, answer: Msg | Published) -> None:
+        self.answers[index] = answer
+        self.left -= 1
+        if self.left == 0:
+            self.complete.set()
+
+
 class JetStreamPublisher:
     """Publishes to JetStream and awaits the acknowledgements of a whole batch at once.
 
-    Acks come back on one wildcard inbox of this connection; each publish waits on its own
-    token. `Nats-Msg-Id` on every message makes a re-publish (after a crash, a retry) a
-    duplicate that JetStream drops.
+    Acks come back on one wildcard inbox of this connection, each on its own token, and are
+    counted off per call: no future or task per message. `Nats-Msg-Id` on every message makes
+    a re-publish (after a crash, a retry) a duplicate that JetStream drops.
     """
 
     def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._prefix = f"{nc.new_inbox()}."
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._waiting: dict[str, tuple[_Awaited, int]] = {}
         self._next = 0
         self._sub: Subscription | None = None
 
@@ -104,22 +121,22 @@ class JetStreamPublisher:
             self._sub = await self._nc.subscribe(f"{self._prefix}*", cb=self._on_ack)
 
     async def _on_ack(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
-        if future is not None and not future.done():
-            future.set_result(msg)
+        entry = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if entry is not None:
+            awaited, index = entry
+            awaited.settle(index, msg)
 
     async def publish(self, items: Sequence[Outgoing], wait_s: float) -> list[Published]:
         """Publish every item, then wait up to `wait_s` for all their acknowledgements."""
         if not items:
             return []
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Msg] | Published] = []
-        tokens: list[str] = []
-        for item in items:
+        awaited = _Awaited(len(items))
+        tokens = []
+        for index, item in enumerate(items):
             token = str(self._next)
             self._next += 1
-            future: asyncio.Future[Msg] = loop.create_future()
-            self._waiting[token] = future
+            self._waiting[token] = (awaited, index)
+            tokens.append(token)
             try:
                 await self._nc.publish(
                     item.subject,
@@ -128,32 +145,29 @@ class JetStreamPublisher:
                     headers={MSG_ID_HEADER: item.msg_id},
                 )
             except Exception as error:  # not connected, payload too large: never sent
-                self._waiting.pop(token, None)
-                futures.append(Published(False, error=f"not sent: {describe_nats_error(error)}"))
-                continue
-            futures.append(future)
-            tokens.append(token)
-        pending = [f for f in futures if isinstance(f, asyncio.Future)]
-        if pending:
-            await asyncio.wait(pending, timeout=wait_s)
+                if self._waiting.pop(token, None) is not None:
+                    awaited.settle(
+                        index, Published(False, error=f"not sent: {describe_nats_error(error)}")
+                    )
+        if awaited.left > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(awaited.complete.wait(), timeout=wait_s)
         for token in tokens:
             self._waiting.pop(token, None)
-        return [self._result(f, wait_s) for f in futures]
+        return [self._result(answer, wait_s) for answer in awaited.answers]
 
     async def publish_one(self, item: Outgoing, wait_s: float) -> Published:
         [result] = await self.publish([item], wait_s)
         return result
 
     @staticmethod
-    def _result(future: asyncio.Future[Msg] | Published, timeout: float) -> Published:
-        if isinstance(future, Published):
-            return future
-        if not future.done():
-            future.cancel()
+    def _result(msg: Msg | Published | None, timeout: float) -> Published:
+        if isinstance(msg, Published):
+            return msg
+        if msg is None:
             return Published(
                 False, error=f"JetStream did not confirm within {timeout:g} s", unconfirmed=True
             )
-        msg = future.result()
         if msg.headers and msg.headers.get(STATUS_HEADER) == NO_RESPONDERS:
             return Published(False, error="no stream captures this subject")
         try:
@@ -477,7 +491,8 @@ class BatchStage:
         self.counters.batches += 1
         outcome = await self._handle_holding(batch)
         if outcome is None:  # stopped while a dependency was down: hand the batch back
-            await asyncio.gather(*(_settle(raw, b"-NAK") for raw in batch))
+            for raw in batch:
+                await _settle(raw, b"-NAK")
             return
         results = await self.publisher.publish(outcome.outputs, self.settings.publish_timeout_s)
         unpublished: dict[int, str] = {}
@@ -514,9 +529,8 @@ class BatchStage:
             now = time.monotonic()
             if now - last_touch > self.settings.ack_wait_s / 3:
                 # Keep the batch (and what is buffered behind it) ours while we wait.
-                await asyncio.gather(
-                    *(_settle(raw, b"+WPI") for raw in [*batch, *self.consumer.buffered])
-                )
+                for raw in [*batch, *self.consumer.buffered]:
+                    await _settle(raw, b"+WPI")
                 last_touch = now
             await self._pause(min(backoff_s(attempt), self.settings.ack_wait_s / 3))
             if self._stopping.is_set():
@@ -582,7 +596,8 @@ class BatchStage:
             else:
                 settles.append(_settle(raw, b"+ACK"))
                 acked += 1
-        await asyncio.gather(*settles)
+        for settle in settles:  # each is a publish into the buffer: no task per message
+            await settle
         if acked:
             self.counters.acked += acked
             self.counters.last_ack_at = time.monotonic()
@@ -622,9 +637,8 @@ async def dead_letter(
         )
     results = await publisher.publish(letters, settings.publish_timeout_s)
     lost = [r.error for r in results if not r.ok]
-    await asyncio.gather(
-        *(_settle(raw, b"+TERM " + reason[:200].encode()) for raw, reason in messages)
-    )
+    for raw, reason in messages:
+        await _settle(raw, b"+TERM " + reason[:200].encode())
     log.warning(
         "dead-lettered messages",
         extra={
