@@ -101,6 +101,7 @@ class Platform:
     gateway: FastAPI | None = None
     checks: Checks | None = None
     consumers: ConsumerWatch | None = None
+    clock: alerter.Clock = alerter.utc_now
     stages: list[BatchStage] = field(default_factory=list)
     _reader: ChdbStore | None = None
     _reads: Subscription | None = None
@@ -123,11 +124,6 @@ class Platform:
         nc = self.broker.config.connection_state.connection
         await declare_streams(self.broker, self.streams)
         self._open_store(nc)
-        if "store" in self.workers:
-            assert self.repository is not None
-            self.broker.include_router(
-                store.build_router(self.broker, settings, self.streams, self.repository)
-            )
         if isinstance(self.alerter_state, KvAlerterState):
             await self.alerter_state.bucket()
         if "infer" in self.workers and self.holder.current is None:
@@ -166,9 +162,11 @@ class Platform:
 
     def _open_store(self, nc: Any) -> None:
         needs_store = "store" in self.workers or self.with_gateway or self._runs_checks
-        if not needs_store or self.store is not None:
+        if not needs_store:
             return
-        if "store" in self.workers or self.settings.clickhouse_url:
+        if self.store is not None:  # given by the caller, ready to use
+            pass
+        elif "store" in self.workers or self.settings.clickhouse_url:
             self.store = open_store(self.settings)
             if "store" in self.workers:
                 apply_migrations(self.store, self.settings.retention_days)
@@ -184,49 +182,31 @@ class Platform:
         return "alerter" in self.workers and self.settings.check_interval_s > 0
 
     def _stages(self, nc: Any, publisher: JetStreamPublisher) -> list[BatchStage]:
+        """A batch stage for every durable consumer of the workers this process runs."""
         settings = self.settings
         max_bytes = settings.max_message_kb * 1024
-
-        def stage(
-            worker: str,
-            durable: str,
-            subject: str,
-            stream: str,
-            handle: Any,
-            batch_size: int,
-            linger_s: float = 0.0,
-        ) -> BatchStage:
-            consumer = PullConsumer(
-                nc,
-                stream,
-                hot_consumer_config(durable, subject, settings, max(10_000, 4 * batch_size)),
-                batch_size=batch_size,
-            )
-            return BatchStage(
-                worker=worker,
-                consumer=consumer,
-                publisher=publisher,
-                handle=handle,
-                settings=settings,
-                linger_s=linger_s,
-            )
-
-        stages = []
-        tweets = subjects.STREAM_TWEETS
+        tweets, feedback, alerts = (
+            subjects.STREAM_TWEETS,
+            subjects.STREAM_FEEDBACK,
+            subjects.STREAM_ALERTS,
+        )
+        # (worker, durable, subject, stream, handler, batch size, linger in s)
+        table: list[tuple[str, str, str, str, Any, int, float]] = []
         if "preprocess" in self.workers:
-            stages.append(
-                stage(
+            table.append(
+                (
                     "preprocess",
                     subjects.DURABLE_PREPROCESS,
                     subjects.TWEETS_SUBMITTED,
                     tweets,
                     PreprocessHandler(max_bytes),
                     max(settings.batch_max_size, 64),
+                    0.0,
                 )
             )
         if "infer" in self.workers:
-            stages.append(
-                stage(
+            table.append(
+                (
                     "infer",
                     subjects.DURABLE_INFER,
                     subjects.TWEETS_PREPROCESSED,
@@ -239,27 +219,85 @@ class Platform:
         if "store" in self.workers:
             assert self.repository is not None
             handlers = store.handlers(self.repository, settings)
-            for durable, subject, stream in (
-                (subjects.DURABLE_STORE_PREDICTIONS, subjects.TWEETS_SCORED, tweets),
+            linger = settings.store_flush_ms / 1000.0
+            size = settings.store_batch_size
+            table += [
                 (
+                    "store",
+                    subjects.DURABLE_STORE_PREDICTIONS,
+                    subjects.TWEETS_SCORED,
+                    tweets,
+                    handlers[subjects.DURABLE_STORE_PREDICTIONS],
+                    size,
+                    linger,
+                ),
+                (
+                    "store",
                     subjects.DURABLE_STORE_FEEDBACK,
                     subjects.FEEDBACK_REPORTED,
-                    subjects.STREAM_FEEDBACK,
+                    feedback,
+                    handlers[subjects.DURABLE_STORE_FEEDBACK],
+                    size,
+                    linger,
                 ),
-                (subjects.DURABLE_STORE_ALERTS, subjects.ALERTS_RAISED, subjects.STREAM_ALERTS),
-            ):
-                stages.append(
-                    stage(
-                        "store",
-                        durable,
-                        subject,
-                        stream,
-                        handlers[durable],
-                        settings.store_batch_size,
-                        settings.store_flush_ms / 1000.0,
-                    )
-                )
-        return stages
+                (
+                    "store",
+                    subjects.DURABLE_STORE_ALERTS,
+                    subjects.ALERTS_RAISED,
+                    alerts,
+                    handlers[subjects.DURABLE_STORE_ALERTS],
+                    size,
+                    linger,
+                ),
+                (
+                    "store",
+                    subjects.DURABLE_STORE_REFERENCES,
+                    subjects.MODELS_PROMOTED,
+                    subjects.STREAM_MODELS,
+                    handlers[subjects.DURABLE_STORE_REFERENCES],
+                    1,
+                    0.0,
+                ),
+            ]
+        if "alerter" in self.workers:
+            assert self.alerter_state is not None
+            # One at a time: reports are counted in the order they were reported.
+            table += [
+                (
+                    "alerter",
+                    subjects.DURABLE_ALERTER,
+                    subjects.FEEDBACK_REPORTED,
+                    feedback,
+                    alerter.ReportCounter(self.alerter_state, settings, self.clock),
+                    1,
+                    0.0,
+                ),
+                (
+                    "alerter",
+                    subjects.DURABLE_MAILER,
+                    subjects.ALERTS_RAISED,
+                    alerts,
+                    alerter.Mailer(self.alerter_state, settings),
+                    1,
+                    0.0,
+                ),
+            ]
+        return [
+            BatchStage(
+                worker=worker,
+                consumer=PullConsumer(
+                    nc,
+                    stream,
+                    hot_consumer_config(durable, subject, settings, max(10_000, 4 * size)),
+                    batch_size=size,
+                ),
+                publisher=publisher,
+                handle=handle,
+                settings=settings,
+                linger_s=linger,
+            )
+            for worker, durable, subject, stream, handle, size, linger in table
+        ]
 
     async def _start_gateway(self, nc: Any, publisher: JetStreamPublisher) -> None:
         assert self.repository is not None
@@ -355,8 +393,5 @@ def build_platform(
             infer.build_router(broker, settings, streams, platform.holder, model_loader(settings))
         )
     if "alerter" in chosen:
-        if alerter_state is None:
-            alerter_state = KvAlerterState(alerter_bucket(broker, settings))
-        platform.alerter_state = alerter_state
-        broker.include_router(alerter.build_router(broker, settings, streams, alerter_state))
+        platform.alerter_state = alerter_state or KvAlerterState(alerter_bucket(broker, settings))
     return platform

@@ -13,5 +13,9 @@ fi
 [ -n "$PYTHON" ] || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
+# urllib3-future (brought by grafana-client's niquests) replaces urllib3 in place at every
+# start unless built with URLLIB3_NO_OVERRIDE; requests (MLflow, schemathesis) needs the real
+# urllib3, so the fork is built from source beside it.
+export URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future
 .venv/bin/python -m pip install --quiet -e ".[dev,lstm,transformer]"
 echo "installed: $(.venv/bin/airparadis --help >/dev/null && echo 'airparadis command ready in .venv/bin')"

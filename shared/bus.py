@@ -7,8 +7,10 @@ reconnects with a pause between attempts for as long as it takes (or, with a fin
 is disconnected nothing is buffered: a publish fails at once (pending_size=0), so a caller
 is told "not accepted" rather than having its message sent behind its back later.
 
-The control consumers that stay on FastStream (promotions, alerts, feedback for the alerter)
-are settled by the `DeadLetterPolicy` middleware of their router once the handler returns:
+Every durable consumer is a batch stage (shared/jetstream.py). What stays on FastStream is
+the control side: core requests (explain, status) and the promotions infer follows (an
+ephemeral push consumer); their router's `DeadLetterPolicy` middleware settles each message
+once the handler returns:
 - handled: ack;
 - undecodable, invalid or oversized: dead-lettered at once, since no retry can fix it;
 - any other failure: nak with a back-off, and dead-lettered on the last allowed delivery.
@@ -25,15 +27,15 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from faststream import AckPolicy, BaseMiddleware
-from faststream.nats import JStream, NatsBroker, NatsRouter, PullSub
+from faststream import BaseMiddleware
+from faststream.nats import JStream, NatsBroker, NatsRouter
 from faststream.security import SASLPlaintext
 from nats.aio.client import Client as NatsClient
-from nats.js.api import ConsumerConfig, DiscardPolicy, StorageType
+from nats.js.api import DiscardPolicy, StorageType
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
@@ -214,37 +216,6 @@ def _state_callbacks(state: ConnectionState, settings: Settings) -> dict[str, An
         "closed_cb": closed,
         "error_cb": error,
     }
-
-
-async def keep_trying(
-    attempt: Callable[[], Awaitable[T]],
-    *,
-    keep_alive: Callable[[], Awaitable[None]],
-    settings: Settings,
-    what: str,
-) -> T:
-    """Run `attempt` until it stops raising RetryLater, pausing with back-off in between and
-    calling `keep_alive` (an in-progress ack) so the message being worked on stays ours:
-    deliveries are not spent waiting for a dependency, and nothing is dead-lettered for it."""
-    tries = 0
-    touched = time.monotonic()
-    while True:
-        try:
-            return await attempt()
-        except RetryLater as error:
-            tries += 1
-            if tries == 1 or tries % 10 == 0:
-                log.warning(
-                    f"{what} unavailable; trying again",
-                    extra={"tries": tries, "reason": str(error)},
-                )
-        if time.monotonic() - touched > settings.ack_wait_s / 3:
-            try:
-                await keep_alive()
-            except Exception:
-                log.debug("could not mark the message in progress", exc_info=True)
-            touched = time.monotonic()
-        await asyncio.sleep(min(backoff_s(tries), settings.ack_wait_s / 3))
 
 
 # --- Streams ---
@@ -526,34 +497,7 @@ class _DeadLetterScope(BaseMiddleware):
             await self.policy.broker.publish(answer.model_dump(mode="json"), raw.reply)
 
 
-def durable_consumer(settings: Settings) -> ConsumerConfig:
-    """Consumer settings of a durable control consumer (a new object each time: FastStream
-    fills it in). Deliveries are bounded; the policy dead-letters on the last one."""
-    return ConsumerConfig(
-        ack_wait=settings.ack_wait_s, max_deliver=settings.max_deliveries + 1, filter_subjects=[]
-    )
-
-
-def durable_subscriber(
-    router: NatsRouter,
-    subject: str,
-    stream: JStream,
-    durable: str,
-    settings: Settings,
-    pull: PullSub,
-) -> Callable[[Callable[..., Any]], Any]:
-    """A durable pull consumer shared by a worker's replicas, acked by the dead-letter policy
-    of a `worker_router` (manual ack: only once the work is done)."""
-    return router.subscriber(
-        subject,
-        stream=stream,
-        durable=durable,
-        config=durable_consumer(settings),
-        pull_sub=pull,
-        ack_policy=AckPolicy.MANUAL,
-    )
-
-
 def worker_router(broker: NatsBroker, worker: str, settings: Settings) -> NatsRouter:
-    """A router whose JetStream subscribers are settled by the dead-letter policy."""
+    """A router whose subscribers are settled by the dead-letter policy: core requests get a
+    typed failure answer, JetStream messages are acked, retried or dead-lettered."""
     return NatsRouter(middlewares=[DeadLetterPolicy(broker, worker, settings)])

@@ -569,7 +569,7 @@ class BatchStage:
         self, batch: list[Msg], outcome: Outcome, unpublished: dict[int, str]
     ) -> None:
         dead: list[tuple[Msg, str]] = []
-        settles: list[Awaitable[None]] = []
+        retried: list[tuple[int, str]] = []
         acked = 0
         for index, raw in enumerate(batch):
             reason = outcome.rejected.get(index)
@@ -577,30 +577,31 @@ class BatchStage:
             if reason is None and problem is not None:
                 deliveries = delivery_count(raw)
                 if deliveries < self.settings.max_deliveries:
-                    self.counters.retried += 1
-                    log.warning(
-                        "message not processed, it will be redelivered",
-                        extra={
-                            "worker": self.worker,
-                            "subject": raw.subject,
-                            "deliveries": deliveries,
-                            "reason": problem,
-                        },
-                    )
                     delay = int(backoff_s(deliveries) * 1e9)
-                    settles.append(_settle(raw, b'-NAK {"delay": %d}' % delay))
+                    await _settle(raw, b'-NAK {"delay": %d}' % delay)
+                    retried.append((deliveries, problem))
                     continue
                 reason = f"failed on each of {deliveries} deliveries, last: {problem}"
             if reason is not None:
                 dead.append((raw, reason))
             else:
-                settles.append(_settle(raw, b"+ACK"))
+                await _settle(raw, b"+ACK")  # a publish into the buffer: no task per message
                 acked += 1
-        for settle in settles:  # each is a publish into the buffer: no task per message
-            await settle
         if acked:
             self.counters.acked += acked
             self.counters.last_ack_at = time.monotonic()
+        if retried:
+            self.counters.retried += len(retried)
+            log.warning(
+                "messages not processed, they will be redelivered",
+                extra={
+                    "worker": self.worker,
+                    "subject": batch[0].subject,
+                    "messages": len(retried),
+                    "deliveries": max(d for d, _ in retried),
+                    "reason": retried[0][1],
+                },
+            )
         if dead:
             await dead_letter(self.publisher, dead, self.worker, self.settings)
             self.counters.dead_lettered += len(dead)

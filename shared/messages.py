@@ -31,12 +31,12 @@ def new_id() -> str:
 
 
 # A tweet must hold one visible character: not whitespace, not a control or format character
-# (zero-width space, direction marks, BOM), not a surrogate or private-use code point. The same
+# (zero-width space, direction marks, BOM), not a private-use code point. The same
 # expression is the `pattern` of the text in the JSON Schema, so clients and fuzzers know it.
 VISIBLE_CHARACTER = (
     "[^\\s\\x00-\\x1f\\x7f-\\x9f\\xad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u180e"
     "\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
-    "\\ud800-\\udfff\\ue000-\\uf8ff]"
+    "\\ue000-\\uf8ff]"
 )
 _VISIBLE = re.compile(VISIBLE_CHARACTER)
 
@@ -95,6 +95,17 @@ TweetText = Annotated[
     ),
     AfterValidator(_reject_blank),
 ]
+
+
+def tweet_text_schema() -> dict[str, Any]:
+    """The JSON Schema of a TweetText, for a field that declares its schema by hand."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_TWEET_CHARS,
+        "pattern": VISIBLE_CHARACTER,
+        "description": f"Tweet text, 1 to {MAX_TWEET_CHARS} characters, at least one visible.",
+    }
 
 
 class Event(BaseModel):

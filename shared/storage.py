@@ -655,8 +655,8 @@ class PredictionRepository:
         """Whether the store answers a trivial query (for health checks)."""
         try:
             rows = await asyncio.to_thread(self._store.query, "SELECT 1 AS ok")
-        except Exception:
-            log.warning("ClickHouse ping failed", exc_info=True)
+        except Exception as error:
+            log.warning("ClickHouse ping failed", extra={"reason": str(error)[:300]})
             return False
         return rows == [{"ok": 1}]
 

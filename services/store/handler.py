@@ -14,14 +14,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from faststream.nats import NatsBroker, NatsRouter, PullSub
 from pydantic import BaseModel
 
-from services.store.references import copy_reference
+from services.store.references import ReferenceCopier
 from shared import subjects
-from shared.bus import RetryLater, Streams, durable_subscriber, worker_router
+from shared.bus import RetryLater
 from shared.jetstream import Outcome, decode_batch
-from shared.messages import AlertRaised, FeedbackReported, ModelPromoted, TweetScored
+from shared.messages import AlertRaised, FeedbackReported, TweetScored
 from shared.settings import Settings
 from shared.storage import (
     PredictionRepository,
@@ -72,10 +71,11 @@ class StoreHandler(Generic[EventT]):
         return outcome
 
 
-def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, StoreHandler[Any]]:
+def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, Any]:
     """The store's batch handler for each durable consumer."""
     max_bytes = settings.max_message_kb * 1024
     return {
+        subjects.DURABLE_STORE_REFERENCES: ReferenceCopier(repository.store, settings),
         subjects.DURABLE_STORE_PREDICTIONS: StoreHandler(
             repository, "predictions", TweetScored, prediction_row, max_bytes
         ),
@@ -86,24 +86,3 @@ def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, 
             repository, "alerts", AlertRaised, alert_row, max_bytes
         ),
     }
-
-
-def build_router(
-    broker: NatsBroker, settings: Settings, streams: Streams, repository: PredictionRepository
-) -> NatsRouter:
-    """The control side of the store: the drift reference of each new champion."""
-    router = worker_router(broker, WORKER, settings)
-
-    @durable_subscriber(
-        router,
-        subjects.MODELS_PROMOTED,
-        streams.models,
-        subjects.DURABLE_STORE_REFERENCES,
-        settings,
-        PullSub(batch_size=1, timeout=1.0),
-    )
-    async def on_model_promoted(event: ModelPromoted) -> None:
-        if event.model_name == settings.model_name and event.alias == "champion":
-            await copy_reference(repository.store, settings, event.version)
-
-    return router

@@ -10,15 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from shared.bus import InvalidMessage, RetryLater
+from shared.jetstream import Outcome, decode_batch
+from shared.messages import ModelPromoted
 from shared.models import ModelNotFoundError, get_champion
 from shared.monitoring import save_reference
 from shared.reference import DriftReferenceError, load_reference
 from shared.settings import Settings
 from shared.storage import Store
 
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
 log = logging.getLogger(__name__)
+
+
+class ReferenceCopier:
+    """models.promoted -> the new champion's drift reference in ClickHouse."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def __call__(self, batch: Sequence[Msg]) -> Outcome:
+        events, rejected = decode_batch(batch, ModelPromoted, 64 * 1024)
+        outcome = Outcome(rejected=rejected)
+        for index, event in events:
+            if event.model_name != self.settings.model_name or event.alias != "champion":
+                continue
+            try:
+                await copy_reference(self.store, self.settings, event.version)
+            except InvalidMessage as error:
+                outcome.rejected[index] = str(error)
+        return outcome
 
 
 async def copy_reference(store: Store, settings: Settings, model_version: str) -> bool:

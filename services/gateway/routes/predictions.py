@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import WithJsonSchema
 
 from services.gateway.context import Gateway, GatewayDep
 from services.gateway.errors import ApiError, responses
@@ -32,6 +32,7 @@ from shared.messages import (
     TweetSubmitted,
     TweetText,
     new_id,
+    tweet_text_schema,
 )
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
@@ -39,6 +40,7 @@ router = APIRouter(prefix="/v1", tags=["predictions"])
 MAX_TWEETS_PER_REQUEST = 64
 RETRY_AFTER_S = "5"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
+TWEET_SCHEMA = tweet_text_schema()
 
 IdempotencyKey = Annotated[
     str | None,
@@ -59,11 +61,21 @@ class PredictRequest(BaseModel):
         json_schema_extra={"oneOf": [{"required": ["text"]}, {"required": ["texts"]}]},
     )
 
-    text: TweetText | SkipJsonSchema[None] = Field(None, description="One tweet.")
-    texts: (
-        Annotated[list[TweetText], Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST)]
-        | SkipJsonSchema[None]
-    ) = Field(None, description=f"1 to {MAX_TWEETS_PER_REQUEST} tweets, answered in order.")
+    # Optional in Python, never null on the wire: the schema says so (a null is refused).
+    text: Annotated[TweetText | None, WithJsonSchema(TWEET_SCHEMA)] = Field(
+        None, description="One tweet."
+    )
+    texts: Annotated[
+        Annotated[list[TweetText], Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST)] | None,
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": TWEET_SCHEMA,
+                "minItems": 1,
+                "maxItems": MAX_TWEETS_PER_REQUEST,
+            }
+        ),
+    ] = Field(None, description=f"1 to {MAX_TWEETS_PER_REQUEST} tweets, answered in order.")
 
     @field_validator("text", "texts", mode="before")
     @classmethod
