@@ -159,6 +159,8 @@ class Platform:
             self._background(self.checks.run_forever(), "drift-and-error-rate-checks")
         if self.consumers is not None:
             self._background(self.consumers.run_forever(), "consumer-watch")
+        # Every subscription is registered at the server before the process says it runs.
+        await nc.flush(timeout=10)
 
     def _open_store(self, nc: Any) -> None:
         needs_store = "store" in self.workers or self.with_gateway or self._runs_checks

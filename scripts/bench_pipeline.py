@@ -13,6 +13,9 @@ and prints each pipeline figure as a ratio of those. Repeat with --repeat for ra
 
     AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
         .venv/bin/python scripts/bench_pipeline.py --sample 20000 --bus-tweets 20000
+
+With --soak N it only pushes N tweets through `airparadis up` (in chunks of 2,000, as fast as
+it takes them) and reports the resident memory of each process at start and at the end.
 """
 
 from __future__ import annotations
@@ -433,6 +436,56 @@ def measure_pipeline(
     return {str(row["batch_size"]): row["n"] for row in sizes}
 
 
+# --- Soak ---
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_by_role(pids: dict[int, str]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for pid, role in pids.items():
+        with suppress(OSError):
+            found[role] = found.get(role, 0.0) + rss_mb(pid)
+    return found
+
+
+def soak(settings: Settings, work: Path, texts: list[str], total: int) -> None:
+    source = "soak"
+    tweets = [TweetSubmitted(text=texts[i % len(texts)], source=source) for i in range(total)]
+    with pipeline(settings, work / "soak", 64, work / "soak.log") as running:
+        pids = descendants(running.process.pid) | {running.process.pid: "supervisor"}
+        # Warm every process up (a first model call, first inserts) before the baseline.
+        asyncio.run(bus_load(running.nats_url, tweets[:2000]))
+        before = memory_by_role(pids)
+        started = time.perf_counter()
+        for start in range(2000, total, 20_000):
+            asyncio.run(bus_load(running.nats_url, tweets[start : start + 20_000]))
+            print(f"  {min(start + 20_000, total):,}/{total:,} tweets stored", flush=True)
+        elapsed = time.perf_counter() - started
+        after = memory_by_role(pids)
+        [count] = asyncio.run(
+            store_query(
+                running.nats_url,
+                "SELECT count() AS n, uniqExact(id) AS ids FROM predictions "
+                f"WHERE source = '{source}'",
+            )
+        )
+    print()
+    print(f"soak: {total:,} tweets in {elapsed:.0f} s ({(total - 2000) / elapsed:.0f} tweets/s)")
+    print(f"stored: {count['n']:,} rows, {count['ids']:,} distinct ids")
+    print(f"{'process':<12} {'RSS MB after 2,000':>18} {'RSS MB at the end':>18} {'growth':>8}")
+    for role in sorted(before):
+        grew = after.get(role, float("nan")) - before[role]
+        print(
+            f"{role:<12} {before[role]:>18.1f} {after.get(role, float('nan')):>18.1f} {grew:>+8.1f}"
+        )
+
+
 # --- The run ---
 
 
@@ -535,6 +588,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="HTTP requests at 32")
     parser.add_argument("--batch-size", type=int, default=64, help="AIRPARADIS_BATCH_MAX_SIZE")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--soak", type=int, metavar="N", help="only the memory soak, N tweets")
     parser.add_argument("--raw-hop", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_hop:
@@ -551,6 +605,9 @@ def main() -> None:
     print(f"preparing a {args.family} champion in {work}", flush=True)
     prepare_registry(settings, args.data, args.family, args.sample)
     texts = tweets_from(args.data, max(args.requests, 5000))
+    if args.soak:
+        soak(settings, work, texts, args.soak)
+        return
     payloads = [TweetSubmitted(text=t, source="raw").model_dump_json().encode() for t in texts]
     payloads = [payloads[i % len(payloads)] for i in range(args.bus_tweets)]
     figures = Figures()

@@ -23,6 +23,7 @@ from shared.messages import (
 )
 from shared.preprocessing import text_features
 from tests.fakes import keyword_model
+from tests.strategies import payloads
 
 MAX_BYTES = 64 * 1024
 
@@ -140,30 +141,20 @@ async def test_infer_without_a_model_holds_the_batch() -> None:
         await run(InferHandler(ModelHolder(), MAX_BYTES), [preprocessed("hello")])
 
 
-payloads = st.one_of(
-    st.binary(max_size=2000),
-    st.text(max_size=500).map(str.encode),
-    st.dictionaries(
-        st.sampled_from(["id", "text", "source", "reply_to", "schema_version", "submitted_at"]),
-        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=300)),
-    ).map(lambda d: json.dumps(d).encode()),
-    st.recursive(
-        st.none() | st.integers() | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
-        max_leaves=50,
-    ).map(lambda v: json.dumps(v).encode()),
+PAYLOADS = payloads(
+    set(TweetSubmitted.model_fields) | set(TweetPreprocessed.model_fields) | {"schema_version"}
 )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(payloads, min_size=1, max_size=8))
+@given(st.lists(PAYLOADS, min_size=1, max_size=8))
 async def test_any_bytes_on_tweets_submitted_end_as_output_or_reason(batch: list[bytes]) -> None:
     messages = [raw(p) for p in batch]
     settled_once(await run(PreprocessHandler(MAX_BYTES), messages), len(messages))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(payloads, min_size=1, max_size=8))
+@given(st.lists(PAYLOADS, min_size=1, max_size=8))
 async def test_any_bytes_on_tweets_preprocessed_end_as_output_or_reason(
     batch: list[bytes],
 ) -> None:

@@ -17,6 +17,7 @@ from nats.js.client import JetStreamContext
 
 from airparadis.wiring import WORKERS, build_platform
 from shared import subjects
+from shared.consumers import ConsumerWatch
 from shared.messages import (
     AlertRaised,
     DeadLetter,
@@ -30,6 +31,7 @@ from shared.settings import Settings
 from shared.storage import StorageError, Store, apply_migrations, open_store
 from tests.integration.platform import count, rows_in
 from tests.servers import eventually
+from tests.strategies import payloads
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -88,10 +90,16 @@ async def test_a_store_refusing_inserts_holds_the_batches_then_stores_each_tweet
             js, subjects.TWEETS_SUBMITTED, [t.model_dump_json().encode() for t in tweets]
         )
         await eventually(lambda: store.refused >= 3, within=30, what="refused inserts")
+        watch = ConsumerWatch(upstream.config.connection_state.connection, stall_after_s=2.0)
+        await watch.sample()
         await asyncio.sleep(5)  # longer than ack_wait: held batches must stay ours
         assert await count(platform, "predictions") == 0
+        [held] = [h for h in await watch.sample() if h.durable == "store-predictions"]
+        assert held.stalled and "nothing handed out or acknowledged" in (held.reason or "")
         store.refusing = False
         await eventually(rows_in(platform, "predictions", 300), within=60, what="300 rows")
+        [flowing] = [h for h in await watch.sample() if h.durable == "store-predictions"]
+        assert not flowing.stalled
         assert await stream_count(js, subjects.STREAM_DLQ) == 0
         info = await js.consumer_info(subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS)
         assert info.num_redelivered == 0  # held with in-progress acks, not redelivered
@@ -173,27 +181,7 @@ EVENTS: dict[str, type[Any]] = {
 }
 KEYS = sorted({key for model in EVENTS.values() for key in model.model_fields} | {"schema_version"})
 
-payloads = st.one_of(
-    st.binary(max_size=3000),
-    st.dictionaries(
-        st.sampled_from(KEYS),
-        st.one_of(
-            st.none(),
-            st.booleans(),
-            st.integers(),
-            st.floats(allow_nan=False),
-            st.text(max_size=200),
-            st.lists(st.integers(), max_size=3),
-            st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
-        ),
-        max_size=8,
-    ).map(lambda d: json.dumps(d).encode()),
-    st.recursive(
-        st.none() | st.integers() | st.text(max_size=10),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
-        max_leaves=40,
-    ).map(lambda v: json.dumps(v).encode()),
-)
+PAYLOADS = payloads(KEYS)
 
 
 def valid(subject: str, payload: bytes) -> bool:
@@ -210,7 +198,7 @@ def valid(subject: str, payload: bytes) -> bool:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
-    batches=st.fixed_dictionaries({s: st.lists(payloads, min_size=40, max_size=40) for s in EVENTS})
+    batches=st.fixed_dictionaries({s: st.lists(PAYLOADS, min_size=40, max_size=40) for s in EVENTS})
 )
 async def test_generated_payloads_on_every_subject_end_in_the_dead_letter_queue_with_a_reason(
     platform_settings: Settings, nats: NatsServerProcess, batches: dict[str, list[bytes]]
