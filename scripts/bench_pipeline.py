@@ -39,6 +39,7 @@ import httpx
 import nats
 import numpy as np
 
+from airparadis.processes import cpu_seconds, descendants, rss_mb
 from shared import subjects
 from shared.messages import TweetSubmitted
 from shared.models import load_champion
@@ -47,47 +48,10 @@ from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TICKS = os.sysconf("SC_CLK_TCK")
 RAW_STREAM = "RAW"
 
 
 # --- Measuring ---
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every process below `pid`, with a short name (its airparadis role, or its command)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found[child] = role_of(child)
-            todo.append(child)
-    return found
-
-
-def role_of(pid: int) -> str:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return "?"
-    if "worker" in args:
-        return args[args.index("worker") + 1]
-    if "gateway" in args:
-        return "gateway"
-    return Path(args[0]).name
 
 
 def cpu_of(pids: dict[int, str]) -> dict[int, float]:
@@ -183,18 +147,37 @@ def measure_http(figures: Figures, who: str, port: int, texts: list[str], reques
 # --- The limits ---
 
 
-def measure_model(figures: Figures, settings: Settings, texts: list[str]) -> None:
-    model = load_champion(settings.tracking_uri, settings.model_name)
+def measure_model(figures: Figures, settings: Settings, texts: list[str], work: Path) -> None:
+    """The champion alone, in a process of its own (a loaded model's thread pools must not
+    linger beside the other measurements)."""
+    corpus = work / "texts.json"
+    corpus.write_text(json.dumps(texts))
+    answer = subprocess.run(
+        [sys.executable, __file__, "--model-alone", settings.tracking_uri, str(corpus)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    for name, value in json.loads(answer.stdout.strip().splitlines()[-1]).items():
+        figures.add(name, value)
+
+
+def model_alone(tracking_uri: str, corpus: Path) -> dict[str, float]:
+    texts: list[str] = json.loads(corpus.read_text())
+    model = load_champion(tracking_uri, Settings().model_name)
     model.scores(texts[:128])  # warm up
     started = time.perf_counter()
     for start in range(0, len(texts), 64):
         model.scores(texts[start : start + 64])
-    figures.add("model.batch64", len(texts) / (time.perf_counter() - started))
+    batched = len(texts) / (time.perf_counter() - started)
     single = texts[: min(len(texts), 2000)]
     started = time.perf_counter()
     for text in single:
         model.scores([text])
-    figures.add("model.single", len(single) / (time.perf_counter() - started))
+    return {
+        "model.batch64": batched,
+        "model.single": len(single) / (time.perf_counter() - started),
+    }
 
 
 async def raw_hop(url: str, source: str, target: str | None, durable: str, total: int) -> None:
@@ -349,12 +332,17 @@ def pipeline(settings: Settings, folder: Path, batch: int, log: Path) -> Iterato
         process.wait(timeout=60)
 
 
+async def scored_so_far(js: Any) -> int:
+    info = await js.stream_info(subjects.STREAM_TWEETS, subjects_filter=subjects.TWEETS_SCORED)
+    return int((info.state.subjects or {}).get(subjects.TWEETS_SCORED, 0))
+
+
 async def bus_load(url: str, tweets: list[TweetSubmitted]) -> float:
-    """Publish every tweet on tweets.submitted; seconds until the store acked the last one."""
+    """Publish every tweet on tweets.submitted; seconds until each is scored and the store
+    has acknowledged every scored tweet (inserted)."""
     nc = await nats.connect(url)
     js = nc.jetstream()
-    before = await js.consumer_info(subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS)
-    target = before.delivered.stream_seq
+    target = await scored_so_far(js) + len(tweets)
     started = time.perf_counter()
     for start in range(0, len(tweets), 1000):
         futures = [
@@ -366,20 +354,13 @@ async def bus_load(url: str, tweets: list[TweetSubmitted]) -> float:
             for t in tweets[start : start + 1000]
         ]
         await asyncio.gather(*futures)
-    info = await js.stream_info(subjects.STREAM_TWEETS)
-    target = info.state.last_seq
-    while True:
-        consumer = await js.consumer_info(
-            subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS
-        )
-        # The last scored tweet lands after the last submitted one: wait until the store's
-        # consumer has nothing pending and acked past every message of this load.
-        if (
-            consumer.num_pending == 0
-            and consumer.num_ack_pending == 0
-            and consumer.ack_floor.stream_seq >= target
-        ):
-            break
+    while True:  # polled: the stream's counters are the truth of what was scored and stored
+        if await scored_so_far(js) >= target:
+            store = await js.consumer_info(
+                subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS
+            )
+            if store.num_pending == 0 and store.num_ack_pending == 0:
+                break
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - started
     await nc.close()
@@ -437,13 +418,6 @@ def measure_pipeline(
 
 
 # --- Soak ---
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def memory_by_role(pids: dict[int, str]) -> dict[str, float]:
@@ -590,7 +564,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--soak", type=int, metavar="N", help="only the memory soak, N tweets")
     parser.add_argument("--raw-hop", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--model-alone", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.model_alone:
+        print(json.dumps(model_alone(args.model_alone[0], Path(args.model_alone[1]))))
+        return
     if args.raw_hop:
         url, source, target, durable, total = args.raw_hop
         asyncio.run(raw_hop(url, source, target or None, durable, int(total)))
@@ -609,14 +587,16 @@ def main() -> None:
         soak(settings, work, texts, args.soak)
         return
     payloads = [TweetSubmitted(text=t, source="raw").model_dump_json().encode() for t in texts]
-    payloads = [payloads[i % len(payloads)] for i in range(args.bus_tweets)]
+    # At least 20,000 on the raw chain: its last partial batches wait out nats-py's fetch
+    # timeout (0.5 s a hop), which a short run would count as slowness.
+    raw_payloads = [payloads[i % len(payloads)] for i in range(max(args.bus_tweets, 20_000))]
     figures = Figures()
     batches = []
     for run in range(args.repeat):
         print(f"run {run + 1}/{args.repeat}: model alone", flush=True)
-        measure_model(figures, settings, texts)
+        measure_model(figures, settings, texts, work)
         print(f"run {run + 1}/{args.repeat}: raw nats-py", flush=True)
-        measure_raw(figures, work / f"raw-{run}", payloads)
+        measure_raw(figures, work / f"raw-{run}", raw_payloads)
         print(f"run {run + 1}/{args.repeat}: peer", flush=True)
         with peer(settings, work / f"peer-{run}.log") as port:
             measure_http(figures, "peer", port, texts, args.requests)

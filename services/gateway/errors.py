@@ -41,6 +41,19 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+RETRY_AFTER_S = 5
+
+
+def unavailable(error: str, reason: str) -> ApiError:
+    """503: not accepted, nothing stored; the client may try again after Retry-After."""
+    return ApiError(503, error, reason, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def bus_unavailable(what: str) -> ApiError:
+    """503 for a request NATS did not take: `what` says how."""
+    return unavailable("bus_unavailable", f"the message bus (NATS) {what}; nothing was accepted")
+
+
 _DESCRIPTIONS = {
     400: "The body is not JSON in UTF-8.",
     404: "No such prediction (or it expired).",

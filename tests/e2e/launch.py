@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import nats
 
+from airparadis.processes import descendants
 from shared import subjects
 from shared.messages import TweetSubmitted
 from shared.nats_server import free_port, port_open
@@ -55,37 +56,6 @@ class Running:
     def pid_of(self, role: str) -> int:
         [pid] = self.pids()[role]
         return pid
-
-
-def descendants(root: int) -> dict[int, str]:
-    """Every live process below `root`, with its role."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: dict[int, str] = {}
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found[child] = role_of(child)
-            todo.append(child)
-    return found
-
-
-def role_of(pid: int) -> str:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return "?"
-    if "worker" in args:
-        return args[args.index("worker") + 1]
-    if "gateway" in args:
-        return "gateway"
-    return Path(args[0]).name
 
 
 def wait_ready(running: Running, timeout: float = STARTUP_TIMEOUT_S) -> None:

@@ -17,7 +17,7 @@ from nats.js.client import JetStreamContext
 
 from airparadis.wiring import WORKERS, build_platform
 from shared import subjects
-from shared.consumers import ConsumerWatch
+from shared.consumers import DURABLES, ConsumerWatch
 from shared.messages import (
     AlertRaised,
     DeadLetter,
@@ -237,15 +237,7 @@ async def nats_connect(url: str) -> Any:
 
 async def settled(js: JetStreamContext) -> bool:
     """Every durable consumer handed out and settled everything."""
-    for stream, durable in (
-        (subjects.STREAM_TWEETS, subjects.DURABLE_PREPROCESS),
-        (subjects.STREAM_TWEETS, subjects.DURABLE_INFER),
-        (subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS),
-        (subjects.STREAM_FEEDBACK, subjects.DURABLE_STORE_FEEDBACK),
-        (subjects.STREAM_FEEDBACK, subjects.DURABLE_ALERTER),
-        (subjects.STREAM_ALERTS, subjects.DURABLE_STORE_ALERTS),
-        (subjects.STREAM_ALERTS, subjects.DURABLE_MAILER),
-    ):
+    for stream, durable in DURABLES:
         info = await js.consumer_info(stream, durable)
         if info.num_pending or info.num_ack_pending:
             return False

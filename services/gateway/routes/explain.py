@@ -8,8 +8,7 @@ from nats.errors import NoRespondersError
 from pydantic import BaseModel, Field, ValidationError
 
 from services.gateway.context import GatewayDep
-from services.gateway.errors import ApiError, responses
-from services.gateway.routes.predictions import RETRY_AFTER_S
+from services.gateway.errors import ApiError, bus_unavailable, responses, unavailable
 from shared import subjects
 from shared.messages import (
     ExplainRequested,
@@ -38,12 +37,7 @@ class Explanation(ExplanationReady):
 async def explain(request: ExplainRequest, gw: GatewayDep) -> Explanation:
     """Which words pushed the tweet toward positive or negative (not stored)."""
     if not gw.connection.connected:
-        raise ApiError(
-            503,
-            "bus_unavailable",
-            "the message bus (NATS) is not connected; try again",
-            headers={"Retry-After": RETRY_AFTER_S},
-        )
+        raise bus_unavailable("is not connected")
     asked = ExplainRequested(text=request.text, budget_ms=request.budget_ms)
     try:
         reply = await gw.nc.request(
@@ -52,26 +46,17 @@ async def explain(request: ExplainRequest, gw: GatewayDep) -> Explanation:
             timeout=request.budget_ms / 1000.0 + gw.settings.predict_timeout_s,
         )
     except NoRespondersError as exc:
-        raise ApiError(
-            503, "model_not_ready", "no infer worker is running", headers={"Retry-After": "5"}
-        ) from exc
+        raise unavailable("model_not_ready", "no infer worker is running") from exc
     except TimeoutError as exc:
         raise ApiError(504, "timeout", "no infer worker answered in time (see /readyz)") from exc
     except Exception as exc:
-        raise ApiError(
-            503,
-            "bus_unavailable",
-            f"the message bus did not take the request: {exc}",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from exc
+        raise bus_unavailable(f"did not take the request: {exc}") from exc
     try:
         ready = ExplanationReady.model_validate_json(reply.data)
     except ValidationError:
         failed = RequestFailed.model_validate_json(reply.data)
         if failed.kind == "model_not_ready":
-            raise ApiError(
-                503, "model_not_ready", failed.reason, headers={"Retry-After": "5"}
-            ) from None
+            raise unavailable("model_not_ready", failed.reason) from None
         raise ApiError(422, "unexplainable", failed.reason) from None
     ranked = sorted(ready.words, key=lambda w: -abs(w.contribution))
     return Explanation(

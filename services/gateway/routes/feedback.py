@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from services.gateway.context import GatewayDep
-from services.gateway.errors import ApiError, responses
-from services.gateway.routes.predictions import RETRY_AFTER_S, IdempotencyKey, known
+from services.gateway.errors import ApiError, bus_unavailable, responses
+from services.gateway.routes.predictions import IdempotencyKey, known
 from shared import subjects
 from shared.jetstream import Outgoing
 from shared.messages import MAX_COMMENT_CHARS, EventId, FeedbackReported, Label, new_id
@@ -85,12 +85,7 @@ async def feedback(
             id=report.id,
         )
     if not published.ok:
-        raise ApiError(
-            503,
-            "bus_unavailable",
-            f"the message bus did not take the report ({published.error}); try again",
-            headers={"Retry-After": RETRY_AFTER_S},
-        )
+        raise bus_unavailable(f"did not take the report: {published.error}")
     alert_id = None
     if gw.alerts is not None:
         alert_id = await gw.alerts.alert_for(report.id, wait_alert_ms / 1000.0)

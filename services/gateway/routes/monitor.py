@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from services.gateway.context import GatewayDep
-from services.gateway.errors import ApiError, responses
+from services.gateway.errors import responses, unavailable
 from services.gateway.monitor import monitor_figures
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,5 @@ async def monitor(
         )
     except Exception as exc:
         log.exception("monitor query failed")
-        raise ApiError(
-            503,
-            "store_unavailable",
-            f"ClickHouse did not answer: {exc}",
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise unavailable("store_unavailable", f"ClickHouse did not answer: {exc}") from exc
     return JSONResponse(jsonable_encoder(figures))

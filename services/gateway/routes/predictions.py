@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.json_schema import WithJsonSchema
 
 from services.gateway.context import Gateway, GatewayDep
-from services.gateway.errors import ApiError, responses
+from services.gateway.errors import ApiError, bus_unavailable, responses, unavailable
 from shared import subjects
 from shared.jetstream import Outgoing
 from shared.messages import (
@@ -38,7 +38,6 @@ from shared.messages import (
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
 MAX_TWEETS_PER_REQUEST = 64
-RETRY_AFTER_S = "5"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
 TWEET_SCHEMA = tweet_text_schema()
 
@@ -132,12 +131,7 @@ async def known(gw: Gateway, prediction_id: str) -> PredictionSnapshot | None:
     try:
         return await gw.repository.get_prediction(prediction_id)
     except Exception as error:
-        raise ApiError(
-            503,
-            "store_unavailable",
-            f"the store did not answer: {error}",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from error
+        raise unavailable("store_unavailable", f"the store did not answer: {error}") from error
 
 
 async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Prediction:
@@ -156,12 +150,7 @@ async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Pred
             )
         return Prediction.of(prediction_id, done, elapsed_ms())
     if not gw.connection.connected:
-        raise ApiError(
-            503,
-            "bus_unavailable",
-            "the message bus (NATS) is not connected; nothing was accepted, try again",
-            headers={"Retry-After": RETRY_AFTER_S},
-        )
+        raise bus_unavailable("is not connected")
     settings = gw.settings
     tweet = TweetSubmitted(
         id=prediction_id,
@@ -176,13 +165,7 @@ async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Pred
             settings.publish_timeout_s,
         )
         if not published.ok and not published.unconfirmed:
-            raise ApiError(
-                503,
-                "bus_unavailable",
-                f"the message bus did not take the tweet ({published.error}); nothing was "
-                "accepted, try again",
-                headers={"Retry-After": RETRY_AFTER_S},
-            )
+            raise bus_unavailable(f"did not take the tweet: {published.error}")
         if published.unconfirmed:
             raise late(prediction_id, "the message bus did not confirm it took the tweet")
         try:
