@@ -240,6 +240,7 @@ class PullConsumer:
         self._request_ends = 0.0
         self._sub: Subscription | None = None
         self._missing = False  # the consumer does not exist (deleted, or the stream is new)
+        self._quiet_until = 0.0
         self._closed = False
 
     async def start(self) -> None:
@@ -279,6 +280,9 @@ class PullConsumer:
             if status == NO_RESPONDERS:
                 self._missing = True
             elif status not in ("404", "408"):
+                # Refused (409: too many waiting requests, a leader change…): ask again a
+                # moment later rather than at once.
+                self._quiet_until = time.monotonic() + 1.0
                 log.warning(
                     "pull request ended",
                     extra={
@@ -295,7 +299,7 @@ class PullConsumer:
         """Open a pull request for a batch, unless one is open or a batch is already here."""
         if self._closed or self._request or len(self._buffer) >= self.batch_size:
             return
-        if not self._nc.is_connected:
+        if not self._nc.is_connected or time.monotonic() < self._quiet_until:
             return
         self._requests_made += 1
         number = self._requests_made
