@@ -380,7 +380,7 @@ def decode(raw: Msg, model: type[EventT], max_bytes: int) -> EventT:
         return model.model_validate_json(data)
     except ValidationError as error:
         raise ValueError(describe_payload_error(data, error)) from error
-    except RecursionError as error:  # pragma: no cover - pydantic limits depth itself
+    except RecursionError as error:  # pydantic limits the depth itself; kept as a backstop
         raise ValueError("payload is nested too deep") from error
 
 
@@ -420,16 +420,6 @@ class Outcome:
 Handler = Callable[[Sequence["Msg"]], Awaitable[Outcome]]
 
 
-@dataclass
-class StageCounters:
-    batches: int = 0
-    acked: int = 0
-    dead_lettered: int = 0
-    retried: int = 0
-    held_s: float = 0.0
-    last_ack_at: float = field(default_factory=time.monotonic)
-
-
 class BatchStage:
     """Reads a durable consumer in batches and settles every message it takes.
 
@@ -454,7 +444,6 @@ class BatchStage:
         self.handle = handle
         self.settings = settings
         self.linger_s = linger_s
-        self.counters = StageCounters()
         self._stopping = asyncio.Event()
         self._nc = consumer._nc
 
@@ -492,7 +481,6 @@ class BatchStage:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _process(self, batch: list[Msg]) -> None:
-        self.counters.batches += 1
         outcome = await self._handle_holding(batch)
         if outcome is None:  # stopped while a dependency was down: hand the batch back
             for raw in batch:
@@ -512,8 +500,7 @@ class BatchStage:
     async def _handle_holding(self, batch: list[Msg]) -> Outcome | None:
         """The handler's outcome; while it raises RetryLater, hold the batch and try again."""
         attempt = 0
-        held_since = time.monotonic()
-        last_touch = held_since
+        last_touch = time.monotonic()
         while True:
             try:
                 return await self._handle_isolating(batch)
@@ -538,7 +525,6 @@ class BatchStage:
                 last_touch = now
             await self._pause(min(backoff_s(attempt), self.settings.ack_wait_s / 3))
             if self._stopping.is_set():
-                self.counters.held_s += time.monotonic() - held_since
                 return None
 
     async def _handle_isolating(self, batch: list[Msg]) -> Outcome:
@@ -574,7 +560,6 @@ class BatchStage:
     ) -> None:
         dead: list[tuple[Msg, str]] = []
         retried: list[tuple[int, str]] = []
-        acked = 0
         for index, raw in enumerate(batch):
             reason = outcome.rejected.get(index)
             problem = outcome.failed.get(index) or unpublished.get(index)
@@ -590,12 +575,7 @@ class BatchStage:
                 dead.append((raw, reason))
             else:
                 await _settle(raw, b"+ACK")  # a publish into the buffer: no task per message
-                acked += 1
-        if acked:
-            self.counters.acked += acked
-            self.counters.last_ack_at = time.monotonic()
         if retried:
-            self.counters.retried += len(retried)
             log.warning(
                 "messages not processed, they will be redelivered",
                 extra={
@@ -608,7 +588,6 @@ class BatchStage:
             )
         if dead:
             await dead_letter(self.publisher, dead, self.worker, self.settings)
-            self.counters.dead_lettered += len(dead)
 
 
 async def _settle(raw: Msg, how: bytes) -> None:
