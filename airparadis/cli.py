@@ -54,7 +54,7 @@ HomeOption = Annotated[
 def user_errors(failed: str) -> Iterator[None]:
     """Errors a user can mend (no such version, an unreadable file, a file that does not fit)
     end the command with their reason, not a traceback."""
-    from shared.models import ModelLoadError
+    from shared.estimators.base import ModelLoadError
     from shared.reference import DriftReferenceError
     from training.data import DatasetError
 

@@ -14,9 +14,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import joblib
 import mlflow
 import mlflow.artifacts
 import mlflow.pyfunc
@@ -26,7 +25,14 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from shared.explain import Explanation, linear, linear_feature_weights, occlusion
+from shared.estimators.base import (
+    ESTIMATOR_LOADERS,
+    ModelLoadError,
+    ModelNotFoundError,
+    ProbabilityEstimator,
+    estimator_oov_rates,
+)
+from shared.explain import Explanation, linear, occlusion
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
 
 CHAMPION = "champion"
@@ -45,121 +51,7 @@ THRESHOLD_TAG = "threshold"
 TARGET_PRECISION_TAG = "target_precision"
 FAMILY_TAG = "family"
 
-SKLEARN_JOBLIB = "sklearn-joblib"
-
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
-
-
-class ModelLoadError(Exception):
-    """A registered model cannot be loaded for scoring; the message says why."""
-
-
-class ModelNotFoundError(ModelLoadError):
-    """The registry has no such model, version or alias."""
-
-
-class ProbabilityEstimator(Protocol):
-    """What a family plugs in behind SentimentModel: preprocessed texts to P(positive)."""
-
-    def positive_proba(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-EstimatorLoader = Callable[[Path], ProbabilityEstimator]
-
-
-def oov_shares(texts: Sequence[str], known: Callable[[str], bool]) -> np.ndarray:
-    """Share of each preprocessed text's tokens the model does not know; NaN for a text with
-    no token (nothing to measure)."""
-    rates = np.full(len(texts), np.nan)
-    for index, text in enumerate(texts):
-        tokens = text.split()
-        if tokens:
-            rates[index] = sum(not known(token) for token in tokens) / len(tokens)
-    return rates
-
-
-def estimator_oov_rates(estimator: ProbabilityEstimator, texts: Sequence[str]) -> np.ndarray | None:
-    """The out-of-vocabulary rate of each preprocessed text for estimators that have a word
-    vocabulary (an `oov_rates` method); None for the others (e.g. a subword transformer)."""
-    measure = getattr(estimator, "oov_rates", None)
-    rates = None if measure is None else measure(texts)
-    return None if rates is None else np.asarray(rates, dtype=float)
-
-
-class SklearnEstimator:
-    """A fitted scikit-learn classifier (usually a pipeline) over preprocessed text, labels 0/1."""
-
-    def __init__(self, classifier: Any) -> None:
-        classes = [int(label) for label in classifier.classes_]
-        if sorted(classes) != [0, 1]:
-            raise ModelLoadError(f"expected a classifier of labels 0 and 1, got {classes}")
-        self.classifier = classifier
-        self._positive_column = classes.index(1)
-
-    def positive_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.classifier.predict_proba(list(texts))[:, self._positive_column])
-
-    def feature_weights(self) -> Callable[[str], dict[str, float]] | None:
-        """Exact per-feature log-odds contributions, when the pipeline is a linear model
-        (logistic regression, naive Bayes) over a vectorizer; None otherwise."""
-        steps = getattr(self.classifier, "steps", None)
-        if not steps or not hasattr(steps[0][1], "get_feature_names_out"):
-            return None
-        final = steps[-1][1]
-        if hasattr(final, "coef_") and final.coef_.shape[0] == 1:
-            sign = 1.0 if self._positive_column == 1 else -1.0
-            weights = sign * np.asarray(final.coef_[0])
-        elif hasattr(final, "feature_log_prob_"):
-            log_prob = np.asarray(final.feature_log_prob_)
-            weights = log_prob[self._positive_column] - log_prob[1 - self._positive_column]
-        else:
-            return None
-        return linear_feature_weights(steps[0][1], weights)
-
-    def oov_rates(self, texts: Sequence[str]) -> np.ndarray | None:
-        """Share of each text's words outside the fitted vocabulary's single words (a word
-        min_df pruned counts as unknown: the model never sees it); None when the first step
-        is not a vectorizer."""
-        steps = getattr(self.classifier, "steps", None)
-        vocabulary = getattr(steps[0][1], "vocabulary_", None) if steps else None
-        if vocabulary is None:
-            return None
-        return oov_shares(texts, vocabulary.__contains__)
-
-    def save(self, path: Path) -> None:
-        joblib.dump(self.classifier, path)
-
-    @classmethod
-    def load(cls, path: Path) -> SklearnEstimator:
-        return cls(joblib.load(path))
-
-
-ONNX_TRANSFORMER = "onnx-transformer"
-
-
-def _load_onnx_transformer(path: Path) -> ProbabilityEstimator:
-    # Imported on use: only a service serving this family pays for onnxruntime and tokenizers.
-    from shared.estimators.onnx_transformer import OnnxTransformerEstimator
-
-    return OnnxTransformerEstimator.load(path)
-
-
-KERAS_LSTM = "keras-lstm"
-
-
-def _load_keras_lstm(path: Path) -> ProbabilityEstimator:
-    # Imported on use: only a service serving this family pays for TensorFlow (seconds, GBs).
-    from shared.estimators.keras_lstm import load
-
-    return load(path)
-
-
-# One entry per estimator format; a new family registers its loader here.
-ESTIMATOR_LOADERS: dict[str, EstimatorLoader] = {
-    SKLEARN_JOBLIB: SklearnEstimator.load,
-    ONNX_TRANSFORMER: _load_onnx_transformer,
-    KERAS_LSTM: _load_keras_lstm,
-}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from shared.estimators.keras_lstm import (
 import keras
 import tensorflow as tf
 
-from shared.models import ProbabilityEstimator
+from shared.estimators.base import ProbabilityEstimator
 from shared.preprocessing import PreprocessConfig
 from training.data import Split
 from training.experiment import Texts, TrainResult, train_family

@@ -28,7 +28,8 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from shared.models import SKLEARN_JOBLIB, ProbabilityEstimator, SklearnEstimator
+from shared.estimators.base import SKLEARN_JOBLIB, ProbabilityEstimator
+from shared.estimators.sklearn import SklearnEstimator
 from shared.preprocessing import PreprocessConfig
 from training.data import Split
 from training.evaluate import ThresholdChoice, choose_threshold, classification_metrics

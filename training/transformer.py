@@ -36,6 +36,7 @@ import mlflow
 import numpy as np
 from tqdm.auto import tqdm
 
+from shared.estimators.base import ProbabilityEstimator
 from shared.estimators.onnx_transformer import (
     ATTENTION_MASK,
     ESTIMATOR_FORMAT,
@@ -45,7 +46,6 @@ from shared.estimators.onnx_transformer import (
     TransformerServingConfig,
     TweetEncoder,
 )
-from shared.models import ProbabilityEstimator
 from shared.preprocessing import PreprocessConfig
 from training.evaluate import classification_metrics
 from training.experiment import Texts

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.bus import InvalidMessage, RetryLater
+from shared.estimators.base import ModelNotFoundError
 from shared.jetstream import Outcome, decode_batch
 from shared.messages import ModelPromoted
-from shared.models import ModelNotFoundError, get_champion
+from shared.models import get_champion
 from shared.monitoring import save_reference
 from shared.reference import DriftReferenceError, load_reference
 from shared.settings import Settings

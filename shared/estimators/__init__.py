@@ -1,2 +1,3 @@
-"""Serving-side estimators that need more than scikit-learn; each module is imported lazily by its
-loader in shared.models.ESTIMATOR_LOADERS, so a service pays only for the family it serves."""
+"""The estimators behind the serving model, one module per family, and what they share
+(`base.py`: errors, the probability protocol, format names, loaders). They never import
+shared.models: the model wraps an estimator, not the other way round."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.models import KERAS_LSTM, ModelLoadError, oov_shares
+from shared.estimators.base import KERAS_LSTM, ModelLoadError, oov_shares
 
 # Set before keras is first imported (its backend is chosen then); TF's C++ start-up chatter
 # (oneDNN, CPU feature notices) is hidden unless the operator asks for it.

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from shared.models import ONNX_TRANSFORMER, ModelLoadError
+from shared.estimators.base import ONNX_TRANSFORMER, ModelLoadError
 
 ESTIMATOR_FORMAT = ONNX_TRANSFORMER
 MODEL_FILE = "model.onnx"

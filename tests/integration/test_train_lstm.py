@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("tensorflow", reason="the lstm extra (tensorflow-cpu) is not installed")
 pytest.importorskip("gensim", reason="the lstm extra (gensim) is not installed")
 
-from shared.models import LoadedModel, ProbabilityEstimator, load_version, registry_client
+from shared.estimators.base import ProbabilityEstimator
+from shared.models import LoadedModel, load_version, registry_client
 from shared.preprocessing import TextPreprocessor
 from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.data import balanced_sample, load_sentiment140

