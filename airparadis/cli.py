@@ -54,8 +54,8 @@ HomeOption = Annotated[
 def user_errors(failed: str) -> Iterator[None]:
     """Errors a user can mend (no such version, an unreadable file, a file that does not fit)
     end the command with their reason, not a traceback."""
+    from shared.drift import DriftReferenceError
     from shared.estimators.base import ModelLoadError
-    from shared.reference import DriftReferenceError
     from training.data import DatasetError
 
     try:

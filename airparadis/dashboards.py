@@ -1,5 +1,5 @@
-"""The Grafana dashboards: rendered into dashboards/*.json from the queries of
-shared/monitoring.py (the one place their SQL is written), and pushed to a Grafana server.
+"""The Grafana dashboards: rendered into dashboards/*.json from the queries of shared/panels.py
+and shared/drift.py (the one place their SQL is written), and pushed to a Grafana server.
 
     python -m airparadis.dashboards render            # rewrite dashboards/*.json
     python -m airparadis.dashboards render --check    # fail if they are out of date
@@ -18,7 +18,9 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
-from shared.monitoring import PSI_ALERT, PSI_WARN, QUERIES, PanelQuery
+from shared.drift import PSI_ALERT, PSI_WARN
+from shared.grafana_sql import PanelQuery
+from shared.panels import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ PanelType = Literal["timeseries", "table"]
 
 @dataclass(frozen=True)
 class Panel:
-    """A panel: one query of shared/monitoring.QUERIES, drawn one way."""
+    """A panel: one query of shared/panels.QUERIES, drawn one way."""
 
     query: str
     title: str
@@ -549,7 +551,7 @@ def push(
 # --- Commands ---
 
 app = typer.Typer(
-    help="Grafana dashboards: rendered from shared/monitoring.py, pushed to Grafana.",
+    help="Grafana dashboards: rendered from shared/panels.py, pushed to Grafana.",
     no_args_is_help=True,
 )
 
@@ -561,7 +563,7 @@ def render(
     ] = False,
     directory: Annotated[Path, typer.Option(help="Where the JSON files go.")] = DASHBOARDS_DIR,
 ) -> None:
-    """Write dashboards/*.json from the queries of shared/monitoring.py."""
+    """Write dashboards/*.json from the queries of shared/panels.py."""
     if check:
         outdated = outdated_files(directory)
         if outdated:

@@ -596,7 +596,7 @@ class PredictionRepository:
 
     @property
     def store(self) -> Store:
-        """The store underneath, for read-only reporting queries (shared/monitoring.py)."""
+        """The store underneath, for the reporting queries (shared/panels.py, shared/drift.py)."""
         return self._store
 
     async def save_predictions(self, events: Sequence[TweetScored]) -> None:

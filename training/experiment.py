@@ -13,7 +13,7 @@ all of them, so their figures compare in `airparadis models compare`:
   against the in-memory estimator (train/serve skew), timed per tweet, measured on disk;
 - a registered version tagged with the threshold, family, target precision, data size and the
   test figures, and the drift reference of its validation set (`drift_reference.json`, see
-  shared/reference.py). Promotion is a separate step (training/registry.py).
+  shared/drift.py). Promotion is a separate step (training/registry.py).
 
 A family that picks among candidates may also define `describe(estimator) -> str`, the name of
 what it kept (logged as `candidate.chosen`, the version tag `candidate` and TrainResult.candidate);
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from shared.drift import build_reference, log_reference
 from shared.models import (
     FAMILY_TAG,
     TARGET_PRECISION_TAG,
@@ -44,7 +45,6 @@ from shared.models import (
     estimator_oov_rates,
 )
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
-from shared.reference import build_reference, log_reference
 from training.data import Split, balanced_sample, split
 from training.evaluate import ThresholdChoice, choose_threshold, classification_metrics, save_plots
 from training.model import ensure_experiment, log_sentiment_model, mlflow_at

@@ -19,6 +19,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from shared.drift import build_reference, log_reference_for_version
 from shared.models import (
     CHAMPION,
     FAMILY_TAG,
@@ -32,7 +33,6 @@ from shared.models import (
     read_run_artifact,
     registry_client,
 )
-from shared.reference import build_reference, log_reference_for_version
 from training.evaluate import classification_metrics
 from training.model import mlflow_at
 

@@ -26,8 +26,9 @@ from faststream.nats import NatsBroker
 from services.alerter.state import AlerterState
 from shared import subjects
 from shared.bus import publish_event
+from shared.drift import psi_by_feature
 from shared.messages import AlertRaised
-from shared.monitoring import ErrorRate, error_rate, model_versions, psi_by_feature
+from shared.panels import ErrorRate, error_rate, model_versions
 from shared.settings import Settings
 from shared.storage import StorageError, Store
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared import monitoring
+from shared.drift import psi_over_time
+from shared.grafana_sql import auto_interval_s
+from shared.panels import model_versions, over_time, recent_alerts
 from shared.storage import Store
 
 
@@ -21,9 +23,9 @@ def monitor_figures(
     # tweets, scored a moment ago, must count.
     until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     since = until - timedelta(hours=hours)
-    versions = monitoring.model_versions(store, since, until, model_name)
+    versions = model_versions(store, since, until, model_name)
     version = model_version or (versions[0] if versions else None)
-    interval = monitoring.auto_interval_s(since, until)
+    interval = auto_interval_s(since, until)
     # PSI wants enough tweets per bucket (MIN_PREDICTIONS_FOR_PSI): hourly as on the dashboard,
     # finer on short windows, where a rise must show within minutes.
     psi_interval = 3600 if hours >= 6 else 900 if hours >= 2 else 300
@@ -38,24 +40,24 @@ def monitor_figures(
         "positive_rate": [],
         "psi": {},
         "psi_interval_s": psi_interval,
-        "alerts": monitoring.recent_alerts(store, since, until, limit=20),
+        "alerts": recent_alerts(store, since, until, limit=20),
     }
     if version is None:
         return figures
-    traffic = monitoring.over_time(store, "traffic_per_minute", since, until, version, interval)
+    traffic = over_time(store, "traffic_per_minute", since, until, version, interval)
     figures["traffic"] = _series(traffic, "predictions_per_minute", "predictions")
     figures["latency"] = [
         {"t": r["t"], "p50": r["p50"], "p95": r["p95"], "p99": r["p99"]}
-        for r in monitoring.over_time(store, "latency_quantiles", since, until, version, interval)
+        for r in over_time(store, "latency_quantiles", since, until, version, interval)
     ]
     figures["error_rate"] = _series(
-        monitoring.over_time(store, "error_rate", since, until, version, interval), "error_rate"
+        over_time(store, "error_rate", since, until, version, interval), "error_rate"
     )
     figures["positive_rate"] = _series(
-        monitoring.over_time(store, "positive_rate", since, until, version, interval),
+        over_time(store, "positive_rate", since, until, version, interval),
         "positive_rate",
     )
-    figures["psi"] = monitoring.psi_over_time(
+    figures["psi"] = psi_over_time(
         store, since, until, model_name, version, interval_s=psi_interval
     )
     return figures

@@ -1,6 +1,6 @@
 """models.promoted -> drift_reference: the serving model's training reference in ClickHouse.
 
-Training logs each version's reference in its MLflow run (shared/reference.py); the store worker,
+Training logs each version's reference in its MLflow run (shared/drift.py); the store worker,
 the one writer of ClickHouse, copies it when the version becomes the champion, and at start for
 the champion of the moment (a first-start training, a promotion made while it was down). Drift is
 then computed in SQL against the version that scored each tweet.
@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.bus import InvalidMessage, RetryLater
+from shared.drift import DriftReferenceError, load_reference, save_reference
 from shared.estimators.base import ModelNotFoundError
 from shared.jetstream import Outcome, decode_batch
 from shared.messages import ModelPromoted
 from shared.models import get_champion
-from shared.monitoring import save_reference
-from shared.reference import DriftReferenceError, load_reference
 from shared.settings import Settings
 from shared.storage import Store
 

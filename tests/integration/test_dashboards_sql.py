@@ -1,7 +1,7 @@
 """Every panel's SQL, taken from the dashboard JSON, run on the migrated schema in chDB against
 seeded data whose answers are known: traffic, latency, error rate, alerts, and a PSI near 0 on
-an undrifted hour and above the alert line on a drifted one. The functions of
-shared/monitoring.py (what /monitor and the alerter call) must give the same answers."""
+an undrifted hour and above the alert line on a drifted one. The functions of shared/panels.py
+and shared/drift.py (what /monitor and the alerter call) must give the same answers."""
 
 from __future__ import annotations
 
@@ -16,19 +16,29 @@ import numpy as np
 import pytest
 
 from airparadis.dashboards import DASHBOARDS_DIR
-from shared import monitoring
-from shared.monitoring import (
+from shared.drift import (
     FEATURES_BY_NAME,
     MIN_PREDICTIONS_FOR_PSI,
     PSI_ALERT,
     TEXT_FEATURES,
-    TimeWindow,
     bin_shares,
     psi,
+    psi_by_feature,
+    psi_over_time,
     reference_rows,
-    reference_shares,
+    save_reference,
+)
+from shared.grafana_sql import TimeWindow, run_sql
+from shared.panels import (
+    RECENT_ROWS,
+    error_rate,
+    model_versions,
+    over_time,
+    recent_alerts,
+    run_query,
 )
 from shared.storage import ChdbStore, Store, apply_migrations
+from tests.drift import has_reference, reference_shares
 
 pytestmark = pytest.mark.integration
 
@@ -165,8 +175,8 @@ def seeded_database(chdb_folder: Path) -> Iterator[tuple[str, Seeded]]:
     try:
         apply_migrations(store, 3650)
         store.insert("predictions", predictions)
-        monitoring.save_reference(store, reference)
-        monitoring.save_reference(store, reference)  # saved again at a second promotion
+        save_reference(store, reference)
+        save_reference(store, reference)  # saved again at a second promotion
         store.insert("feedback", reports)
         store.insert("feedback", reports[:50])  # a redelivery
         store.insert("alerts", alerts)
@@ -253,7 +263,7 @@ def run_panel(
     store: Store, title: str, window: TimeWindow, variables: Mapping[str, str | None]
 ) -> list[dict[str, Any]]:
     """The panel's SQL from the dashboard JSON, its macros filled, run in chDB."""
-    return monitoring.run_sql(store, PANELS[title]["targets"][0]["rawSql"], window, variables)
+    return run_sql(store, PANELS[title]["targets"][0]["rawSql"], window, variables)
 
 
 def test_the_tests_cover_every_panel_of_every_dashboard() -> None:
@@ -366,7 +376,7 @@ def test_the_version_variable_narrows_every_figure_to_that_version(store: Store)
 def test_recent_reports_show_the_latest_reports_first(store: Store, seeded: Seeded) -> None:
     rows = run_panel(store, "quality/Recent reports", WHOLE, ALL_VERSIONS)
 
-    assert len(rows) == monitoring.RECENT_ROWS
+    assert len(rows) == RECENT_ROWS
     times = [r["reported_at"] for r in rows]
     assert times == sorted(times, reverse=True)
     assert {r["correct_label"] for r in rows} == {"negative"}
@@ -460,52 +470,41 @@ def test_psi_needs_a_reference_and_enough_predictions(store: Store) -> None:
 def test_monitor_functions_return_the_panels_figures(store: Store, seeded: Seeded) -> None:
     since, until = WHOLE.since, WHOLE.until
 
-    assert monitoring.model_versions(store, since, until) == [SERVING, OLD]
-    assert monitoring.model_versions(store, since, until, MODEL) == [SERVING, OLD]
-    assert monitoring.over_time(store, "traffic_per_minute", since, until, SERVING, 3600) == [
+    assert model_versions(store, since, until) == [SERVING, OLD]
+    assert model_versions(store, since, until, MODEL) == [SERVING, OLD]
+    assert over_time(store, "traffic_per_minute", since, until, SERVING, 3600) == [
         {"t": START, "model_version": SERVING, "predictions_per_minute": PER_MINUTE},
         {"t": START + HOUR, "model_version": SERVING, "predictions_per_minute": PER_MINUTE},
     ]
-    assert monitoring.over_time(store, "latency_quantiles", since, until, None, 3600) == run_panel(
+    assert over_time(store, "latency_quantiles", since, until, None, 3600) == run_panel(
         store, "traffic/Latency p50 / p95 / p99", WHOLE, ALL_VERSIONS
     )
-    assert (
-        monitoring.over_time(store, "batch_sizes", since, until, OLD, 3600)[0]["model_version"]
-        == OLD
-    )
-    assert (
-        len(monitoring.run_query(store, "traffic_by_version", since, until, variables=ALL_VERSIONS))
-        == 2
-    )
-    assert monitoring.over_time(store, "error_rate", since, until, SERVING, 3600)[1][
+    assert over_time(store, "batch_sizes", since, until, OLD, 3600)[0]["model_version"] == OLD
+    assert len(run_query(store, "traffic_by_version", since, until, variables=ALL_VERSIONS)) == 2
+    assert over_time(store, "error_rate", since, until, SERVING, 3600)[1][
         "error_rate"
     ] == pytest.approx(REPORTED_SHARE[1])
-    assert monitoring.error_rate(store, since, until) == {
+    assert error_rate(store, since, until) == {
         "predictions": 5100,
         "reported": len(seeded.reported_ids),
         "error_rate": pytest.approx(len(seeded.reported_ids) / 5100),
     }
-    assert monitoring.error_rate(store, since, until, OLD)["reported"] == 0
-    assert (
-        len(
-            monitoring.run_query(store, "recent_reports", since, until, variables=ALL_VERSIONS)[:10]
-        )
-        == 10
-    )
-    assert len(monitoring.run_query(store, "alerts_over_time", since, until, interval_s=3600)) == 3
-    assert [a["kind"] for a in monitoring.recent_alerts(store, since, until, limit=2)] == [
+    assert error_rate(store, since, until, OLD)["reported"] == 0
+    assert len(run_query(store, "recent_reports", since, until, variables=ALL_VERSIONS)[:10]) == 10
+    assert len(run_query(store, "alerts_over_time", since, until, interval_s=3600)) == 3
+    assert [a["kind"] for a in recent_alerts(store, since, until, limit=2)] == [
         "error_rate",
         "drift",
     ]
-    assert len(monitoring.over_time(store, "positive_rate", since, until, SERVING)) > 0
+    assert len(over_time(store, "positive_rate", since, until, SERVING)) > 0
 
 
 def test_psi_functions_give_per_feature_figures_for_the_alerter_and_the_page(
     store: Store, seeded: Seeded
 ) -> None:
-    undrifted = monitoring.psi_by_feature(store, HOUR_A.since, HOUR_A.until, MODEL, SERVING)
-    drifted = monitoring.psi_by_feature(store, HOUR_B.since, HOUR_B.until, MODEL, SERVING)
-    over_time = monitoring.psi_over_time(store, WHOLE.since, WHOLE.until, MODEL, SERVING)
+    undrifted = psi_by_feature(store, HOUR_A.since, HOUR_A.until, MODEL, SERVING)
+    drifted = psi_by_feature(store, HOUR_B.since, HOUR_B.until, MODEL, SERVING)
+    over_time = psi_over_time(store, WHOLE.since, WHOLE.until, MODEL, SERVING)
 
     assert undrifted == pytest.approx(_python_psi(seeded, 0), rel=1e-9, abs=1e-12)
     assert max(undrifted.values()) < 0.05
@@ -513,9 +512,9 @@ def test_psi_functions_give_per_feature_figures_for_the_alerter_and_the_page(
     assert set(over_time) == set(undrifted)
     assert [point["t"] for point in over_time["length"]] == [START, START + HOUR]
     assert over_time["length"][1]["psi"] > PSI_ALERT
-    assert monitoring.psi_by_feature(store, WHOLE.since, WHOLE.until, MODEL, OLD) == {}
-    assert monitoring.has_reference(store, MODEL, SERVING)
-    assert not monitoring.has_reference(store, MODEL, OLD)
+    assert psi_by_feature(store, WHOLE.since, WHOLE.until, MODEL, OLD) == {}
+    assert has_reference(store, MODEL, SERVING)
+    assert not has_reference(store, MODEL, OLD)
 
 
 def test_saving_a_reference_again_keeps_one_row_per_feature_and_bin(

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from airparadis.cli import app
 from airparadis.dashboards import DATASOURCE, FOLDER_UID, render_all
-from shared.monitoring import QUERIES, reference_rows, save_reference
+from shared.drift import reference_rows, save_reference
+from shared.panels import QUERIES
 from shared.storage import ServerStore, apply_migrations
 from tests.deploy.containers import why_no_docker
 

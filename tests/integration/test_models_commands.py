@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from airparadis.cli import app
+from shared.drift import load_reference
 from shared.models import CHAMPION, PREVIOUS, get_alias, registry_client
-from shared.monitoring import reference_shares
 from shared.nats_server import free_port
-from shared.reference import load_reference
+from tests.drift import reference_shares
 from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.registry import TEST_AT_THRESHOLD_PREFIX, compare_versions
 

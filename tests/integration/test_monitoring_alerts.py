@@ -15,10 +15,10 @@ from airparadis.wiring import alerter_bucket
 from services.alerter.state import KvAlerterState
 from shared import subjects
 from shared.bus import publish_event
+from shared.drift import load_reference, psi_by_feature, reference_rows, save_reference
 from shared.messages import ModelPromoted, TweetSubmitted
-from shared.monitoring import has_reference, psi_by_feature, reference_rows, save_reference
-from shared.reference import load_reference
 from shared.settings import Settings
+from tests.drift import has_reference
 from tests.integration.platform import StartPlatform, rows_in
 from tests.servers import Inbox, eventually, json_attachment
 from training.registry import promote

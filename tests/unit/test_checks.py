@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from services.alerter.checks import Checks, drift_alert, error_rate_alert
+from shared.drift import build_reference, from_json, to_json
 from shared.estimators.base import oov_shares
 from shared.messages import AlertRaised
-from shared.monitoring import reference_shares
-from shared.reference import build_reference, from_json, to_json
 from shared.settings import Settings
+from tests.drift import reference_shares
 from tests.fakes import MemoryAlerterState
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

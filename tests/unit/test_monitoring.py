@@ -26,22 +26,19 @@ from airparadis.dashboards import (
     outdated_files,
     render_all,
 )
-from shared.monitoring import (
+from shared.drift import (
     DRIFT_FEATURES,
     FEATURES_BY_NAME,
     PSI_ALERT,
     PSI_WARN,
-    QUERIES,
-    MacroError,
-    TimeWindow,
-    auto_interval_s,
     bin_shares,
-    expand,
     psi,
     reference_rows,
-    reference_shares,
     text_feature_columns,
 )
+from shared.grafana_sql import MacroError, TimeWindow, auto_interval_s, expand
+from shared.panels import QUERIES
+from tests.drift import reference_shares
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = TimeWindow(

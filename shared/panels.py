@@ -1,0 +1,254 @@
+"""The figures of the dashboards, each written once as a named query in Grafana-macro SQL
+(shared/grafana_sql.py): traffic, latency, batch sizes, error rate, reports, alerts, positive
+rate, and the PSI queries of shared/drift.py. airparadis/dashboards.py renders the dashboards
+from `QUERIES`; the functions below run the same queries for the /monitor page and the
+alerter's checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypedDict
+
+from shared.drift import PSI_QUERIES
+from shared.grafana_sql import PanelQuery, run_panel
+from shared.storage import Store
+
+# Rows of the "recent" tables.
+RECENT_ROWS = 100
+
+# Every value of the variable (its "All" option) turns the whole condition into 1=1.
+VERSION_FILTER = (
+    "$__conditionalAll(model_version IN (${model_version:singlequote}), $model_version)"
+)
+_REPORTED_IDS = "(SELECT prediction_id FROM feedback WHERE reported_at >= $__fromTime_ms)"
+
+
+def _per_interval(
+    value_columns: str,
+    *,
+    table: str = "predictions",
+    time: str = "scored_at",
+    split: str = "model_version",
+    where: str = VERSION_FILTER,
+) -> str:
+    return (
+        f"SELECT\n    $__timeInterval({time}) AS t,\n    {split},\n    {value_columns}\n"
+        f"FROM {table} FINAL\nWHERE $__timeFilter_ms({time}) AND {where}\n"
+        f"GROUP BY t, {split}\nORDER BY t, {split}"
+    )
+
+
+_QUERIES: tuple[PanelQuery, ...] = (
+    PanelQuery(
+        "model_versions",
+        "SELECT model_version\nFROM predictions\nWHERE $__timeFilter(scored_at)\n"
+        "GROUP BY model_version\nORDER BY max(scored_at) DESC",
+        "table",
+        "Model versions that scored tweets in the range, the latest first (a variable).",
+    ),
+    PanelQuery(
+        "model_names",
+        "SELECT model_name\nFROM predictions\nWHERE $__timeFilter(scored_at)\n"
+        "GROUP BY model_name\nORDER BY max(scored_at) DESC",
+        "table",
+        "Registered model names that scored tweets in the range (a variable).",
+    ),
+    PanelQuery(
+        "model_versions_of_model",
+        "SELECT model_version\nFROM predictions\n"
+        "WHERE $__timeFilter(scored_at) AND model_name = ${model_name:singlequote}\n"
+        "GROUP BY model_version\nORDER BY max(scored_at) DESC",
+        "table",
+        "Versions of ${model_name} that scored tweets in the range, the latest first.",
+    ),
+    PanelQuery(
+        "traffic_per_minute",
+        _per_interval("count() * 60 / $__interval_s AS predictions_per_minute"),
+        "time_series",
+        "Predictions per minute, by model version.",
+    ),
+    PanelQuery(
+        "latency_quantiles",
+        _per_interval(
+            "quantileExactInclusive(0.5)(latency_ms) AS p50,\n"
+            "    quantileExactInclusive(0.95)(latency_ms) AS p95,\n"
+            "    quantileExactInclusive(0.99)(latency_ms) AS p99"
+        ),
+        "time_series",
+        "Latency from submission to score, in ms: p50, p95 and p99 by model version.",
+    ),
+    PanelQuery(
+        "batch_sizes",
+        _per_interval("avg(batch_size) AS mean_batch_size,\n    max(batch_size) AS max_batch_size"),
+        "time_series",
+        "Size of the infer micro-batches each tweet was scored in: mean and largest.",
+    ),
+    PanelQuery(
+        "traffic_by_version",
+        "SELECT\n    model_version,\n    count() AS predictions,\n"
+        "    quantileExactInclusive(0.5)(latency_ms) AS p50_ms,\n"
+        "    quantileExactInclusive(0.95)(latency_ms) AS p95_ms,\n"
+        "    quantileExactInclusive(0.99)(latency_ms) AS p99_ms,\n"
+        "    avg(batch_size) AS mean_batch_size,\n"
+        "    min(scored_at) AS first_seen,\n    max(scored_at) AS last_seen\n"
+        f"FROM predictions FINAL\nWHERE $__timeFilter_ms(scored_at) AND {VERSION_FILTER}\n"
+        "GROUP BY model_version\nORDER BY last_seen DESC",
+        "table",
+        "Predictions, latency and batch size of each model version over the range.",
+    ),
+    PanelQuery(
+        "error_rate",
+        _per_interval(f"avg(id IN {_REPORTED_IDS}) AS error_rate"),
+        "time_series",
+        "Share of the predictions made in each interval that users reported wrong "
+        "(a prediction reported several times counts once).",
+    ),
+    PanelQuery(
+        "error_rate_by_version",
+        "SELECT\n    model_version,\n    count() AS predictions,\n"
+        f"    countIf(id IN {_REPORTED_IDS}) AS reported,\n"
+        "    reported / predictions AS error_rate\n"
+        f"FROM predictions FINAL\nWHERE $__timeFilter_ms(scored_at) AND {VERSION_FILTER}\n"
+        "GROUP BY model_version\nORDER BY model_version",
+        "table",
+        "Predictions made in the range, how many were reported wrong, and the share.",
+    ),
+    PanelQuery(
+        "recent_reports",
+        "SELECT\n    reported_at,\n    model_version,\n    label,\n    correct_label,\n"
+        "    probability,\n    threshold,\n    leftUTF8(text, 140) AS tweet,\n    comment\n"
+        f"FROM feedback FINAL\nWHERE $__timeFilter_ms(reported_at) AND {VERSION_FILTER}\n"
+        f"ORDER BY reported_at DESC\nLIMIT {RECENT_ROWS}",
+        "table",
+        "The latest wrong-prediction reports, with the prediction as it was served.",
+    ),
+    PanelQuery(
+        "alerts_over_time",
+        _per_interval(
+            "count() AS alerts", table="alerts", time="raised_at", split="kind", where="1 = 1"
+        ),
+        "time_series",
+        "Alerts raised in each interval, by kind (wrong_predictions, drift, error_rate).",
+    ),
+    PanelQuery(
+        "recent_alerts",
+        "SELECT raised_at, kind, summary\nFROM alerts FINAL\nWHERE $__timeFilter_ms(raised_at)\n"
+        f"ORDER BY raised_at DESC\nLIMIT {RECENT_ROWS}",
+        "table",
+        "The latest alerts, as emailed.",
+    ),
+    PanelQuery(
+        "positive_rate",
+        _per_interval("avg(label = 'positive') AS positive_rate"),
+        "time_series",
+        "Share of tweets the model called positive, by model version.",
+    ),
+)
+QUERIES: dict[str, PanelQuery] = {query.name: query for query in (*_QUERIES, *PSI_QUERIES)}
+
+
+def run_query(
+    store: Store,
+    name: str,
+    since: datetime,
+    until: datetime,
+    *,
+    interval_s: int | None = None,
+    variables: Mapping[str, str | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of the named query over [since, until], its macros and variables filled."""
+    try:
+        query = QUERIES[name]
+    except KeyError:
+        raise ValueError(f"unknown query {name!r}; expected one of {sorted(QUERIES)}") from None
+    return run_panel(store, query, since, until, interval_s=interval_s, variables=variables)
+
+
+# --- What the /monitor page and the alerter call ---
+
+
+class ErrorRate(TypedDict):
+    """Predictions made in a window, how many users reported wrong, and the share (None when
+    there was no prediction)."""
+
+    predictions: int
+    reported: int
+    error_rate: float | None
+
+
+def _versions(model_version: str | None) -> dict[str, str | None]:
+    return {"model_version": model_version}
+
+
+def model_versions(
+    store: Store, since: datetime, until: datetime, model_name: str | None = None
+) -> list[str]:
+    """Model versions that scored tweets in the window, the latest first."""
+    if model_name is None:
+        rows = run_query(store, "model_versions", since, until)
+    else:
+        rows = run_query(
+            store, "model_versions_of_model", since, until, variables={"model_name": model_name}
+        )
+    return [row["model_version"] for row in rows]
+
+
+# The per-interval queries the /monitor page draws (`over_time`).
+PER_INTERVAL = frozenset(
+    {"traffic_per_minute", "latency_quantiles", "batch_sizes", "error_rate", "positive_rate"}
+)
+
+
+def over_time(
+    store: Store,
+    name: str,
+    since: datetime,
+    until: datetime,
+    model_version: str | None = None,
+    interval_s: int | None = None,
+) -> list[dict[str, Any]]:
+    """Rows {t, model_version, ...} of a per-interval query, one per bucket and version (one
+    version, or all with None). Besides t and model_version: predictions_per_minute
+    (traffic_per_minute); p50, p95, p99 in ms from submission to score (latency_quantiles);
+    mean_batch_size, max_batch_size (batch_sizes); error_rate, the share of the bucket's
+    predictions reported wrong; positive_rate, the share called positive."""
+    if name not in PER_INTERVAL:
+        raise ValueError(
+            f"{name!r} is not a per-interval query; expected one of {sorted(PER_INTERVAL)}"
+        )
+    return run_query(
+        store, name, since, until, interval_s=interval_s, variables=_versions(model_version)
+    )
+
+
+def error_rate_by_version(
+    store: Store, since: datetime, until: datetime, model_version: str | None = None
+) -> list[dict[str, Any]]:
+    """Rows {model_version, predictions, reported, error_rate} over the window."""
+    return run_query(
+        store, "error_rate_by_version", since, until, variables=_versions(model_version)
+    )
+
+
+def error_rate(
+    store: Store, since: datetime, until: datetime, model_version: str | None = None
+) -> ErrorRate:
+    """Of the predictions made in [since, until] (by one version, or all), how many users
+    reported wrong (reports made up to now count), and the share."""
+    rows = error_rate_by_version(store, since, until, model_version)
+    predictions = sum(int(row["predictions"]) for row in rows)
+    reported = sum(int(row["reported"]) for row in rows)
+    return {
+        "predictions": predictions,
+        "reported": reported,
+        "error_rate": reported / predictions if predictions else None,
+    }
+
+
+def recent_alerts(
+    store: Store, since: datetime, until: datetime, limit: int = RECENT_ROWS
+) -> list[dict[str, Any]]:
+    """The latest alerts, newest first: {raised_at, kind, summary}."""
+    return run_query(store, "recent_alerts", since, until)[:limit]
