@@ -8,12 +8,11 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from shared.models import ModelVersionInfo, get_champion
 from shared.preprocessing import PreprocessConfig
+from shared.registry import ModelVersionInfo, Registry
 from shared.settings import Settings
 from training.data import balanced_sample, download_sentiment140, load_sentiment140
 from training.experiment import TrainResult
-from training.registry import promote
 from training.simple import train_simple
 
 log = logging.getLogger(__name__)
@@ -44,8 +43,7 @@ def train_baseline(settings: Settings, data: Path | None, sample: int | None = N
         frame,
         preprocess=PreprocessConfig(),
         target_precision=settings.target_precision,
-        tracking_uri=settings.tracking_uri,
-        model_name=settings.model_name,
+        registry=Registry.of(settings),
         artifacts_dir=settings.artifacts_dir,
         candidates=("logreg",),
         vectorizers=("tfidf",),
@@ -58,7 +56,8 @@ def train_baseline(settings: Settings, data: Path | None, sample: int | None = N
 
 def ensure_champion(settings: Settings, data: Path | None) -> ModelVersionInfo:
     """The champion of the registry; trains, registers and promotes a baseline if none."""
-    champion = get_champion(settings.tracking_uri, settings.model_name)
+    registry = Registry.of(settings)
+    champion = registry.champion()
     if champion is not None:
         log.info("champion found", extra={"model": champion.name, "version": champion.version})
         return champion
@@ -68,4 +67,4 @@ def ensure_champion(settings: Settings, data: Path | None) -> ModelVersionInfo:
         f"{result.test_at_threshold['precision']:.3f} at threshold "
         f"{result.threshold.threshold:.3f} (accuracy {result.test_at_default['accuracy']:.3f})"
     )
-    return promote(settings.tracking_uri, settings.model_name, result.version)
+    return registry.promote(result.version).version

@@ -18,6 +18,8 @@ from shared.preprocessing import PreprocessConfig
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from training.experiment import TrainResult
 
 app = typer.Typer(
@@ -26,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console(stderr=True)
-OptionsT = TypeVar("OptionsT")
+OptionsT = TypeVar("OptionsT", bound="DataclassInstance")
 
 DataOption = Annotated[
     Path | None,
@@ -237,6 +239,7 @@ def _train(
     """What every `train` command does around its family: load the data, train on the chosen
     sample with the settings' registry and target, say what came of it, promote if asked."""
     from airparadis.bootstrap import load_training_data, sample_size
+    from shared.registry import Registry
 
     settings = load_settings(home, data=data)
     frame, source = load_training_data(settings, settings.data)
@@ -245,8 +248,7 @@ def _train(
     result = train(
         frame,
         target_precision=settings.target_precision,
-        tracking_uri=settings.tracking_uri,
-        model_name=settings.model_name,
+        registry=Registry.of(settings),
         artifacts_dir=settings.artifacts_dir,
         sample=size if size < len(frame) else None,
         data_source=str(source),
@@ -428,13 +430,14 @@ def models_list(home: HomeOption = None) -> None:
     """Every registered version with its aliases, family and threshold."""
     from rich.table import Table
 
+    from shared.registry import Registry
     from training.registry import compare_versions
 
     settings = load_settings(home)
     table = Table(title=f"{settings.model_name} ({settings.tracking_uri})")
     for column in ("version", "aliases", "family", "candidate", "threshold", "created"):
         table.add_column(column)
-    for summary in compare_versions(settings.tracking_uri, settings.model_name):
+    for summary in compare_versions(Registry.of(settings)):
         table.add_row(
             summary.version,
             ", ".join(summary.aliases),
@@ -455,10 +458,11 @@ def models_compare(home: HomeOption = None) -> None:
     """
     from rich.table import Table
 
+    from shared.registry import Registry
     from training.registry import TEST_FIGURES, compare_versions
 
     settings = load_settings(home)
-    summaries = compare_versions(settings.tracking_uri, settings.model_name)
+    summaries = compare_versions(Registry.of(settings))
     table = Table(
         title=f"{settings.model_name}: test figures at each version's threshold",
         caption="ms/tweet: batch scoring / one tweet at a time, preprocessing included",
@@ -523,14 +527,13 @@ def models_evaluate(
     """Score labelled tweets with VERSION as serving does; metrics at 0.5 and at its threshold."""
     from rich.table import Table
 
+    from shared.registry import Registry
     from training.data import load_sentiment140
     from training.registry import TEST_FIGURES, evaluate_version
 
     settings = load_settings(home)
     with user_errors("Not evaluated"):
-        evaluation = evaluate_version(
-            settings.tracking_uri, settings.model_name, version, load_sentiment140(data)
-        )
+        evaluation = evaluate_version(Registry.of(settings), version, load_sentiment140(data))
     table = Table(
         title=f"{settings.model_name} v{evaluation.version} on {evaluation.n_tweets:,} tweets "
         f"of {data.name}"
@@ -563,15 +566,13 @@ def models_reference(
     """
     from rich.table import Table
 
-    from shared.models import get_champion
+    from shared.registry import Registry
     from training.data import load_sentiment140
     from training.registry import rebuild_reference
 
     settings = load_settings(home)
     with user_errors("No reference built"):
-        rows = rebuild_reference(
-            settings.tracking_uri, settings.model_name, version, load_sentiment140(data)
-        )
+        rows = rebuild_reference(Registry.of(settings), version, load_sentiment140(data))
     table = Table(title=f"Drift reference of {settings.model_name} v{version}")
     table.add_column("feature")
     table.add_column("validation tweets", justify="right")
@@ -580,15 +581,13 @@ def models_reference(
         of_feature = [row for row in rows if row["feature"] == feature]
         table.add_row(str(feature), f"{of_feature[0]['observations']:,}", str(len(of_feature)))
     _stdout().print(table)
-    champion = get_champion(settings.tracking_uri, settings.model_name)
+    registry = Registry.of(settings)
+    champion = registry.champion()
     if champion is not None and champion.version == str(version):
-        _announce(settings, version)
+        _print_announced(registry.announce(version))
 
 
-def _announce(settings: Settings, version: str) -> None:
-    from airparadis.announce import announce_promotion
-
-    where = announce_promotion(settings, version)
+def _print_announced(where: str | None) -> None:
     if where:
         console.print(f"announced on {where}: running workers pick it up")
     else:
@@ -596,12 +595,11 @@ def _announce(settings: Settings, version: str) -> None:
 
 
 def _promote(settings: Settings, version: str, *, force: bool = False) -> None:
+    from shared.registry import Registry
     from training.registry import PromotionRefusedError, promote_if_better
 
     try:
-        info, check = promote_if_better(
-            settings.tracking_uri, settings.model_name, version, force=force
-        )
+        promotion, check = promote_if_better(Registry.of(settings), version, force=force)
     except PromotionRefusedError as refused:
         console.print(
             f"[red]Not promoted:[/red] {refused.check.reason}. A lower precision lets more "
@@ -611,8 +609,9 @@ def _promote(settings: Settings, version: str, *, force: bool = False) -> None:
         raise typer.Exit(1) from refused
     if not check.allowed:
         console.print(f"[yellow]Forced:[/yellow] {check.reason}")
+    info = promotion.version
     console.print(f"{info.name} v{info.version} is the champion ({check.reason})")
-    _announce(settings, info.version)
+    _print_announced(promotion.announced_on)
 
 
 def _figure(value: float | None, digits: int = 3) -> str:

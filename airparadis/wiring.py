@@ -39,7 +39,7 @@ from shared import subjects
 from shared.bus import ConnectionState, Streams, declare_streams, make_broker, nats_servers
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
-from shared.models import LoadedModel, get_champion, load_champion, load_version
+from shared.registry import Registry
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
 from shared.store_reads import BusStore
@@ -68,17 +68,15 @@ def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Await
 
 
 def model_loader(settings: Settings) -> infer.ModelLoader:
-    def load(version: str | None) -> LoadedModel:
-        if version is None:
-            return load_champion(settings.tracking_uri, settings.model_name)
-        return load_version(settings.tracking_uri, settings.model_name, version)
-
-    return load
+    """Loads a version of the configured model (None: the champion)."""
+    return Registry.of(settings).load
 
 
 def champion_version(settings: Settings) -> Callable[[], str | None]:
+    registry = Registry.of(settings)
+
     def version() -> str | None:
-        champion = get_champion(settings.tracking_uri, settings.model_name)
+        champion = registry.champion()
         return champion.version if champion is not None else None
 
     return version

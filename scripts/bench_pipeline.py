@@ -42,8 +42,8 @@ import numpy as np
 from airparadis.processes import cpu_seconds, descendants, rss_mb
 from shared import subjects
 from shared.messages import TweetSubmitted
-from shared.models import load_champion
 from shared.nats_server import NatsServerProcess, free_port
+from shared.registry import Registry
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def measure_model(figures: Figures, settings: Settings, texts: list[str], work: 
 
 def model_alone(tracking_uri: str, corpus: Path) -> dict[str, float]:
     texts: list[str] = json.loads(corpus.read_text())
-    model = load_champion(tracking_uri, Settings().model_name)
+    model = Registry(tracking_uri, Settings().model_name).load()
     model.scores(texts[:128])  # warm up
     started = time.perf_counter()
     for start in range(0, len(texts), 64):

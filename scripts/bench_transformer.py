@@ -75,14 +75,14 @@ def registered_estimator(model: str, tracking_uri: str | None, work: Path) -> Pa
     if model.startswith("models:/"):
         import mlflow
 
-        from shared.models import registry_client
+        from shared.registry import Registry
 
         if tracking_uri is None:
             raise SystemExit("a models:/ URI needs --tracking-uri")
         name, _, version = model.removeprefix("models:/").partition("/")
-        # Resolved by the registry named here, as shared.models does, not by MLflow's globals.
+        # Resolved by the registry named here, not by MLflow's globals.
         model = mlflow.artifacts.download_artifacts(
-            artifact_uri=registry_client(tracking_uri).get_model_version_download_uri(
+            artifact_uri=Registry(tracking_uri, name).client.get_model_version_download_uri(
                 name, version
             ),
             dst_path=str(work),

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from shared.models import load_champion
+from shared.registry import Registry
 from shared.settings import Settings
 
 
@@ -29,7 +29,7 @@ class Answer(BaseModel):
 
 def create_app() -> FastAPI:
     settings = Settings()
-    model = load_champion(settings.tracking_uri, settings.model_name)
+    model = Registry.of(settings).load()
     app = FastAPI()
 
     @app.post("/v1/predict")

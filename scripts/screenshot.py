@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file: make the repo's packages importable
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
+from scripts.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
 
 
 def screenshot(url: str, out: Path, *, width: int, height: int, timeout_s: float) -> None:

@@ -16,20 +16,15 @@ import bisect
 import json
 import logging
 import math
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
-from mlflow.exceptions import MlflowException
 
 from shared.grafana_sql import PanelQuery, run_panel
 from shared.messages import TextFeatures
-from shared.models import get_version, read_run_artifact, registry_client
 from shared.storage import Store, as_utc
 
 log = logging.getLogger(__name__)
@@ -212,7 +207,7 @@ def save_reference(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
     store.insert(REFERENCE_TABLE, rows)
 
 
-# --- The reference in MLflow, with its version ---
+# --- The reference as the JSON artifact logged with its version (shared/registry.py) ---
 
 REFERENCE_ARTIFACT = "drift_reference.json"
 
@@ -272,54 +267,6 @@ def from_json(data: str | bytes) -> list[dict[str, Any]]:
         ]
     except (ValueError, TypeError, KeyError) as error:
         raise DriftReferenceError(f"unreadable {REFERENCE_ARTIFACT}: {error}") from error
-
-
-def log_reference(rows: Sequence[Mapping[str, Any]]) -> None:
-    """Log the rows in the active MLflow run."""
-    mlflow.log_text(to_json(rows), REFERENCE_ARTIFACT)
-
-
-def load_reference(
-    tracking_uri: str, model_name: str, model_version: str
-) -> list[dict[str, Any]] | None:
-    """The reference logged with a registered version, or None when its run has none (a
-    version trained before references existed: `airparadis models reference` makes one)."""
-    info = get_version(tracking_uri, model_name, model_version)
-    if info.run_id is None:
-        return None
-    try:
-        logged = {item.path for item in registry_client(tracking_uri).list_artifacts(info.run_id)}
-    except MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise DriftReferenceError(
-                f"the run of version {model_version} ({info.run_id}) no longer exists"
-            ) from error
-        raise
-    if REFERENCE_ARTIFACT not in logged:
-        return None
-    rows = from_json(read_run_artifact(tracking_uri, info.run_id, REFERENCE_ARTIFACT))
-    # A reference is keyed by the version it was built for; a copied artifact must not pose
-    # as another version's.
-    if any(row["model_version"] != str(model_version) for row in rows):
-        raise DriftReferenceError(
-            f"the reference logged with version {model_version} belongs to another version"
-        )
-    return rows
-
-
-def log_reference_for_version(
-    tracking_uri: str, model_name: str, model_version: str, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """Log rows into the run of an already registered version (replacing any earlier ones)."""
-    info = get_version(tracking_uri, model_name, model_version)
-    if info.run_id is None:
-        raise DriftReferenceError(
-            f"version {model_version} of {model_name!r} has no run to log into"
-        )
-    with tempfile.TemporaryDirectory(prefix="airparadis-reference-") as folder:
-        path = Path(folder) / REFERENCE_ARTIFACT
-        path.write_text(to_json(rows), encoding="utf-8")
-        registry_client(tracking_uri).log_artifact(info.run_id, str(path))
 
 
 # --- The PSI of live traffic, in SQL ---

@@ -89,16 +89,6 @@ def linear(
     return Explanation(words, contributions, "linear", True)
 
 
-def top_words(explanation: Explanation, sign: int, n: int = 5) -> list[tuple[str, float]]:
-    """The n words that pushed most toward positive (sign=1) or negative (sign=-1)."""
-    scored = [
-        (w.text, c)
-        for w, c in zip(explanation.words, explanation.contributions, strict=True)
-        if c * sign > 0
-    ]
-    return sorted(scored, key=lambda item: -abs(item[1]))[:n]
-
-
 def linear_feature_weights(
     vectorizer: object, coefficients: np.ndarray
 ) -> Callable[[str], dict[str, float]]:

@@ -1,43 +1,33 @@
-"""The serving contract of every sentiment model, and loading registered versions for scoring.
+"""The serving contract of every sentiment model: the pyfunc all families are logged as, and a
+version loaded for scoring (shared/registry.py loads it).
 
 All families are logged as one MLflow pyfunc, `SentimentModel`: text in, probability of positive
 out, with the preprocessing inside (its config is saved with the model and rebuilt at load time)
 and the decision threshold beside it. A family differs only in its estimator, which a loader from
 `ESTIMATOR_LOADERS` rebuilds from one artifact. Training logs the model (training/model.py);
-services load it here with the registry URI passed in, leaving no MLflow global state behind.
+services load it through the registry, leaving no MLflow global state behind.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import mlflow
-import mlflow.artifacts
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from shared.estimators.base import (
-    ESTIMATOR_LOADERS,
     ModelLoadError,
-    ModelNotFoundError,
     ProbabilityEstimator,
     estimator_oov_rates,
 )
+from shared.estimators.loaders import ESTIMATOR_LOADERS
 from shared.explain import Explanation, linear, occlusion
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
-
-CHAMPION = "champion"
-PREVIOUS = "previous"
-CHALLENGER = "challenger"
 
 TEXT_COLUMN = "text"
 PROBABILITY_COLUMN = "probability"
@@ -45,13 +35,6 @@ PROBABILITY_COLUMN = "probability"
 # Keys of the pyfunc's artifacts.
 CONFIG_ARTIFACT = "sentiment_config"
 ESTIMATOR_ARTIFACT = "estimator"
-
-# Tags on a registered model version.
-THRESHOLD_TAG = "threshold"
-TARGET_PRECISION_TAG = "target_precision"
-FAMILY_TAG = "family"
-
-_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
 @dataclass(frozen=True)
@@ -170,142 +153,42 @@ class Scores:
     oov_rates: np.ndarray | None
 
 
+class ServingModel(Protocol):
+    """What a version must do to serve: SentimentModel is one; the tests' fakes are others."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def score(self, texts: Sequence[str]) -> Scores: ...
+
+    def explain(self, text: str, budget_s: float) -> Explanation: ...
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A registered version ready to score. Label a tweet positive when proba >= threshold."""
 
     name: str
     version: str
-    threshold: float
-    predict_proba: Callable[[list[str]], np.ndarray]
-    # Word contributions for one raw tweet within a time budget (seconds); None: occlusion
-    # on predict_proba by the caller.
-    explain: Callable[[str, float], Explanation] | None = None
-    # Probabilities with out-of-vocabulary rates, preprocessing once; None: probabilities only.
-    score: Callable[[list[str]], Scores] | None = None
+    model: ServingModel
 
-    def scores(self, texts: list[str]) -> Scores:
-        """Probabilities, with OOV rates where the model measures them."""
-        if self.score is not None:
-            return self.score(texts)
-        return Scores(np.asarray(self.predict_proba(texts), dtype=float), None)
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold
 
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probability of positive of each raw tweet, in order."""
+        return self.model.predict_proba(texts)
 
-@dataclass(frozen=True)
-class ModelVersionInfo:
-    """What the registry says about one version, without loading it."""
+    def scores(self, texts: Sequence[str]) -> Scores:
+        """Probabilities, with OOV rates where the model measures them, preprocessing once."""
+        return self.model.score(texts)
 
-    name: str
-    version: str
-    aliases: tuple[str, ...]
-    threshold: float | None
-    run_id: str | None
-    tags: Mapping[str, str]
-
-    @classmethod
-    def of(cls, version: ModelVersion) -> ModelVersionInfo:
-        tags = dict(version.tags or {})
-        threshold = tags.get(THRESHOLD_TAG)
-        return cls(
-            name=version.name,
-            version=str(version.version),
-            aliases=tuple(version.aliases or ()),
-            threshold=float(threshold) if threshold is not None else None,
-            run_id=version.run_id,
-            tags=tags,
-        )
-
-
-def registry_client(tracking_uri: str) -> mlflow.MlflowClient:
-    """A client bound to one tracking and registry URI, independent of MLflow's globals."""
-    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def read_run_artifact(tracking_uri: str, run_id: str, artifact_path: str) -> bytes:
-    """The bytes of one file logged in a run (the split, the drift reference)."""
-    with tempfile.TemporaryDirectory(prefix="airparadis-artifact-") as folder:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=artifact_path, dst_path=folder, tracking_uri=tracking_uri
-        )
-        return Path(path).read_bytes()
-
-
-def get_champion(tracking_uri: str, model_name: str) -> ModelVersionInfo | None:
-    """The version holding the alias champion, or None when there is none (or no such model)."""
-    return get_alias(tracking_uri, model_name, CHAMPION)
-
-
-def get_alias(tracking_uri: str, model_name: str, alias: str) -> ModelVersionInfo | None:
-    try:
-        version = registry_client(tracking_uri).get_model_version_by_alias(model_name, alias)
-    except MlflowException as error:
-        if error.error_code in _NOT_FOUND_CODES:
-            return None
-        raise
-    return ModelVersionInfo.of(version)
-
-
-def get_version(tracking_uri: str, model_name: str, version: str) -> ModelVersionInfo:
-    try:
-        found = registry_client(tracking_uri).get_model_version(model_name, str(version))
-    except MlflowException as error:
-        if error.error_code in _NOT_FOUND_CODES:
-            raise ModelNotFoundError(
-                f"no version {version} of model {model_name!r} at {tracking_uri}"
-            ) from error
-        raise
-    return ModelVersionInfo.of(found)
-
-
-def load_champion(tracking_uri: str, model_name: str) -> LoadedModel:
-    """Load the champion version for scoring; ModelNotFoundError when no version holds it."""
-    champion = get_champion(tracking_uri, model_name)
-    if champion is None:
-        raise ModelNotFoundError(
-            f"no version of model {model_name!r} holds the alias {CHAMPION!r} at {tracking_uri}"
-        )
-    # Load by number, not by alias, so the version reported is the one loaded even if the alias
-    # moves meanwhile.
-    return _load(tracking_uri, model_name, champion.version)
-
-
-def load_version(tracking_uri: str, model_name: str, version: str) -> LoadedModel:
-    """Load one registered version for scoring."""
-    get_version(tracking_uri, model_name, version)
-    return _load(tracking_uri, model_name, str(version))
-
-
-def _load(tracking_uri: str, model_name: str, version: str) -> LoadedModel:
-    # The estimator is read into memory by load_context, so the download can go right after.
-    # The registry resolves the version to its storage URI here: a models:/ URI would be
-    # resolved against MLflow's global tracking URI, not this one.
-    storage_uri = registry_client(tracking_uri).get_model_version_download_uri(model_name, version)
-    with tempfile.TemporaryDirectory(prefix="airparadis-model-") as download_dir:
-        local_path = mlflow.artifacts.download_artifacts(
-            artifact_uri=storage_uri,
-            dst_path=download_dir,
-            tracking_uri=tracking_uri,
-            registry_uri=tracking_uri,
-        )
-        try:
-            python_model = mlflow.pyfunc.load_model(local_path).unwrap_python_model()
-        except MlflowException as error:
-            raise ModelLoadError(
-                f"cannot load version {version} of model {model_name!r}: {error}"
-            ) from error
-    if not isinstance(python_model, SentimentModel):
-        raise ModelLoadError(
-            f"version {version} of model {model_name!r} is a {type(python_model).__name__}, "
-            "not an Air Paradis SentimentModel"
-        )
-    return LoadedModel(
-        name=model_name,
-        version=version,
-        threshold=python_model.threshold,
-        predict_proba=python_model.predict_proba,
-        explain=python_model.explain,
-        score=python_model.score,
-    )
+    def explain(self, text: str, budget_s: float) -> Explanation:
+        """Word contributions for one raw tweet within a time budget (seconds)."""
+        return self.model.explain(text, budget_s)
 
 
 def _texts_of(model_input: Any) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.registry import Registry
 from shared.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,11 +44,10 @@ def airline_tweets() -> Path:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An MLflow registry (SQLite) whose champion was trained on the fixture tweets."""
     from tests.integration.registry import train_fixture_model
-    from training.registry import promote
 
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     settings = Settings(home=folder)
     version = train_fixture_model(uri, settings, FIXTURES / "airline_tweets.csv")
-    promote(uri, settings.model_name, version)
+    Registry(uri, settings.model_name).promote(version)
     return uri

@@ -9,25 +9,33 @@ import numpy as np
 
 from services.alerter.state import WindowConflict, _cooling
 from services.alerter.window import WrongPredictionWindow
-from shared.models import LoadedModel
+from shared.explain import Explanation, occlusion
+from shared.models import LoadedModel, Scores
 
 POSITIVE_WORDS = ("love", "great", "thanks", "amazing", "good")
 
 
-def keyword_model(version: str = "1", threshold: float = 0.5) -> LoadedModel:
-    """A deterministic model: a tweet with a positive word is positive."""
+class KeywordModel:
+    """A deterministic ServingModel: a tweet with a positive word is positive."""
 
-    def predict_proba(texts: Sequence[str]) -> np.ndarray:
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return np.array(
             [0.9 if any(w in t.lower() for w in POSITIVE_WORDS) else 0.1 for t in texts]
         )
 
-    return LoadedModel(
-        name="airparadis-sentiment",
-        version=version,
-        threshold=threshold,
-        predict_proba=predict_proba,
-    )
+    def score(self, texts: Sequence[str]) -> Scores:
+        return Scores(self.predict_proba(texts), None)
+
+    def explain(self, text: str, budget_s: float) -> Explanation:
+        return occlusion(text, self.predict_proba, budget_s)
+
+
+def keyword_model(version: str = "1", threshold: float = 0.5) -> LoadedModel:
+    """KeywordModel as a loaded version of the platform's model."""
+    return LoadedModel("airparadis-sentiment", version, KeywordModel(threshold))
 
 
 class MemoryAlerterState:

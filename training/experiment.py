@@ -34,20 +34,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from shared.drift import build_reference, log_reference
-from shared.models import (
-    FAMILY_TAG,
-    TARGET_PRECISION_TAG,
-    THRESHOLD_TAG,
-    ProbabilityEstimator,
-    SentimentModel,
-    SentimentModelConfig,
-    estimator_oov_rates,
-)
+from shared.drift import REFERENCE_ARTIFACT, build_reference, to_json
+from shared.estimators.base import ProbabilityEstimator, estimator_oov_rates
+from shared.models import SentimentModel, SentimentModelConfig
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
+from shared.registry import FAMILY_TAG, TARGET_PRECISION_TAG, THRESHOLD_TAG, Registry, mlflow_at
 from training.data import Split, balanced_sample, split
 from training.evaluate import ThresholdChoice, choose_threshold, classification_metrics, save_plots
-from training.model import ensure_experiment, log_sentiment_model, mlflow_at
+from training.model import ensure_experiment, log_sentiment_model
 from training.registry import (
     CANDIDATE_TAG,
     DATA_SIZE_TAG,
@@ -55,7 +49,6 @@ from training.registry import (
     TEST_AT_DEFAULT_PREFIX,
     TEST_AT_THRESHOLD_PREFIX,
     THRESHOLD_REACHED_TAG,
-    register_version,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,7 +74,7 @@ class Family(Protocol):
     """What a model family plugs into train_family."""
 
     name: str  # "simple" | "lstm" | "transformer" (MLflow tag family)
-    estimator_format: str  # key of shared.models.ESTIMATOR_LOADERS
+    estimator_format: str  # key of shared.estimators.loaders.ESTIMATOR_LOADERS
     packages: tuple[str, ...]  # pip packages pinned into the logged model's requirements
 
     def params(self) -> dict[str, object]:
@@ -137,8 +130,7 @@ def train_family(
     *,
     preprocess: PreprocessConfig,
     target_precision: float,
-    tracking_uri: str,
-    model_name: str,
+    registry: Registry,
     artifacts_dir: Path,
     experiment: str = "airparadis",
     sample: int | None = None,
@@ -152,17 +144,17 @@ def train_family(
     """Train one family, evaluate, log and register it; return the new version and its figures.
 
     data is a loaded Sentiment140 frame (optionally downsampled to `sample` balanced tweets, then
-    split with `val`, `test` and `seed`) or a ready Split. Runs and artifacts go to tracking_uri
-    and artifacts_dir only.
+    split with `val`, `test` and `seed`) or a ready Split. Runs and artifacts go to the
+    registry's tracking URI and artifacts_dir only.
     """
     splits = as_split(data, sample=sample, val=val, test=test, seed=seed)
     started = time.perf_counter()
     texts = preprocess_split(splits, preprocess, progress=progress)
     preprocess_seconds = time.perf_counter() - started
 
-    experiment_id = ensure_experiment(tracking_uri, experiment, artifacts_dir)
+    experiment_id = ensure_experiment(registry, experiment, artifacts_dir)
     with (
-        mlflow_at(tracking_uri),
+        mlflow_at(registry.tracking_uri),
         mlflow.start_run(experiment_id=experiment_id, run_name=run_name or family.name) as run,
         tempfile.TemporaryDirectory(prefix="airparadis-train-") as work_dir,
     ):
@@ -220,10 +212,8 @@ def train_family(
             model_info.model_uri, splits.test["text"].tolist(), test_proba
         )
         mlflow.log_metrics(serving)
-        version = register_version(
-            tracking_uri,
+        version = registry.register(
             model_info.model_uri,
-            model_name,
             tags=_version_tags(
                 family.name,
                 candidate,
@@ -239,23 +229,26 @@ def train_family(
         )
         mlflow.set_tag("registered_version", version.version)
         # What drift is measured against once this version serves (stored at promotion).
-        log_reference(
-            build_reference(
-                splits.val["text"].tolist(),
-                val_proba,
-                estimator_oov_rates(estimator, texts.val.texts),
-                model_name,
-                version.version,
-            )
+        reference = build_reference(
+            splits.val["text"].tolist(),
+            val_proba,
+            estimator_oov_rates(estimator, texts.val.texts),
+            registry.model_name,
+            version.version,
         )
+        mlflow.log_text(to_json(reference), REFERENCE_ARTIFACT)
 
     logger.info(
-        "trained %s (%s) as %s version %s", family.name, candidate, model_name, version.version
+        "trained %s (%s) as %s version %s",
+        family.name,
+        candidate,
+        registry.model_name,
+        version.version,
     )
     return TrainResult(
         run_id=run.info.run_id,
         model_uri=model_info.model_uri,
-        model_name=model_name,
+        model_name=registry.model_name,
         version=version.version,
         candidate=candidate,
         threshold=choice,

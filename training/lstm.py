@@ -45,6 +45,7 @@ import tensorflow as tf
 
 from shared.estimators.base import ProbabilityEstimator
 from shared.preprocessing import PreprocessConfig
+from shared.registry import Registry
 from training.data import Split
 from training.experiment import Texts, TrainResult, train_family
 
@@ -252,8 +253,7 @@ def train_lstm(
     data: pd.DataFrame | Split,
     *,
     target_precision: float,
-    tracking_uri: str,
-    model_name: str,
+    registry: Registry,
     artifacts_dir: Path,
     preprocess: PreprocessConfig = DEFAULT_PREPROCESS,
     options: LstmOptions | None = None,
@@ -271,8 +271,7 @@ def train_lstm(
         data,
         preprocess=preprocess,
         target_precision=target_precision,
-        tracking_uri=tracking_uri,
-        model_name=model_name,
+        registry=registry,
         artifacts_dir=artifacts_dir,
         seed=options.seed,
         progress=progress,

@@ -8,10 +8,8 @@ signature and input example, the pinned requirements, and the config saved besid
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -28,8 +26,8 @@ from shared.models import (
     TEXT_COLUMN,
     SentimentModel,
     SentimentModelConfig,
-    registry_client,
 )
+from shared.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -60,41 +58,16 @@ SERVING_PACKAGES = (
     "wordsegment",
 )
 
-_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
-
-@contextmanager
-def mlflow_at(tracking_uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API (runs, log_model) at tracking_uri, then restore what was there.
-
-    MLflow keeps the URI in process globals and environment variables; both are put back, so a
-    training call leaves no trace on the rest of the process.
-    """
-    saved_environment = {name: os.environ.get(name) for name in _URI_VARIABLES}
-    saved_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
-        mlflow.set_registry_uri(saved_environment["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
-        for name, value in saved_environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def ensure_experiment(tracking_uri: str, name: str, artifacts_dir: Path) -> str:
+def ensure_experiment(registry: Registry, name: str, artifacts_dir: Path) -> str:
     """The id of experiment `name`, created with its artifacts in artifacts_dir if missing.
 
     With a local registry (SQLite), an explicit artifact location keeps MLflow from writing
     ./mlruns in the working directory. A tracking server (http/https) decides where artifacts
     go itself (its --artifacts-destination, e.g. MinIO), so that every machine can read them.
     """
-    client = registry_client(tracking_uri)
-    if tracking_uri.startswith(("http://", "https://")):
+    client = registry.client
+    if registry.tracking_uri.startswith(("http://", "https://")):
         existing = client.get_experiment_by_name(name)
         if existing is None:
             return client.create_experiment(name)

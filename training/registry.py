@@ -1,9 +1,9 @@
-"""Register logged models, compare their versions, promote them and evaluate them on new data.
+"""Compare registered versions, promote by the business rule, evaluate a version on new data
+and rebuild its drift reference: the rules and figures around the registry (shared/registry.py,
+which reads, loads, registers and moves aliases).
 
-Promotion moves the aliases serving follows (champion, previous, challenger); `promote_if_better`
-applies the business rule first: a version whose test precision at its threshold is below the
-champion's does not replace it unless forced. Loading for scoring lives in shared/models.py,
-since services import only shared.
+`promote_if_better` applies the promotion rule first: a version whose test precision at its
+threshold is below the champion's does not replace it unless forced.
 """
 
 from __future__ import annotations
@@ -19,22 +19,10 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from shared.drift import build_reference, log_reference_for_version
-from shared.models import (
-    CHAMPION,
-    FAMILY_TAG,
-    PREVIOUS,
-    THRESHOLD_TAG,
-    ModelNotFoundError,
-    ModelVersionInfo,
-    get_alias,
-    get_version,
-    load_version,
-    read_run_artifact,
-    registry_client,
-)
+from shared.drift import build_reference
+from shared.estimators.base import ModelNotFoundError
+from shared.registry import FAMILY_TAG, THRESHOLD_TAG, Promotion, Registry
 from training.evaluate import classification_metrics
-from training.model import mlflow_at
 
 logger = logging.getLogger(__name__)
 
@@ -47,46 +35,6 @@ TEST_AT_THRESHOLD_PREFIX = "test.at_threshold."
 TEST_AT_DEFAULT_PREFIX = "test.at_0.5."
 # Where training logs the split of a run (training/experiment.py).
 SPLIT_ARTIFACT = "data/split.csv.gz"
-
-# Aliases whose former holder is kept under a second alias, so a promotion can be undone.
-_PREVIOUS_ALIAS = {CHAMPION: PREVIOUS}
-
-
-def register_version(
-    tracking_uri: str, model_uri: str, model_name: str, tags: Mapping[str, str]
-) -> ModelVersionInfo:
-    """Register the logged model at model_uri as a new version of model_name, with tags."""
-    with mlflow_at(tracking_uri):
-        version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
-    logger.info("registered %s version %s from %s", model_name, version.version, model_uri)
-    return get_version(tracking_uri, model_name, str(version.version))
-
-
-def promote(
-    tracking_uri: str, model_name: str, version: str, alias: str = CHAMPION
-) -> ModelVersionInfo:
-    """Give `version` the alias; the former champion keeps the alias `previous`.
-
-    Promoting the version that already holds the alias changes nothing.
-    """
-    get_version(tracking_uri, model_name, version)  # ModelNotFoundError when there is no such one
-    client = registry_client(tracking_uri)
-    former = get_alias(tracking_uri, model_name, alias)
-    if former is not None and former.version == str(version):
-        return former
-    previous_alias = _PREVIOUS_ALIAS.get(alias)
-    if former is not None and previous_alias is not None:
-        client.set_registered_model_alias(model_name, previous_alias, former.version)
-    client.set_registered_model_alias(model_name, alias, str(version))
-    logger.info(
-        "%s version %s is now %s (was version %s)",
-        model_name,
-        version,
-        alias,
-        former.version if former else None,
-    )
-    return get_version(tracking_uri, model_name, str(version))
-
 
 # --- Comparing versions -------------------------------------------------------------------------
 
@@ -136,22 +84,22 @@ class PromotionCheck:
     champion: str | None = None
 
 
-def summarize_version(tracking_uri: str, model_name: str, version: str) -> VersionSummary:
+def summarize_version(registry: Registry, version: str) -> VersionSummary:
     """The figures of one version: its training run's metrics, else the copies in its tags."""
-    client = registry_client(tracking_uri)
+    client = registry.client
     try:
-        found = client.get_model_version(model_name, str(version))
+        found = client.get_model_version(registry.model_name, str(version))
     except MlflowException as error:
         raise ModelNotFoundError(
-            f"no version {version} of model {model_name!r} at {tracking_uri}"
+            f"no version {version} of model {registry.model_name!r} at {registry.tracking_uri}"
         ) from error
     return _summary(client, found)
 
 
-def compare_versions(tracking_uri: str, model_name: str) -> list[VersionSummary]:
+def compare_versions(registry: Registry) -> list[VersionSummary]:
     """One summary per registered version, oldest first."""
-    client = registry_client(tracking_uri)
-    versions = client.search_model_versions(f"name='{model_name}'")
+    client = registry.client
+    versions = registry.versions()
     return [_summary(client, v) for v in sorted(versions, key=lambda v: int(v.version))]
 
 
@@ -197,21 +145,22 @@ def check_promotion(candidate: VersionSummary, champion: VersionSummary | None) 
 
 
 def promote_if_better(
-    tracking_uri: str, model_name: str, version: str, *, force: bool = False
-) -> tuple[ModelVersionInfo, PromotionCheck]:
-    """Make `version` the champion when check_promotion allows it (or force is set).
+    registry: Registry, version: str, *, force: bool = False
+) -> tuple[Promotion, PromotionCheck]:
+    """Make `version` the champion when check_promotion allows it (or force is set), and
+    announce it on the registry's bus.
 
     PromotionRefusedError when the rule refuses and force is not set.
     """
-    candidate = summarize_version(tracking_uri, model_name, version)
-    holder = get_alias(tracking_uri, model_name, CHAMPION)
-    champion = summarize_version(tracking_uri, model_name, holder.version) if holder else None
+    candidate = summarize_version(registry, version)
+    holder = registry.champion()
+    champion = summarize_version(registry, holder.version) if holder else None
     check = check_promotion(candidate, champion)
     if not check.allowed and not force:
         raise PromotionRefusedError(check)
     if not check.allowed:
         logger.warning("promotion forced despite the rule: %s", check.reason)
-    return promote(tracking_uri, model_name, version), check
+    return registry.promote(version), check
 
 
 def _summary(client: mlflow.MlflowClient, version: ModelVersion) -> VersionSummary:
@@ -278,11 +227,9 @@ class Evaluation:
     at_threshold: dict[str, float]
 
 
-def evaluate_version(
-    tracking_uri: str, model_name: str, version: str, frame: pd.DataFrame
-) -> Evaluation:
+def evaluate_version(registry: Registry, version: str, frame: pd.DataFrame) -> Evaluation:
     """Load the version as serving does and score frame (columns text, label 0/1)."""
-    model = load_version(tracking_uri, model_name, version)
+    model = registry.load(version)
     proba = model.predict_proba(frame["text"].astype(str).tolist())
     labels = frame["label"].to_numpy()
     return Evaluation(
@@ -298,7 +245,7 @@ def evaluate_version(
 
 
 def rebuild_reference(
-    tracking_uri: str, model_name: str, version: str, frame: pd.DataFrame
+    registry: Registry, version: str, frame: pd.DataFrame
 ) -> list[dict[str, object]]:
     """Build the drift reference of a registered version from its own validation split, read
     back from `data/split.csv.gz` of its run and taken from `frame` (the Sentiment140 file it
@@ -306,10 +253,10 @@ def rebuild_reference(
 
     ValueError when the split does not match `frame` (another file, or one changed since).
     """
-    info = get_version(tracking_uri, model_name, version)
+    info = registry.version(version)
     if info.run_id is None:
-        raise ValueError(f"version {version} of {model_name!r} has no run with a split")
-    data = read_run_artifact(tracking_uri, info.run_id, SPLIT_ARTIFACT)
+        raise ValueError(f"version {version} of {registry.model_name!r} has no run with a split")
+    data = registry.read_artifact(info.run_id, SPLIT_ARTIFACT)
     assignments = pd.read_csv(io.BytesIO(data), compression="gzip")
     val = assignments[assignments["split"] == "val"]
     missing = set(val["source_row"]) - set(frame.index)
@@ -324,9 +271,11 @@ def rebuild_reference(
             f"the labels of version {version}'s validation rows differ in this file: "
             "pass the file it was trained on"
         )
-    model = load_version(tracking_uri, model_name, version)
+    model = registry.load(version)
     texts = tweets["text"].astype(str).tolist()
     scores = model.scores(texts)
-    rows = build_reference(texts, scores.probabilities, scores.oov_rates, model_name, version)
-    log_reference_for_version(tracking_uri, model_name, version, rows)
+    rows = build_reference(
+        texts, scores.probabilities, scores.oov_rates, registry.model_name, version
+    )
+    registry.log_reference(version, rows)
     return rows

@@ -31,6 +31,7 @@ from sklearn.svm import LinearSVC
 from shared.estimators.base import SKLEARN_JOBLIB, ProbabilityEstimator
 from shared.estimators.sklearn import SklearnEstimator
 from shared.preprocessing import PreprocessConfig
+from shared.registry import Registry
 from training.data import Split
 from training.evaluate import ThresholdChoice, choose_threshold, classification_metrics
 from training.experiment import Texts, TrainResult, train_family
@@ -334,8 +335,7 @@ def train_simple(
     *,
     preprocess: PreprocessConfig,
     target_precision: float,
-    tracking_uri: str,
-    model_name: str,
+    registry: Registry,
     artifacts_dir: Path,
     candidates: Sequence[str] = DEFAULT_CANDIDATES,
     vectorizers: Sequence[str] = DEFAULT_VECTORIZERS,
@@ -368,8 +368,7 @@ def train_simple(
         data,
         preprocess=preprocess,
         target_precision=target_precision,
-        tracking_uri=tracking_uri,
-        model_name=model_name,
+        registry=registry,
         artifacts_dir=artifacts_dir,
         seed=seed,
         **flow,

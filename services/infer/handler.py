@@ -24,7 +24,6 @@ from faststream.nats import DeliverPolicy, NatsBroker, NatsRouter
 
 from shared import subjects
 from shared.bus import RetryLater, Streams, worker_router
-from shared.explain import occlusion
 from shared.jetstream import Outcome, Outgoing, decode_batch
 from shared.messages import (
     ExplainRequested,
@@ -110,10 +109,7 @@ def explain_tweet(model: LoadedModel, request: ExplainRequested) -> ExplanationR
     """Score the tweet and say which words pushed it, within the request's time budget."""
     started = time.perf_counter()
     budget_s = request.budget_ms / 1000.0
-    if model.explain is not None:
-        explanation = model.explain(request.text, budget_s)
-    else:
-        explanation = occlusion(request.text, model.predict_proba, budget_s)
+    explanation = model.explain(request.text, budget_s)
     probability = float(model.predict_proba([request.text])[0])
     return ExplanationReady(
         probability=probability,

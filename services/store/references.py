@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.bus import InvalidMessage, RetryLater
-from shared.drift import DriftReferenceError, load_reference, save_reference
+from shared.drift import DriftReferenceError, save_reference
 from shared.estimators.base import ModelNotFoundError
 from shared.jetstream import Outcome, decode_batch
 from shared.messages import ModelPromoted
-from shared.models import get_champion
+from shared.registry import Registry
 from shared.settings import Settings
 from shared.storage import Store
 
@@ -55,9 +55,7 @@ async def copy_reference(store: Store, settings: Settings, model_version: str) -
     retry mends); RetryLater when MLflow or ClickHouse fail.
     """
     try:
-        rows = await asyncio.to_thread(
-            load_reference, settings.tracking_uri, settings.model_name, model_version
-        )
+        rows = await asyncio.to_thread(Registry.of(settings).reference, model_version)
     except (ModelNotFoundError, DriftReferenceError) as error:
         raise InvalidMessage(str(error)) from error
     except Exception as error:  # the registry is down or unreachable: try again later
@@ -87,7 +85,7 @@ async def copy_champion_reference(store: Store, settings: Settings) -> None:
     down replaces the stored one, and a copy is a few dozen rows). Never fatal: the platform
     serves without drift figures rather than not at all."""
     try:
-        champion = await asyncio.to_thread(get_champion, settings.tracking_uri, settings.model_name)
+        champion = await asyncio.to_thread(Registry.of(settings).champion)
         if champion is not None:
             await copy_reference(store, settings, champion.version)
     except Exception:

@@ -3,7 +3,7 @@ the errors of loading, the probability protocol, the format names and the OOV me
 
 An estimator turns preprocessed texts into the probability of the positive label; the
 pyfunc `SentimentModel` (shared/models.py) wraps one with the preprocessing and the threshold.
-Each format has its loader, imported lazily so a service pays only for the family it serves.
+The loader of each format is in `loaders.py`.
 """
 
 from __future__ import annotations
@@ -54,31 +54,3 @@ def estimator_oov_rates(estimator: ProbabilityEstimator, texts: Sequence[str]) -
     measure = getattr(estimator, "oov_rates", None)
     rates = None if measure is None else measure(texts)
     return None if rates is None else np.asarray(rates, dtype=float)
-
-
-def _load_sklearn(path: Path) -> ProbabilityEstimator:
-    from shared.estimators.sklearn import SklearnEstimator
-
-    return SklearnEstimator.load(path)
-
-
-def _load_onnx_transformer(path: Path) -> ProbabilityEstimator:
-    # Imported on use: only a service serving this family pays for onnxruntime and tokenizers.
-    from shared.estimators.onnx_transformer import OnnxTransformerEstimator
-
-    return OnnxTransformerEstimator.load(path)
-
-
-def _load_keras_lstm(path: Path) -> ProbabilityEstimator:
-    # Imported on use: only a service serving this family pays for TensorFlow (seconds, GBs).
-    from shared.estimators.keras_lstm import load
-
-    return load(path)
-
-
-# One entry per estimator format; a new family registers its loader here.
-ESTIMATOR_LOADERS: dict[str, EstimatorLoader] = {
-    SKLEARN_JOBLIB: _load_sklearn,
-    ONNX_TRANSFORMER: _load_onnx_transformer,
-    KERAS_LSTM: _load_keras_lstm,
-}

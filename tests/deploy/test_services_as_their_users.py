@@ -152,7 +152,7 @@ async def test_pipeline_runs_with_each_service_as_its_own_nats_user(
                 subjects.TWEETS_SUBMITTED
             )
 
-            # `airparadis models promote` announces as the trainer user (as airparadis/announce.py
+            # `airparadis models promote` announces as the trainer user (as Registry.announce
             # does); infer takes the event and acks it.
             trainer = broker_as_user(as_user("trainer"))
             await trainer.connect()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.browser import CHROMIUM_ARGS, find_chromium, install_chromium
+from scripts.browser import CHROMIUM_ARGS, find_chromium, install_chromium
 from tests.e2e.conftest import Running
 
 pytestmark = pytest.mark.e2e

@@ -17,13 +17,12 @@ import pytest
 from faststream.nats import NatsBroker
 
 from airparadis.wiring import WORKERS, Platform, Worker, build_platform
-from shared.models import get_champion
 from shared.nats_server import NatsServerProcess
+from shared.registry import Registry
 from shared.settings import Settings
 from shared.storage import ChdbStore
 from tests.integration.platform import StartPlatform
 from tests.servers import Inbox, nats_server, smtp_server
-from training.registry import promote
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +111,7 @@ def second_version(
     """A second registered version; the champion is restored afterwards."""
     from tests.integration.registry import train_fixture_model
 
-    champion = get_champion(registry, platform_settings.model_name)
+    champion = Registry(registry, platform_settings.model_name).champion()
     assert champion is not None
     yield train_fixture_model(registry, platform_settings, airline_tweets)
-    promote(registry, platform_settings.model_name, champion.version)
+    Registry(registry, platform_settings.model_name).promote(champion.version)

@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 
 from shared.preprocessing import PreprocessConfig
+from shared.registry import Registry
 from shared.settings import Settings
 from training.data import load_sentiment140
 from training.simple import train_simple
@@ -18,8 +19,7 @@ def train_fixture_model(tracking_uri: str, settings: Settings, data: Path) -> st
         load_sentiment140(data),
         preprocess=PreprocessConfig(),
         target_precision=settings.target_precision,
-        tracking_uri=tracking_uri,
-        model_name=settings.model_name,
+        registry=Registry(tracking_uri, settings.model_name),
         artifacts_dir=Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts",
         min_df=1,
         progress=False,

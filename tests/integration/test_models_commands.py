@@ -8,9 +8,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from airparadis.cli import app
-from shared.drift import load_reference
-from shared.models import CHAMPION, PREVIOUS, get_alias, registry_client
 from shared.nats_server import free_port
+from shared.registry import CHAMPION, PREVIOUS, Registry
 from tests.drift import reference_shares
 from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.registry import TEST_AT_THRESHOLD_PREFIX, compare_versions
@@ -30,7 +29,7 @@ class Home:
         self.env = {
             "AIRPARADIS_HOME": str(root),
             "AIRPARADIS_MLFLOW_TRACKING_URI": self.tracking_uri,
-            "AIRPARADIS_MODEL_NAME": MODEL,
+            "AIRPARADIS_MODEL": MODEL,
             # No NATS server listens there, so a promotion is announced to nobody.
             "AIRPARADIS_NATS_URL": "",
             "AIRPARADIS_NATS_PORT": str(free_port()),
@@ -64,7 +63,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 def register_with_precision(home: Home, precision: float) -> str:
     """A new version of the trained model whose run recorded the given test precision."""
-    client = registry_client(home.tracking_uri)
+    client = Registry(home.tracking_uri, MODEL).client
     first = client.get_model_version(MODEL, "1")
     assert first.run_id is not None
     experiment_id = client.get_run(first.run_id).info.experiment_id
@@ -79,14 +78,14 @@ def register_with_precision(home: Home, precision: float) -> str:
 
 
 def alias_holder(home: Home, alias: str) -> str | None:
-    holder = get_alias(home.tracking_uri, MODEL, alias)
+    holder = Registry(home.tracking_uri, MODEL).alias(alias)
     return holder.version if holder else None
 
 
 def test_smoke_training_registers_one_version_with_a_nested_run_per_candidate(
     home: Home,
 ) -> None:
-    client = registry_client(home.tracking_uri)
+    client = Registry(home.tracking_uri, MODEL).client
     (version,) = client.search_model_versions(f"name='{MODEL}'")
     assert version.run_id is not None
     run = client.get_run(version.run_id)
@@ -117,7 +116,9 @@ def test_compare_lists_every_version_with_its_test_figures(home: Home) -> None:
     result = home.run("models", "compare")
 
     assert result.exit_code == 0, result.output
-    (summary,) = [s for s in compare_versions(home.tracking_uri, MODEL) if s.version == "1"]
+    (summary,) = [
+        s for s in compare_versions(Registry(home.tracking_uri, MODEL)) if s.version == "1"
+    ]
     assert summary.family == "simple"
     assert summary.n_train == 32
     assert set(summary.test_at_threshold) == {
@@ -137,7 +138,7 @@ def test_compare_lists_every_version_with_its_test_figures(home: Home) -> None:
 
 def test_promote_refuses_a_less_precise_version_unless_forced(home: Home) -> None:
     assert home.run("models", "promote", "1").exit_code == 0
-    champion_precision = compare_versions(home.tracking_uri, MODEL)[0].precision
+    champion_precision = compare_versions(Registry(home.tracking_uri, MODEL))[0].precision
     assert champion_precision is not None
     worse = register_with_precision(home, champion_precision - 0.1)
 
@@ -174,14 +175,14 @@ def test_evaluate_prints_the_metrics_at_half_and_at_the_threshold(home: Home) ->
 
 
 def test_reference_rebuilds_the_drift_reference_from_the_version_split(home: Home) -> None:
-    logged = load_reference(home.tracking_uri, MODEL, "1")
+    logged = Registry(home.tracking_uri, MODEL).reference("1")
     assert logged is not None, "training logs a reference with every version"
 
     result = home.run("models", "reference", "1", "--data", str(FIXTURE))
 
     assert result.exit_code == 0, result.output
     assert "probability" in result.output and "oov_rate" in result.output
-    rebuilt = load_reference(home.tracking_uri, MODEL, "1")
+    rebuilt = Registry(home.tracking_uri, MODEL).reference("1")
     assert rebuilt is not None
     # Same split, same model: the same shares, built anew.
     before, after = reference_shares(logged), reference_shares(rebuilt)

@@ -10,18 +10,17 @@ import numpy as np
 import pytest
 from faststream.nats import NatsBroker
 
-from airparadis.announce import publish_promotion
 from airparadis.wiring import alerter_bucket
 from services.alerter.state import KvAlerterState
 from shared import subjects
 from shared.bus import publish_event
-from shared.drift import load_reference, psi_by_feature, reference_rows, save_reference
+from shared.drift import psi_by_feature, reference_rows, save_reference
 from shared.messages import ModelPromoted, TweetSubmitted
+from shared.registry import Registry, publish_promotion
 from shared.settings import Settings
 from tests.drift import has_reference
 from tests.integration.platform import StartPlatform, rows_in
 from tests.servers import Inbox, eventually, json_attachment
-from training.registry import promote
 
 pytestmark = pytest.mark.integration
 
@@ -150,14 +149,14 @@ async def test_the_champion_reference_is_stored_at_start_and_a_promoted_one_at_o
     registry: str,
     second_version: str,
 ) -> None:
-    champion = load_reference(registry, MODEL, "1")
+    champion = Registry(registry, MODEL).reference("1")
     assert champion is not None, "training logs the reference with the version"
     async with start_platform(("store",)) as platform:
         store = platform.store
         assert store is not None
         await eventually(lambda: has_reference(store, MODEL, "1"), what="the champion reference")
         assert not has_reference(store, MODEL, second_version)
-        promote(registry, MODEL, second_version)
+        Registry(registry, MODEL).promote(second_version)
         await publish_promotion(
             platform_settings,
             platform_settings.nats_url or "",

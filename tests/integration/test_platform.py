@@ -3,12 +3,12 @@ aiosmtpd SMTP server, all started by fixtures on free ports in temporary folders
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 from faststream.nats import NatsBroker
 
-from airparadis.announce import publish_promotion
 from airparadis.wiring import build_platform
 from shared import subjects
 from shared.bus import publish_event
@@ -17,16 +17,15 @@ from shared.messages import (
     ExplainRequested,
     ExplanationReady,
     FeedbackReported,
-    ModelPromoted,
     PredictionSnapshot,
     RequestFailed,
     TweetSubmitted,
 )
 from shared.nats_server import free_port
+from shared.registry import Registry
 from shared.settings import Settings
 from tests.integration.platform import StartPlatform, count, rows_in
 from tests.servers import Inbox, eventually, json_attachment, smtp_server
-from training.registry import promote
 
 pytestmark = pytest.mark.integration
 
@@ -181,6 +180,21 @@ async def test_unprocessable_message_lands_in_the_dead_letter_stream(
     assert "empty" in letters[1].reason
 
 
+def test_a_promotion_nobody_can_hear_is_not_announced_and_still_made(
+    platform_settings: Settings, second_version: str
+) -> None:
+    # The first start: nats-server runs, but no worker has declared the streams yet.
+    registry_of = Registry.of(platform_settings)
+    assert registry_of.promote(second_version).announced_on is None
+    champion = registry_of.champion()
+    assert champion is not None and champion.version == second_version
+    # No server at all (and none configured): nothing to tell either.
+    silent = Registry.of(
+        platform_settings.model_copy(update={"nats_url": "", "nats_port": free_port()})
+    )
+    assert silent.announce(second_version) is None
+
+
 async def test_promotion_event_swaps_the_model_without_restart(
     start_platform: StartPlatform,
     upstream: NatsBroker,
@@ -193,12 +207,9 @@ async def test_promotion_event_swaps_the_model_without_restart(
         await publish_event(upstream, first, subjects.TWEETS_SUBMITTED, msg_id=first.id)
         await eventually(rows_in(platform, "predictions", 1), what="first prediction")
 
-        promote(registry, platform_settings.model_name, second_version)
-        await publish_promotion(
-            platform_settings,
-            platform_settings.nats_url or "",
-            ModelPromoted(model_name=platform_settings.model_name, version=second_version),
-        )
+        # As `airparadis models promote` does: the registry sets the alias and announces it.
+        promotion = await asyncio.to_thread(Registry.of(platform_settings).promote, second_version)
+        assert promotion.announced_on == platform_settings.nats_url
         await eventually(
             lambda: (
                 platform.holder.current is not None
@@ -217,10 +228,25 @@ async def test_promotion_event_swaps_the_model_without_restart(
     assert before.model_version != second_version
 
 
+async def infer_answers(upstream: NatsBroker) -> None:
+    """Wait as a client waits for readiness: until an infer worker answers its status (right
+    after a start, the server may not route a request to a new subscription for a moment)."""
+
+    async def answered() -> bool:
+        try:
+            await upstream.request(None, subjects.INFER_STATUS, timeout=1)
+        except Exception:
+            return False
+        return True
+
+    await eventually(answered, what="an infer worker answering")
+
+
 async def test_explain_request_is_answered_by_infer_with_linear_contributions(
     start_platform: StartPlatform, upstream: NatsBroker
 ) -> None:
     async with start_platform(("infer",)):
+        await infer_answers(upstream)
         asked = ExplainRequested(text="Loved the crew, lost my bag")
         reply = await upstream.request(
             asked.model_dump(mode="json"), subjects.EXPLAIN_REQUESTED, timeout=10
@@ -236,6 +262,7 @@ async def test_a_malformed_explain_request_gets_an_error_reply(
     start_platform: StartPlatform, upstream: NatsBroker
 ) -> None:
     async with start_platform(("infer",)):
+        await infer_answers(upstream)
         reply = await upstream.request({"text": ""}, subjects.EXPLAIN_REQUESTED, timeout=10)
     failed = RequestFailed.model_validate_json(reply.body)
     assert failed.kind == "invalid_request"

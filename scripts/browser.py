@@ -1,4 +1,7 @@
-"""Headless Chromium from Debian's packages, driven by Playwright (no browser download)."""
+"""Headless Chromium from Debian's packages, driven by Playwright (no browser download).
+
+Used by scripts/screenshot.py and the browser tests (tests/e2e/test_web_page.py).
+"""
 
 from __future__ import annotations
 

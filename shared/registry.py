@@ -1,0 +1,344 @@
+"""The model registry: one registered model in one MLflow registry, and the one way to read its
+versions, aliases, thresholds and drift references, to load a version for scoring, and to
+register versions, and to promote them (announcing each promotion on the bus).
+
+Services, training and the CLI hold a `Registry(tracking_uri, model_name)` (from the settings,
+`Registry.of(settings)`) instead of threading the pair through their calls. Every call goes
+through a client bound to this URI: no MLflow global state is touched or left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import mlflow.artifacts
+import mlflow.pyfunc
+import nats.errors
+import nats.js.errors
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from shared.drift import REFERENCE_ARTIFACT, DriftReferenceError, from_json, to_json
+from shared.estimators.base import ModelLoadError, ModelNotFoundError
+from shared.models import LoadedModel, SentimentModel
+
+if TYPE_CHECKING:
+    from shared.messages import ModelPromoted
+    from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Aliases serving follows.
+CHAMPION = "champion"
+PREVIOUS = "previous"
+CHALLENGER = "challenger"
+# Aliases whose former holder is kept under a second alias, so a promotion can be undone.
+_PREVIOUS_ALIAS = {CHAMPION: PREVIOUS}
+
+# Tags on a registered model version.
+THRESHOLD_TAG = "threshold"
+TARGET_PRECISION_TAG = "target_precision"
+FAMILY_TAG = "family"
+
+_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def mlflow_at(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (runs, log_model) at tracking_uri, then restore what was there.
+
+    MLflow keeps the URI in process globals and environment variables; both are put back, so a
+    training call leaves no trace on the rest of the process.
+    """
+    saved_environment = {name: os.environ.get(name) for name in _URI_VARIABLES}
+    saved_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(saved_environment["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        for name, value in saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """What the registry says about one version, without loading it."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    threshold: float | None
+    run_id: str | None
+    tags: Mapping[str, str]
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> ModelVersionInfo:
+        tags = dict(version.tags or {})
+        threshold = tags.get(THRESHOLD_TAG)
+        return cls(
+            name=version.name,
+            version=str(version.version),
+            aliases=tuple(version.aliases or ()),
+            threshold=float(threshold) if threshold is not None else None,
+            run_id=version.run_id,
+            tags=tags,
+        )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A version given an alias, and where running workers were told of it."""
+
+    version: ModelVersionInfo
+    alias: str
+    # The NATS URL models.promoted went to; None: not announced (no bus configured or reachable,
+    # or the version already held the alias).
+    announced_on: str | None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One registered model (`model_name`) in the registry at `tracking_uri`.
+
+    Made from the platform's settings (`Registry.of`), it also announces promotions on the
+    platform's bus (`bus`), so running workers follow them without restart.
+    """
+
+    tracking_uri: str
+    model_name: str
+    bus: Settings | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Registry:
+        return cls(settings.tracking_uri, settings.model_name, bus=settings)
+
+    @property
+    def client(self) -> mlflow.MlflowClient:
+        """A client bound to this registry, independent of MLflow's globals."""
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    # --- Reading ---
+
+    def version(self, version: str) -> ModelVersionInfo:
+        """One version; ModelNotFoundError when the registry has no such one."""
+        try:
+            found = self.client.get_model_version(self.model_name, str(version))
+        except MlflowException as error:
+            if error.error_code in _NOT_FOUND_CODES:
+                raise ModelNotFoundError(
+                    f"no version {version} of model {self.model_name!r} at {self.tracking_uri}"
+                ) from error
+            raise
+        return ModelVersionInfo.of(found)
+
+    def alias(self, alias: str) -> ModelVersionInfo | None:
+        """The version holding the alias, or None when none does (or there is no such model)."""
+        try:
+            found = self.client.get_model_version_by_alias(self.model_name, alias)
+        except MlflowException as error:
+            if error.error_code in _NOT_FOUND_CODES:
+                return None
+            raise
+        return ModelVersionInfo.of(found)
+
+    def champion(self) -> ModelVersionInfo | None:
+        return self.alias(CHAMPION)
+
+    def versions(self) -> list[ModelVersion]:
+        """Every registered version, as MLflow describes them."""
+        return list(self.client.search_model_versions(f"name = '{self.model_name}'"))
+
+    def read_artifact(self, run_id: str, artifact_path: str) -> bytes:
+        """The bytes of one file logged in a run (the split, the drift reference)."""
+        with tempfile.TemporaryDirectory(prefix="airparadis-artifact-") as folder:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=artifact_path,
+                dst_path=folder,
+                tracking_uri=self.tracking_uri,
+            )
+            return Path(path).read_bytes()
+
+    # --- Loading for scoring ---
+
+    def load(self, version: str | None = None) -> LoadedModel:
+        """Load a version (None: the champion) for scoring. By number, even for the champion,
+        so the version reported is the one loaded if the alias moves meanwhile."""
+        if version is None:
+            champion = self.champion()
+            if champion is None:
+                raise ModelNotFoundError(
+                    f"no version of model {self.model_name!r} holds the alias {CHAMPION!r} "
+                    f"at {self.tracking_uri}"
+                )
+            version = champion.version
+        else:
+            self.version(version)
+        return self._load(str(version))
+
+    def _load(self, version: str) -> LoadedModel:
+        # The estimator is read into memory by load_context, so the download can go right
+        # after. The registry resolves the version to its storage URI here: a models:/ URI
+        # would be resolved against MLflow's global tracking URI, not this one.
+        storage_uri = self.client.get_model_version_download_uri(self.model_name, version)
+        with tempfile.TemporaryDirectory(prefix="airparadis-model-") as download_dir:
+            local_path = mlflow.artifacts.download_artifacts(
+                artifact_uri=storage_uri,
+                dst_path=download_dir,
+                tracking_uri=self.tracking_uri,
+                registry_uri=self.tracking_uri,
+            )
+            try:
+                python_model = mlflow.pyfunc.load_model(local_path).unwrap_python_model()
+            except MlflowException as error:
+                raise ModelLoadError(
+                    f"cannot load version {version} of model {self.model_name!r}: {error}"
+                ) from error
+        if not isinstance(python_model, SentimentModel):
+            raise ModelLoadError(
+                f"version {version} of model {self.model_name!r} is a "
+                f"{type(python_model).__name__}, not an Air Paradis SentimentModel"
+            )
+        return LoadedModel(self.model_name, version, python_model)
+
+    # --- Drift references, logged with each version ---
+
+    def reference(self, version: str) -> list[dict[str, Any]] | None:
+        """The drift reference logged with a version, or None when its run has none (a
+        version trained before references existed: `airparadis models reference` makes one)."""
+        info = self.version(version)
+        if info.run_id is None:
+            return None
+        try:
+            logged = {item.path for item in self.client.list_artifacts(info.run_id)}
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise DriftReferenceError(
+                    f"the run of version {version} ({info.run_id}) no longer exists"
+                ) from error
+            raise
+        if REFERENCE_ARTIFACT not in logged:
+            return None
+        rows = from_json(self.read_artifact(info.run_id, REFERENCE_ARTIFACT))
+        # A reference is keyed by the version it was built for; a copied artifact must not
+        # pose as another version's.
+        if any(row["model_version"] != str(version) for row in rows):
+            raise DriftReferenceError(
+                f"the reference logged with version {version} belongs to another version"
+            )
+        return rows
+
+    def log_reference(self, version: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Log rows into the run of a registered version (replacing any earlier ones)."""
+        info = self.version(version)
+        if info.run_id is None:
+            raise DriftReferenceError(
+                f"version {version} of {self.model_name!r} has no run to log into"
+            )
+        with tempfile.TemporaryDirectory(prefix="airparadis-reference-") as folder:
+            path = Path(folder) / REFERENCE_ARTIFACT
+            path.write_text(to_json(rows), encoding="utf-8")
+            self.client.log_artifact(info.run_id, str(path))
+
+    # --- Writing ---
+
+    def register(self, model_uri: str, tags: Mapping[str, str]) -> ModelVersionInfo:
+        """Register the logged model at model_uri as a new version, with tags."""
+        with mlflow_at(self.tracking_uri):
+            created = mlflow.register_model(model_uri, self.model_name, tags=dict(tags))
+        log.info("registered %s version %s from %s", self.model_name, created.version, model_uri)
+        return self.version(str(created.version))
+
+    def promote(self, version: str, alias: str = CHAMPION) -> Promotion:
+        """Give `version` the alias and announce it on the bus; the former champion keeps the
+        alias `previous`. Promoting the version that already holds the alias changes nothing."""
+        self.version(version)  # ModelNotFoundError when there is no such one
+        former = self.alias(alias)
+        if former is not None and former.version == str(version):
+            return Promotion(former, alias, announced_on=None)
+        previous_alias = _PREVIOUS_ALIAS.get(alias)
+        if former is not None and previous_alias is not None:
+            self.client.set_registered_model_alias(self.model_name, previous_alias, former.version)
+        self.client.set_registered_model_alias(self.model_name, alias, str(version))
+        log.info(
+            "%s version %s is now %s (was version %s)",
+            self.model_name,
+            version,
+            alias,
+            former.version if former else None,
+        )
+        return Promotion(self.version(str(version)), alias, self.announce(str(version)))
+
+    def announce(self, version: str) -> str | None:
+        """Publish models.promoted for `version` on the platform's bus, so infer reloads and the
+        store copies its drift reference. Returns where, or None when there is nobody to tell
+        (a registry without settings, no NATS server reachable, no stream declared yet) or
+        the bus refused: workers read the registry at their next start."""
+        if self.bus is None:
+            return None
+        url = announce_url(self.bus)
+        if url is None:
+            return None
+        from shared.messages import ModelPromoted
+
+        event = ModelPromoted(model_name=self.model_name, version=str(version))
+        try:
+            asyncio.run(publish_promotion(self.bus, url, event))
+        except nats.js.errors.NoStreamResponseError:
+            # No worker has declared the streams yet (the first start): each reads the
+            # registry when it starts, so there is nobody to tell.
+            log.info("no models stream on %s yet: the promotion is read at start", url)
+            return None
+        except (nats.errors.Error, OSError) as error:
+            log.warning("promotion of version %s not announced on %s: %s", version, url, error)
+            return None
+        return url
+
+
+def announce_url(settings: Settings) -> str | None:
+    """The configured NATS URL, else the embedded server's if one is listening."""
+    from shared.nats_server import port_open
+
+    if settings.nats_url:
+        return settings.nats_url
+    return (
+        f"nats://127.0.0.1:{settings.nats_port}"
+        if port_open("127.0.0.1", settings.nats_port)
+        else None
+    )
+
+
+async def publish_promotion(settings: Settings, url: str, event: ModelPromoted) -> None:
+    """Publish one models.promoted event on the bus at url (its own connection)."""
+    from shared import subjects
+    from shared.bus import make_broker, publish_event
+
+    broker = make_broker(settings, servers=url)
+    await broker.connect()
+    try:
+        await publish_event(
+            broker,
+            event,
+            subjects.MODELS_PROMOTED,
+            msg_id=f"promoted-{event.model_name}-{event.version}-{event.promoted_at.timestamp()}",
+            stream=subjects.STREAM_MODELS,
+        )
+    finally:
+        await broker.stop()
