@@ -62,9 +62,11 @@ def ensure_champion(settings: Settings, data: Path | None) -> ModelVersionInfo:
         log.info("champion found", extra={"model": champion.name, "version": champion.version})
         return champion
     result = train_baseline(settings, data)
+    at_threshold = result.test_at_threshold
     console.print(
-        f"Registered {result.model_name} v{result.version}: precision "
-        f"{result.test_at_threshold['precision']:.3f} at threshold "
-        f"{result.threshold.threshold:.3f} (accuracy {result.test_at_default['accuracy']:.3f})"
+        f"Registered {result.model_name} v{result.version}. On its test split, at its "
+        f"threshold {result.threshold.threshold:.3f}: precision {at_threshold['precision']:.3f}, "
+        f"recall {at_threshold['recall']:.3f}; at 0.5: accuracy "
+        f"{result.test_at_default['accuracy']:.3f}"
     )
     return registry.promote(result.version).version

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
     from training.experiment import TrainResult
+    from training.registry import PromotionDecision
 
 app = typer.Typer(
     help="Air Paradis sentiment platform: will readers take a tweet as positive or negative?",
@@ -58,11 +59,19 @@ def user_errors(failed: str) -> Iterator[None]:
     end the command with their reason, not a traceback."""
     from shared.drift import DriftReferenceError
     from shared.estimators.base import ModelLoadError
+    from shared.registry import HoldoutError
     from training.data import DatasetError
 
     try:
         yield
-    except (ModelLoadError, DatasetError, DriftReferenceError, ValueError, OSError) as error:
+    except (
+        ModelLoadError,
+        DatasetError,
+        DriftReferenceError,
+        HoldoutError,
+        ValueError,
+        OSError,
+    ) as error:
         console.print(f"[red]{failed}:[/red] {error}")
         raise typer.Exit(1) from error
 
@@ -451,10 +460,11 @@ def models_list(home: HomeOption = None) -> None:
 
 @models_app.command("compare")
 def models_compare(home: HomeOption = None) -> None:
-    """All versions side by side: test figures, latency per tweet, size.
+    """All versions side by side: test figures, calibration, latency per tweet, size.
 
     Figures are those recorded by each version's training run, on its own test split: at the
-    version's threshold, and accuracy also at 0.5.
+    version's threshold, accuracy also at 0.5, and the expected calibration error (ECE) and
+    Brier score of the calibrated probability with the calibration method.
     """
     from rich.table import Table
 
@@ -474,7 +484,9 @@ def models_compare(home: HomeOption = None) -> None:
     headers = {"accuracy": "accuracy", "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "f1": "F1"}
     for name in TEST_FIGURES:
         table.add_column(headers.get(name, name), justify="right")
-    for column in ("accuracy at 0.5", "threshold", "ms/tweet", "size MB"):
+    for column in ("accuracy at 0.5", "threshold", "ECE", "Brier", "calibration"):
+        table.add_column(column, justify="right")
+    for column in ("ms/tweet", "size MB"):
         table.add_column(column, justify="right")
     for summary in summaries:
         family = summary.family or "?"
@@ -488,6 +500,9 @@ def models_compare(home: HomeOption = None) -> None:
             *(_figure(summary.test_at_threshold.get(name)) for name in TEST_FIGURES),
             _figure(summary.accuracy_at_default),
             _figure(summary.threshold),
+            _figure(summary.ece),
+            _figure(summary.brier),
+            summary.calibration or "",
             f"{_figure(summary.latency_ms, 2)} / {_figure(summary.latency_ms_single, 2)}",
             _figure(summary.size_bytes / 1e6 if summary.size_bytes is not None else None, 1),
         )
@@ -498,19 +513,29 @@ def models_compare(home: HomeOption = None) -> None:
 def models_promote(
     version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
     home: HomeOption = None,
+    holdout: Annotated[
+        Path | None,
+        typer.Option(
+            "--holdout",
+            help="Labelled tweets to compare on (target,text CSV or Sentiment140's original "
+            "form) instead of the registry's frozen holdout.",
+        ),
+    ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Promote even if its test precision is below the champion's."),
+        typer.Option("--force", help="Promote even if its precision is below the champion's."),
     ] = False,
 ) -> None:
-    """Make VERSION the champion, unless its test precision is below the champion's.
+    """Make VERSION the champion, unless its precision on the holdout is below the champion's.
 
-    The former champion becomes `previous`; running infer workers swap to VERSION without
-    restart. Refused when VERSION's test precision at its threshold is below the champion's,
-    unless --force.
+    Both versions score the same labelled tweets, each at its own threshold: the registry's
+    frozen holdout (the first version's test split, which no later training sees), or the
+    --holdout file. Refused when VERSION's precision is below the champion's, unless --force.
+    The reason is kept in the registry (tags promotion_reason and champion_reason). The former
+    champion becomes `previous`; running infer workers swap to VERSION without restart.
     """
     with user_errors("Not promoted"):
-        _promote(load_settings(home), version, force=force)
+        _promote(load_settings(home), version, force=force, holdout_file=holdout)
 
 
 @models_app.command("evaluate")
@@ -559,10 +584,11 @@ def models_reference(
     ],
     home: HomeOption = None,
 ) -> None:
-    """Build the drift reference of VERSION from its own validation split and log it in its run.
+    """Build the drift reference (validation split) and the operating curve (test split) of
+    VERSION and log them in its run.
 
     Training does this for every new version; this is for versions trained before. The store
-    worker copies it into ClickHouse when the version is promoted (or, for the champion, now).
+    worker copies them into ClickHouse when the version is promoted (or, for the champion, now).
     """
     from rich.table import Table
 
@@ -572,7 +598,13 @@ def models_reference(
 
     settings = load_settings(home)
     with user_errors("No reference built"):
-        rows = rebuild_reference(Registry.of(settings), version, load_sentiment140(data))
+        rebuilt = rebuild_reference(Registry.of(settings), version, load_sentiment140(data))
+    rows = rebuilt.reference
+    curve = rebuilt.curve
+    console.print(
+        f"operating curve: {len(curve.thresholds)} thresholds on {curve.positives:,} positive "
+        f"and {curve.negatives:,} negative test tweets"
+    )
     table = Table(title=f"Drift reference of {settings.model_name} v{version}")
     table.add_column("feature")
     table.add_column("validation tweets", justify="right")
@@ -594,24 +626,64 @@ def _print_announced(where: str | None) -> None:
         console.print("no NATS server reachable: workers will pick it up at their next start")
 
 
-def _promote(settings: Settings, version: str, *, force: bool = False) -> None:
+def _promote(
+    settings: Settings, version: str, *, force: bool = False, holdout_file: Path | None = None
+) -> None:
     from shared.registry import Registry
-    from training.registry import PromotionRefusedError, promote_if_better
+    from training.registry import PromotionRefusedError, promote_if_better, read_holdout
 
+    holdout = read_holdout(holdout_file) if holdout_file is not None else None
     try:
-        promotion, check = promote_if_better(Registry.of(settings), version, force=force)
+        promotion, decision = promote_if_better(
+            Registry.of(settings), version, force=force, holdout=holdout
+        )
     except PromotionRefusedError as refused:
+        _print_decision(refused.decision)
         console.print(
             f"[red]Not promoted:[/red] {refused.check.reason}. A lower precision lets more "
             f"negative tweets through as positive; to promote anyway: "
             f"airparadis models promote {version} --force"
         )
         raise typer.Exit(1) from refused
+    _print_decision(decision)
+    check = decision.check
     if not check.allowed:
         console.print(f"[yellow]Forced:[/yellow] {check.reason}")
     info = promotion.version
     console.print(f"{info.name} v{info.version} is the champion ({check.reason})")
     _print_announced(promotion.announced_on)
+
+
+def _print_decision(decision: PromotionDecision) -> None:
+    """The candidate and the champion side by side on the holdout they were judged on."""
+    from rich.table import Table
+
+    comparison = decision.comparison
+    if comparison is None:
+        console.print(
+            "[yellow]Not on a common holdout:[/yellow] the registry has none and no --holdout "
+            "was given, so the test figures each version recorded on its own test split are "
+            "compared"
+        )
+        return
+    holdout = comparison.holdout
+    positives = int(holdout.frame["label"].sum())
+    out = _stdout()
+    out.print(
+        f"Holdout: {len(holdout):,} tweets ({positives:,} positive) from {holdout.source}",
+        soft_wrap=True,
+    )
+    table = Table(title="each version at its own threshold")
+    table.add_column("")
+    scored = [("candidate", comparison.candidate)]
+    if comparison.champion is not None and comparison.champion is not comparison.candidate:
+        scored.append(("champion", comparison.champion))
+    for role, evaluation in scored:
+        table.add_column(f"v{evaluation.version} ({role})", justify="right")
+    table.add_row("threshold", *(_figure(e.threshold, 4) for _, e in scored))
+    for name, label in (("precision", "precision"), ("recall", "recall"), ("roc_auc", "ROC AUC")):
+        table.add_row(label, *(_figure(e.at_threshold[name], 4) for _, e in scored))
+    out.print(table)
 
 
 def _figure(value: float | None, digits: int = 3) -> str:

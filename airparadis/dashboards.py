@@ -117,12 +117,45 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         uid="airparadis-quality",
         file="quality.json",
         title="Air Paradis: quality",
-        description="Share of predictions that users reported wrong, the reports themselves, "
-        "and the alerts raised.",
+        description="Precision of the positive label on live traffic (estimated from the "
+        "share of positive tweets), the threshold in use, the share of predictions that users "
+        "reported wrong, the reports themselves, and the alerts raised.",
         time_from="now-24h",
         refresh="1m",
         tags=("quality",),
         panels=(
+            Panel(
+                "live_precision",
+                'Precision of "positive" on live traffic (estimated, 90 % interval)',
+                "timeseries",
+                unit="percentunit",
+                min=0,
+                max=1,
+            ),
+            Panel(
+                "live_prior",
+                "Share of positive tweets (estimated; Sentiment140: 50 %)",
+                "timeseries",
+                unit="percentunit",
+                min=0,
+                max=1,
+            ),
+            Panel(
+                "threshold_in_use",
+                "Threshold in use",
+                "timeseries",
+                legend=BY_VERSION,
+                min=0,
+                max=1,
+            ),
+            Panel(
+                "reported_wrong_labels",
+                "Reports with a correct label (the ground truth there is)",
+                "timeseries",
+                bars=True,
+                min=0,
+            ),
+            Panel("threshold_changes", "Threshold changes", "table", width=24, height=8),
             Panel(
                 "error_rate",
                 "Share of predictions reported wrong",

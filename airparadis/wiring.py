@@ -154,7 +154,7 @@ class Platform:
                 "follow-champion",
             )
         if self.checks is not None:
-            self._background(self.checks.run_forever(), "drift-and-error-rate-checks")
+            self._background(self.checks.run_forever(), "checks")
         if self.consumers is not None:
             self._background(self.consumers.run_forever(), "consumer-watch")
         # Every subscription is registered at the server before the process says it runs.
@@ -246,6 +246,15 @@ class Platform:
                     subjects.ALERTS_RAISED,
                     alerts,
                     handlers[subjects.DURABLE_STORE_ALERTS],
+                    size,
+                    linger,
+                ),
+                (
+                    "store",
+                    subjects.DURABLE_STORE_THRESHOLDS,
+                    subjects.MODELS_THRESHOLD,
+                    subjects.STREAM_MODELS,
+                    handlers[subjects.DURABLE_STORE_THRESHOLDS],
                     size,
                     linger,
                 ),

@@ -207,7 +207,7 @@ class FeedbackReported(Event):
     prediction: PredictionSnapshot
 
 
-AlertKind = Literal["wrong_predictions", "drift", "error_rate"]
+AlertKind = Literal["wrong_predictions", "drift", "error_rate", "precision_risk"]
 
 
 class AlertRaised(Event):
@@ -227,6 +227,39 @@ class ModelPromoted(Event):
     version: str
     alias: str = "champion"
     promoted_at: datetime = Field(default_factory=utc_now)
+
+
+class ThresholdSet(Event):
+    """models.threshold: the precision of a version on live traffic, estimated from its recent
+    predictions, and the threshold infer applies to it from now on (shared/shift.py).
+
+    Published by the alerter every check round; infer applies `threshold` between batches, the
+    store keeps the history."""
+
+    id: str = Field(default_factory=new_id)
+    model_name: str
+    model_version: str
+    estimated_at: datetime = Field(default_factory=utc_now)
+    mode: Literal["fixed", "adaptive"]
+    method: Literal["em", "bbse"] = Field(description="How the share of positives was estimated.")
+    tweets: int = Field(ge=1, description="Recent predictions the estimate comes from.")
+    prior: float = Field(ge=0, le=1, description="Estimated share of positive tweets.")
+    prior_low: float
+    prior_high: float
+    precision: float | None = Field(
+        description="Estimated precision at threshold_in_use (None: nothing called positive)."
+    )
+    precision_low: float | None
+    precision_high: float | None
+    recall: float
+    target_precision: float
+    threshold_in_use: float
+    threshold: float | None = Field(
+        description="The threshold to apply from now on; None: the version's own (fixed mode)."
+    )
+    changed: bool
+    reached: bool = Field(description="False when no threshold within bounds gives the target.")
+    reason: str
 
 
 class ExplainRequested(Event):

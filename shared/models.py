@@ -1,18 +1,19 @@
 """The serving contract of every sentiment model: the pyfunc all families are logged as, and a
 version loaded for scoring (shared/registry.py loads it).
 
-All families are logged as one MLflow pyfunc, `SentimentModel`: text in, probability of positive
-out, with the preprocessing inside (its config is saved with the model and rebuilt at load time)
-and the decision threshold beside it. A family differs only in its estimator, which a loader from
-`ESTIMATOR_LOADERS` rebuilds from one artifact. Training logs the model (training/model.py);
-services load it through the registry, leaving no MLflow global state behind.
+All families are logged as one MLflow pyfunc, `SentimentModel`: text in, calibrated probability
+of positive out (shared/calibration.py), with the preprocessing inside (its config is saved with
+the model and rebuilt at load time) and the decision threshold beside it. A family differs only
+in its estimator, which a loader from `ESTIMATOR_LOADERS` rebuilds from one artifact. Training
+logs the model (training/model.py); services load it through the registry, leaving no MLflow
+global state behind.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from shared.calibration import Calibration
 from shared.estimators.base import (
     ModelLoadError,
     ProbabilityEstimator,
@@ -47,6 +49,8 @@ class SentimentModelConfig:
     preprocess: dict[str, bool]
     target_precision: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # shared/calibration.Calibration.as_params(); None: a model saved before calibration.
+    calibration: dict[str, Any] | None = None
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True), encoding="utf-8")
@@ -61,15 +65,17 @@ class SentimentModelConfig:
 
 
 class SentimentModel(PythonModel):
-    """The pyfunc of every family: raw tweets in, probability of positive out.
+    """The pyfunc of every family: raw tweets in, calibrated probability of positive out.
 
-    Logged empty; load_context rebuilds the preprocessor and the estimator from the artifacts.
+    Logged empty; load_context rebuilds the preprocessor, the estimator and the calibration
+    from the artifacts.
     """
 
     def __init__(self) -> None:
         self._config: SentimentModelConfig | None = None
         self._preprocessor: TextPreprocessor | None = None
         self._estimator: ProbabilityEstimator | None = None
+        self._calibration = Calibration()
 
     def load_context(self, context: PythonModelContext) -> None:
         config = SentimentModelConfig.read(Path(context.artifacts[CONFIG_ARTIFACT]))
@@ -92,11 +98,12 @@ class SentimentModel(PythonModel):
         return self.config.threshold
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probability of positive for each raw tweet, in order: the fast path for serving."""
+        """Calibrated probability of positive for each raw tweet, in order: the fast path for
+        serving."""
         preprocessor, estimator = self._loaded()
         if len(texts) == 0:
             return np.empty(0, dtype=float)
-        return np.asarray(estimator.positive_proba(preprocessor.transform(texts)), dtype=float)
+        return self._calibration.apply(estimator.positive_proba(preprocessor.transform(texts)))
 
     def score(self, texts: Sequence[str]) -> Scores:
         """Probability of positive and out-of-vocabulary rate of each raw tweet, preprocessed
@@ -106,7 +113,7 @@ class SentimentModel(PythonModel):
             return Scores(np.empty(0, dtype=float), None)
         cleaned = preprocessor.transform(texts)
         return Scores(
-            np.asarray(estimator.positive_proba(cleaned), dtype=float),
+            self._calibration.apply(estimator.positive_proba(cleaned)),
             estimator_oov_rates(estimator, cleaned),
         )
 
@@ -138,6 +145,7 @@ class SentimentModel(PythonModel):
 
     def _bind(self, config: SentimentModelConfig, estimator: ProbabilityEstimator) -> None:
         self._config = config
+        self._calibration = Calibration.from_params(config.calibration)
         preprocessor = TextPreprocessor(PreprocessConfig.from_params(config.preprocess))
         preprocessor.warm_up()  # language data loads now, not on the first tweet scored
         self._preprocessor = preprocessor
@@ -173,10 +181,17 @@ class LoadedModel:
     name: str
     version: str
     model: ServingModel
+    # The threshold set by models.threshold (adaptive mode); None: the version's own.
+    threshold_set: float | None = None
 
     @property
     def threshold(self) -> float:
-        return self.model.threshold
+        """The threshold in use."""
+        return self.model.threshold if self.threshold_set is None else self.threshold_set
+
+    def with_threshold(self, threshold: float | None) -> LoadedModel:
+        """The same version scoring at `threshold` (None: back to the version's own)."""
+        return replace(self, threshold_set=threshold)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probability of positive of each raw tweet, in order."""

@@ -1,8 +1,8 @@
 """The figures of the dashboards, each written once as a named query in Grafana-macro SQL
 (shared/grafana_sql.py): traffic, latency, batch sizes, error rate, reports, alerts, positive
-rate, and the PSI queries of shared/drift.py. airparadis/dashboards.py renders the dashboards
-from `QUERIES`; the functions below run the same queries for the /monitor page and the
-alerter's checks.
+rate, live precision and the threshold in use, and the PSI queries of shared/drift.py.
+airparadis/dashboards.py renders the dashboards from `QUERIES`; the functions below run the same
+queries for the /monitor page and the alerter's checks.
 """
 
 from __future__ import annotations
@@ -145,6 +145,59 @@ _QUERIES: tuple[PanelQuery, ...] = (
         "time_series",
         "Share of tweets the model called positive, by model version.",
     ),
+    PanelQuery(
+        "live_precision",
+        _per_interval(
+            "avg(precision) AS precision,\n    avg(precision_low) AS precision_low,\n"
+            "    avg(precision_high) AS precision_high,\n    avg(target_precision) AS target",
+            table="thresholds",
+            time="estimated_at",
+        ),
+        "time_series",
+        "Precision of the positive label on live traffic, estimated from the share of positive "
+        "tweets (shared/shift.py), with its 90 % interval, and the target.",
+    ),
+    PanelQuery(
+        "live_prior",
+        _per_interval(
+            "avg(prior) AS positive_share,\n    avg(prior_low) AS positive_share_low,\n"
+            "    avg(prior_high) AS positive_share_high",
+            table="thresholds",
+            time="estimated_at",
+        ),
+        "time_series",
+        "Estimated share of positive tweets in live traffic (Sentiment140: 50 %).",
+    ),
+    PanelQuery(
+        "threshold_in_use",
+        _per_interval("avg(threshold) AS threshold"),
+        "time_series",
+        "The threshold the predictions were made at (it moves in adaptive mode).",
+    ),
+    PanelQuery(
+        "reported_wrong_labels",
+        _per_interval(
+            "uniqExactIf(prediction_id, label = 'positive' AND correct_label = 'negative')"
+            " AS false_positives,\n"
+            "    uniqExactIf(prediction_id, label = 'negative' AND correct_label = 'positive')"
+            " AS false_negatives",
+            table="feedback",
+            time="reported_at",
+        ),
+        "time_series",
+        "Reports with a correct label: predictions called positive that users say are negative "
+        "(the bad buzz the precision is about), and the reverse; a prediction reported twice "
+        "counts once. The ground truth there is.",
+    ),
+    PanelQuery(
+        "threshold_changes",
+        "SELECT estimated_at, model_version, mode, threshold_in_use, threshold, prior, "
+        "precision, reason\nFROM thresholds FINAL\n"
+        f"WHERE $__timeFilter_ms(estimated_at) AND changed AND {VERSION_FILTER}\n"
+        f"ORDER BY estimated_at DESC\nLIMIT {RECENT_ROWS}",
+        "table",
+        "Each move of the adaptive threshold, with the estimate that caused it.",
+    ),
 )
 QUERIES: dict[str, PanelQuery] = {query.name: query for query in (*_QUERIES, *PSI_QUERIES)}
 
@@ -197,7 +250,17 @@ def model_versions(
 
 # The per-interval queries the /monitor page draws (`over_time`).
 PER_INTERVAL = frozenset(
-    {"traffic_per_minute", "latency_quantiles", "batch_sizes", "error_rate", "positive_rate"}
+    {
+        "traffic_per_minute",
+        "latency_quantiles",
+        "batch_sizes",
+        "error_rate",
+        "positive_rate",
+        "live_precision",
+        "live_prior",
+        "threshold_in_use",
+        "reported_wrong_labels",
+    }
 )
 
 
@@ -213,7 +276,10 @@ def over_time(
     version, or all with None). Besides t and model_version: predictions_per_minute
     (traffic_per_minute); p50, p95, p99 in ms from submission to score (latency_quantiles);
     mean_batch_size, max_batch_size (batch_sizes); error_rate, the share of the bucket's
-    predictions reported wrong; positive_rate, the share called positive."""
+    predictions reported wrong; positive_rate, the share called positive; precision,
+    precision_low, precision_high, target (live_precision); positive_share and its low and
+    high (live_prior); threshold (threshold_in_use); false_positives, false_negatives
+    (reported_wrong_labels)."""
     if name not in PER_INTERVAL:
         raise ValueError(
             f"{name!r} is not a per-interval query; expected one of {sorted(PER_INTERVAL)}"

@@ -1,6 +1,7 @@
 """The model registry: one registered model in one MLflow registry, and the one way to read its
-versions, aliases, thresholds and drift references, to load a version for scoring, and to
-register versions, and to promote them (announcing each promotion on the bus).
+versions, aliases, thresholds, drift references and operating curves, to load a version for
+scoring, to register versions, to keep the frozen holdout every promotion is judged on, and to
+promote them (recording why, and announcing each promotion on the bus).
 
 Services, training and the CLI hold a `Registry(tracking_uri, model_name)` (from the settings,
 `Registry.of(settings)`) instead of threading the pair through their calls. Every call goes
@@ -10,6 +11,8 @@ through a client bound to this URI: no MLflow global state is touched or left be
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import logging
 import os
 import tempfile
@@ -24,12 +27,14 @@ import mlflow.artifacts
 import mlflow.pyfunc
 import nats.errors
 import nats.js.errors
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from shared.drift import REFERENCE_ARTIFACT, DriftReferenceError, from_json, to_json
 from shared.estimators.base import ModelLoadError, ModelNotFoundError
 from shared.models import LoadedModel, SentimentModel
+from shared.shift import OPERATING_CURVE_ARTIFACT, OperatingCurve
 
 if TYPE_CHECKING:
     from shared.messages import ModelPromoted
@@ -48,6 +53,17 @@ _PREVIOUS_ALIAS = {CHAMPION: PREVIOUS}
 THRESHOLD_TAG = "threshold"
 TARGET_PRECISION_TAG = "target_precision"
 FAMILY_TAG = "family"
+# Why a version was last given an alias (the promotion rule's reason, with its figures); the
+# registered model also keeps it per alias, e.g. `champion_reason`.
+PROMOTION_REASON_TAG = "promotion_reason"
+CHAMPION_REASON_TAG = f"{CHAMPION}_reason"
+
+# The frozen holdout: labelled tweets no version trains or validates on, kept as an artifact of a
+# run of its own (in HOLDOUT_EXPERIMENT), named by a tag on the registered model.
+HOLDOUT_EXPERIMENT = "airparadis-holdout"
+HOLDOUT_ARTIFACT = "holdout.csv.gz"
+HOLDOUT_RUN_TAG = "holdout_run_id"
+HOLDOUT_SOURCE_PARAM = "source"
 
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
@@ -100,6 +116,41 @@ class ModelVersionInfo:
             run_id=version.run_id,
             tags=tags,
         )
+
+
+class HoldoutError(Exception):
+    """The holdout cannot be read, written or used; the message says why."""
+
+
+@dataclass(frozen=True, eq=False)
+class Holdout:
+    """Labelled tweets (columns `text`, `label` 0/1) every version is scored on alike, and where
+    they come from; `run_id` is the run keeping them in the registry (None: not kept there)."""
+
+    frame: pd.DataFrame
+    source: str
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, source: str, run_id: str | None = None) -> Holdout:
+        """The text and label columns of frame, checked; HoldoutError when they do not fit."""
+        missing = {"text", "label"} - set(frame.columns)
+        if missing:
+            raise HoldoutError(
+                f"a holdout needs the columns text and label; {source} lacks {missing}"
+            )
+        if frame.empty:
+            raise HoldoutError(f"the holdout from {source} holds no tweet")
+        labels = set(frame["label"].unique().tolist())
+        if not labels <= {0, 1}:
+            raise HoldoutError(f"holdout labels must be 0 or 1; {source} has {sorted(labels)}")
+        tweets = pd.DataFrame(
+            {"text": frame["text"].astype(str).to_numpy(), "label": frame["label"].astype(int)}
+        )
+        return cls(tweets.reset_index(drop=True), source, run_id)
+
+    def __len__(self) -> int:
+        return len(self.frame)
 
 
 @dataclass(frozen=True)
@@ -162,8 +213,16 @@ class Registry:
         return self.alias(CHAMPION)
 
     def versions(self) -> list[ModelVersion]:
-        """Every registered version, as MLflow describes them."""
-        return list(self.client.search_model_versions(f"name = '{self.model_name}'"))
+        """Every registered version, as MLflow describes them, with their aliases: MLflow's SQL
+        store leaves them out of search results, so they are read from the registered model."""
+        found = list(self.client.search_model_versions(f"name = '{self.model_name}'"))
+        if found:
+            held = self.client.get_registered_model(self.model_name).aliases or {}
+            for version in found:
+                version.aliases = sorted(
+                    alias for alias, number in held.items() if str(number) == str(version.version)
+                )
+        return found
 
     def read_artifact(self, run_id: str, artifact_path: str) -> bytes:
         """The bytes of one file logged in a run (the split, the drift reference)."""
@@ -218,11 +277,10 @@ class Registry:
             )
         return LoadedModel(self.model_name, version, python_model)
 
-    # --- Drift references, logged with each version ---
+    # --- Drift references and operating curves, logged with each version ---
 
-    def reference(self, version: str) -> list[dict[str, Any]] | None:
-        """The drift reference logged with a version, or None when its run has none (a
-        version trained before references existed: `airparadis models reference` makes one)."""
+    def _logged(self, version: str, artifact: str) -> bytes | None:
+        """A JSON artifact of a version's run, or None when the run has none."""
         info = self.version(version)
         if info.run_id is None:
             return None
@@ -234,9 +292,27 @@ class Registry:
                     f"the run of version {version} ({info.run_id}) no longer exists"
                 ) from error
             raise
-        if REFERENCE_ARTIFACT not in logged:
+        return self.read_artifact(info.run_id, artifact) if artifact in logged else None
+
+    def _log(self, version: str, artifact: str, text: str) -> None:
+        """Log a JSON artifact into the run of a registered version (replacing an earlier one)."""
+        info = self.version(version)
+        if info.run_id is None:
+            raise DriftReferenceError(
+                f"version {version} of {self.model_name!r} has no run to log into"
+            )
+        with tempfile.TemporaryDirectory(prefix="airparadis-reference-") as folder:
+            path = Path(folder) / artifact
+            path.write_text(text, encoding="utf-8")
+            self.client.log_artifact(info.run_id, str(path))
+
+    def reference(self, version: str) -> list[dict[str, Any]] | None:
+        """The drift reference logged with a version, or None when its run has none (a
+        version trained before references existed: `airparadis models reference` makes one)."""
+        logged = self._logged(version, REFERENCE_ARTIFACT)
+        if logged is None:
             return None
-        rows = from_json(self.read_artifact(info.run_id, REFERENCE_ARTIFACT))
+        rows = from_json(logged)
         # A reference is keyed by the version it was built for; a copied artifact must not
         # pose as another version's.
         if any(row["model_version"] != str(version) for row in rows):
@@ -246,16 +322,81 @@ class Registry:
         return rows
 
     def log_reference(self, version: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Log rows into the run of a registered version (replacing any earlier ones)."""
-        info = self.version(version)
-        if info.run_id is None:
-            raise DriftReferenceError(
-                f"version {version} of {self.model_name!r} has no run to log into"
-            )
-        with tempfile.TemporaryDirectory(prefix="airparadis-reference-") as folder:
-            path = Path(folder) / REFERENCE_ARTIFACT
-            path.write_text(to_json(rows), encoding="utf-8")
-            self.client.log_artifact(info.run_id, str(path))
+        self._log(version, REFERENCE_ARTIFACT, to_json(rows))
+
+    def operating_curve(self, version: str) -> OperatingCurve | None:
+        """The operating curve logged with a version (rates on its test split), or None when
+        its run has none (trained before calibration: `airparadis models reference`)."""
+        logged = self._logged(version, OPERATING_CURVE_ARTIFACT)
+        return None if logged is None else OperatingCurve.from_json(logged)
+
+    def log_operating_curve(self, version: str, curve: OperatingCurve) -> None:
+        self._log(version, OPERATING_CURVE_ARTIFACT, curve.to_json())
+
+    # --- The frozen holdout every promotion is judged on ---
+
+    def holdout(self) -> Holdout | None:
+        """The registry's holdout, or None when no training has set one yet (or no such model).
+
+        HoldoutError when the registered model names a holdout run that cannot be read.
+        """
+        try:
+            model = self.client.get_registered_model(self.model_name)
+        except MlflowException as error:
+            if error.error_code in _NOT_FOUND_CODES:
+                return None
+            raise
+        run_id = (model.tags or {}).get(HOLDOUT_RUN_TAG)
+        if not run_id:
+            return None
+        try:
+            run = self.client.get_run(run_id)
+            data = self.read_artifact(run_id, HOLDOUT_ARTIFACT)
+        except (MlflowException, OSError) as error:
+            raise HoldoutError(
+                f"the holdout of model {self.model_name!r} (run {run_id}, registered model tag "
+                f"{HOLDOUT_RUN_TAG}) cannot be read: {error}"
+            ) from error
+        # Every text as written: no "NA" or "null" tweet read back as a missing value.
+        frame = pd.read_csv(
+            io.BytesIO(data), compression="gzip", dtype={"text": str}, keep_default_na=False
+        )
+        source = run.data.params.get(HOLDOUT_SOURCE_PARAM, f"run {run_id}")
+        return Holdout.of(frame, source, run_id)
+
+    def set_holdout(self, frame: pd.DataFrame, source: str, *, experiment_id: str) -> Holdout:
+        """Keep frame (columns text, label 0/1) as the registry's holdout, replacing any earlier
+        one: `holdout.csv.gz` in a new run of experiment_id (HOLDOUT_EXPERIMENT, made by the
+        caller where artifacts go), named by the registered model's tag `holdout_run_id`."""
+        holdout = Holdout.of(frame, source)
+        client = self.client
+        try:
+            client.get_registered_model(self.model_name)
+        except MlflowException as error:
+            if error.error_code not in _NOT_FOUND_CODES:
+                raise
+            client.create_registered_model(self.model_name)
+        run_id = client.create_run(
+            experiment_id, run_name=f"holdout-{self.model_name}", tags={"model": self.model_name}
+        ).info.run_id
+        try:
+            client.log_param(run_id, HOLDOUT_SOURCE_PARAM, source)
+            client.log_param(run_id, "tweets", len(holdout))
+            client.log_param(run_id, "positives", int(holdout.frame["label"].sum()))
+            with tempfile.TemporaryDirectory(prefix="airparadis-holdout-") as folder:
+                path = Path(folder) / HOLDOUT_ARTIFACT
+                # Every text quoted, so a carriage return or a tab inside a tweet reads back.
+                holdout.frame.to_csv(
+                    path, index=False, compression="gzip", quoting=csv.QUOTE_NONNUMERIC
+                )
+                client.log_artifact(run_id, str(path))
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
+        client.set_registered_model_tag(self.model_name, HOLDOUT_RUN_TAG, run_id)
+        log.info("%s holds a holdout of %d tweets from %s", self.model_name, len(holdout), source)
+        return Holdout(holdout.frame, source, run_id)
 
     # --- Writing ---
 
@@ -266,9 +407,13 @@ class Registry:
         log.info("registered %s version %s from %s", self.model_name, created.version, model_uri)
         return self.version(str(created.version))
 
-    def promote(self, version: str, alias: str = CHAMPION) -> Promotion:
+    def promote(self, version: str, alias: str = CHAMPION, reason: str | None = None) -> Promotion:
         """Give `version` the alias and announce it on the bus; the former champion keeps the
-        alias `previous`. Promoting the version that already holds the alias changes nothing."""
+        alias `previous`. Promoting the version that already holds the alias changes nothing.
+
+        A reason is kept with the alias change: the version's tag `promotion_reason` and the
+        registered model's `<alias>_reason` (`champion_reason`).
+        """
         self.version(version)  # ModelNotFoundError when there is no such one
         former = self.alias(alias)
         if former is not None and former.version == str(version):
@@ -277,6 +422,11 @@ class Registry:
         if former is not None and previous_alias is not None:
             self.client.set_registered_model_alias(self.model_name, previous_alias, former.version)
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
+        if reason is not None:
+            self.client.set_model_version_tag(
+                self.model_name, str(version), PROMOTION_REASON_TAG, reason
+            )
+            self.client.set_registered_model_tag(self.model_name, f"{alias}_reason", reason)
         log.info(
             "%s version %s is now %s (was version %s)",
             self.model_name,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -150,7 +150,42 @@ class Settings(BaseSettings):
         100, ge=1, description="Predictions the window needs before its error rate counts."
     )
     check_cooldown_s: int = Field(
-        3600, ge=0, description="Quiet time after a drift or error-rate alert, per kind, seconds."
+        3600,
+        ge=0,
+        description="Quiet time after a drift, error-rate or precision alert, per kind, seconds.",
+    )
+
+    # Precision on live traffic (shared/shift.py), estimated by the alerter every check round
+    threshold_mode: Literal["fixed", "adaptive"] = Field(
+        "adaptive",
+        description="fixed: every version scores at the threshold chosen in training; adaptive: "
+        "the threshold follows the estimated share of positive tweets to keep the target "
+        "precision.",
+    )
+    precision_window_s: int = Field(
+        3600, ge=60, description="Recent predictions the live precision is estimated on, seconds."
+    )
+    precision_min_predictions: int = Field(
+        200, ge=20, description="Predictions the window needs before an estimate is made."
+    )
+    precision_max_predictions: int = Field(
+        20_000, ge=100, description="Most recent predictions an estimate reads at the most."
+    )
+    threshold_min: float = Field(0.05, gt=0, lt=1, description="Lowest adaptive threshold.")
+    threshold_max: float = Field(0.995, gt=0, lt=1, description="Highest adaptive threshold.")
+    threshold_hysteresis: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        description="The adaptive threshold moves only when the estimated precision at the one "
+        "in use is further than this from the target.",
+    )
+    precision_risk_margin: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="A precision_risk alert is raised when the estimated precision falls under "
+        "the target by more than this.",
     )
 
     # Gateway
@@ -169,6 +204,15 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _threshold_bounds(self) -> Settings:
+        if self.threshold_min >= self.threshold_max:
+            raise ValueError(
+                f"threshold_min ({self.threshold_min}) must be below threshold_max "
+                f"({self.threshold_max})"
+            )
+        return self
 
     @property
     def tracking_uri(self) -> str:

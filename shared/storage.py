@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from shared.messages import AlertRaised, FeedbackReported, PredictionSnapshot, TweetScored
+from shared.messages import (
+    AlertRaised,
+    FeedbackReported,
+    PredictionSnapshot,
+    ThresholdSet,
+    TweetScored,
+)
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +37,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DATABASE = "airparadis"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
 
-Table = Literal["predictions", "feedback", "alerts"]
-TABLES: frozenset[str] = frozenset({"predictions", "feedback", "alerts"})
+Table = Literal["predictions", "feedback", "alerts", "thresholds"]
+TABLES: frozenset[str] = frozenset({"predictions", "feedback", "alerts", "thresholds"})
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Arrow results: the same Python types from both backends (tz-aware datetimes, ints, str).
@@ -556,6 +562,17 @@ def alert_row(event: AlertRaised) -> dict[str, Any]:
     }
 
 
+def threshold_row(event: ThresholdSet) -> dict[str, Any]:
+    """A `thresholds` row: the estimate and the threshold applied from then on (NaN where the
+    event has None: nothing called positive, or the version's own threshold)."""
+    row = event.model_dump(exclude={"schema_version"})
+    row["estimated_at"] = as_utc(event.estimated_at)
+    for column in ("precision", "precision_low", "precision_high", "threshold"):
+        if row[column] is None:
+            row[column] = float("nan")
+    return row
+
+
 _GET_PREDICTION = """
 SELECT text, label, probability, threshold, model_name, model_version, scored_at, latency_ms
 FROM predictions FINAL
@@ -571,6 +588,7 @@ IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "predictions": ("text", "source"),
     "feedback": ("prediction_id", "correct_label", "comment"),
     "alerts": ("kind", "summary"),
+    "thresholds": ("model_version", "reason"),
 }
 
 

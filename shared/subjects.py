@@ -8,6 +8,7 @@ TWEETS_SCORED = "tweets.scored"
 FEEDBACK_REPORTED = "feedback.reported"
 ALERTS_RAISED = "alerts.raised"
 MODELS_PROMOTED = "models.promoted"
+MODELS_THRESHOLD = "models.threshold"
 
 DLQ_PREFIX = "dlq."
 
@@ -32,6 +33,7 @@ DURABLE_STORE_PREDICTIONS = "store-predictions"
 DURABLE_STORE_FEEDBACK = "store-feedback"
 DURABLE_STORE_ALERTS = "store-alerts"
 DURABLE_STORE_REFERENCES = "store-references"
+DURABLE_STORE_THRESHOLDS = "store-thresholds"
 DURABLE_ALERTER = "alerter"
 DURABLE_MAILER = "alerter-mailer"
 

@@ -27,6 +27,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from shared.calibration import brier, ece
+
 logger = logging.getLogger(__name__)
 
 
@@ -97,6 +99,20 @@ def classification_metrics(
         "f1": float(f1_score(labels, predicted, zero_division=0)),
         "roc_auc": float(roc_auc_score(labels, scores)) if both_classes else float("nan"),
         "pr_auc": float(average_precision_score(labels, scores)) if both_classes else float("nan"),
+    }
+
+
+def calibration_metrics(
+    y_true: ArrayLike, raw: ArrayLike, calibrated: ArrayLike
+) -> dict[str, float]:
+    """Expected calibration error and Brier score, before and after calibration."""
+    labels, before = _as_arrays(y_true, raw)
+    _, after = _as_arrays(y_true, calibrated)
+    return {
+        "ece": ece(labels, after),
+        "brier": brier(labels, after),
+        "ece_raw": ece(labels, before),
+        "brier_raw": brier(labels, before),
     }
 
 

@@ -7,13 +7,21 @@ all of them, so their figures compare in `airparadis models compare`:
 - one parent MLflow run (tag `family`) with the split (artifact `data/split.csv.gz`), the params
   (the family's hyper-parameters, `preprocess.*`, `data.*`, `split.*`, `target_precision`);
 - `family.fit` inside it, timed (`train_seconds`); it may log per-epoch metrics and nested runs;
+- the probability calibrated on validation (Platt or isotonic, whichever has the lower
+  cross-validated Brier score: param `calibration`, metrics `val.cv_brier.*`), its effect on
+  the test split (`test.calibration.*`: ECE and Brier score, raw and calibrated);
 - the threshold chosen on validation for the target precision, the test metrics at 0.5
-  (`test.at_0.5.*`) and at that threshold (`test.at_threshold.*`), the plots (`plots/`);
+  (`test.at_0.5.*`) and at that threshold (`test.at_threshold.*`), the plots (`plots/`), and
+  the operating curve on the test split (`operating_curve.json`, shared/shift.py);
 - the shared SentimentModel pyfunc logged with the saved estimator, loaded back and checked
   against the in-memory estimator (train/serve skew), timed per tweet, measured on disk;
 - a registered version tagged with the threshold, family, target precision, data size and the
   test figures, and the drift reference of its validation set (`drift_reference.json`, see
   shared/drift.py). Promotion is a separate step (training/registry.py).
+
+Promotions compare versions on the registry's frozen holdout: the first version's test split
+(at most HOLDOUT_MAX_TWEETS of it) becomes it, and every later training leaves its tweets out
+before splitting (param `data.holdout_excluded`), so no version trains or validates on them.
 
 A family that picks among candidates may also define `describe(estimator) -> str`, the name of
 what it kept (logged as `candidate.chosen`, the version tag `candidate` and TrainResult.candidate);
@@ -34,20 +42,38 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from shared.calibration import fit_calibration
 from shared.drift import REFERENCE_ARTIFACT, build_reference, to_json
 from shared.estimators.base import ProbabilityEstimator, estimator_oov_rates
 from shared.models import SentimentModel, SentimentModelConfig
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
-from shared.registry import FAMILY_TAG, TARGET_PRECISION_TAG, THRESHOLD_TAG, Registry, mlflow_at
+from shared.registry import (
+    FAMILY_TAG,
+    HOLDOUT_EXPERIMENT,
+    TARGET_PRECISION_TAG,
+    THRESHOLD_TAG,
+    Registry,
+    mlflow_at,
+)
+from shared.shift import OPERATING_CURVE_ARTIFACT, OperatingCurve
 from training.data import Split, balanced_sample, split
-from training.evaluate import ThresholdChoice, choose_threshold, classification_metrics, save_plots
+from training.evaluate import (
+    ThresholdChoice,
+    calibration_metrics,
+    choose_threshold,
+    classification_metrics,
+    save_plots,
+)
 from training.model import ensure_experiment, log_sentiment_model
 from training.registry import (
+    CALIBRATION_PARAM,
+    CALIBRATION_TAG,
     CANDIDATE_TAG,
     DATA_SIZE_TAG,
     SPLIT_ARTIFACT,
     TEST_AT_DEFAULT_PREFIX,
     TEST_AT_THRESHOLD_PREFIX,
+    TEST_CALIBRATION_PREFIX,
     THRESHOLD_REACHED_TAG,
 )
 
@@ -57,6 +83,10 @@ _SINGLE_TWEET_TIMINGS = 200
 # Served and in-memory probabilities may differ by float rounding (float32 networks, ONNX);
 # a preprocessing skew moves them by far more than this.
 SKEW_TOLERANCE = 1e-4
+# The holdout made from a first version's test split: enough tweets to tell precisions apart to
+# about 0.005, few enough for a promotion to score it with two transformers on a CPU.
+HOLDOUT_MAX_TWEETS = 20_000
+HOLDOUT_EXCLUDED_PARAM = "data.holdout_excluded"
 
 
 @dataclass(frozen=True)
@@ -147,6 +177,14 @@ def train_family(
     split with `val`, `test` and `seed`) or a ready Split. Runs and artifacts go to the
     registry's tracking URI and artifacts_dir only.
     """
+    # Promotions are judged on the registry's frozen holdout: its tweets stay out of this
+    # training (before sampling, so the sample keeps its size); without one yet, this run's test
+    # split becomes it once the version is registered (below).
+    holdout = registry.holdout()
+    holdout_params: dict[str, object] = {}
+    if holdout is not None:
+        data, excluded = without_tweets(data, set(holdout.frame["text"]))
+        holdout_params = {HOLDOUT_EXCLUDED_PARAM: excluded, "data.holdout_run": holdout.run_id}
     splits = as_split(data, sample=sample, val=val, test=test, seed=seed)
     started = time.perf_counter()
     texts = preprocess_split(splits, preprocess, progress=progress)
@@ -163,6 +201,7 @@ def train_family(
         mlflow.log_params(
             _run_params(family, splits, preprocess, target_precision, data_source)
             | {"data.sample": sample, "data.seed": seed, "split.val": val, "split.test": test}
+            | holdout_params
         )
         _log_split(splits, work)
         mlflow.log_metric("preprocess_seconds", preprocess_seconds)
@@ -174,22 +213,39 @@ def train_family(
         train_seconds = time.perf_counter() - started
         candidate = _describe(family, estimator)
 
-        val_proba = estimator.positive_proba(texts.val.texts)
+        # Calibrated on validation; the threshold and every figure below use the calibrated
+        # probability, as serving does.
+        val_raw = np.asarray(estimator.positive_proba(texts.val.texts), dtype=float)
+        calibration = fit_calibration(texts.val.labels, val_raw, seed=seed)
+        if calibration.note:
+            logger.warning(calibration.note)
+        val_proba = calibration.calibration.apply(val_raw)
         choice = choose_threshold(texts.val.labels, val_proba, target_precision)
         val_metrics = classification_metrics(texts.val.labels, val_proba, choice.threshold)
-        test_proba = np.asarray(estimator.positive_proba(texts.test.texts), dtype=float)
+        test_raw = np.asarray(estimator.positive_proba(texts.test.texts), dtype=float)
+        test_proba = calibration.calibration.apply(test_raw)
         at_default = classification_metrics(texts.test.labels, test_proba, 0.5)
         at_threshold = classification_metrics(texts.test.labels, test_proba, choice.threshold)
+        calibration_figures = calibration_metrics(texts.test.labels, test_raw, test_proba)
         mlflow.log_param("candidate.chosen", candidate)
+        mlflow.log_param(CALIBRATION_PARAM, calibration.calibration.method)
         mlflow.log_metrics(
             {
                 "threshold": choice.threshold,
                 "threshold_reached": float(choice.reached),
                 "train_seconds": train_seconds,
+                **_prefixed("val.cv_brier.", calibration.cv_brier),
+                **_prefixed(TEST_CALIBRATION_PREFIX, calibration_figures),
                 **_prefixed("val.at_threshold.", val_metrics),
                 **_prefixed(TEST_AT_DEFAULT_PREFIX, at_default),
                 **_prefixed(TEST_AT_THRESHOLD_PREFIX, at_threshold),
             }
+        )
+        # Live precision is estimated from this curve (shared/shift.py): measured on the test
+        # split, which neither the fit, the calibration nor the threshold saw.
+        mlflow.log_text(
+            OperatingCurve.measure(texts.test.labels, test_proba).to_json(),
+            OPERATING_CURVE_ARTIFACT,
         )
         for path in save_plots(texts.test.labels, test_proba, choice.threshold, work / "plots"):
             mlflow.log_artifact(str(path), artifact_path="plots")
@@ -201,6 +257,7 @@ def train_family(
             preprocess=preprocess.as_params(),
             target_precision=target_precision,
             extra={"candidate": candidate},
+            calibration=calibration.calibration.as_params(),
         )
         estimator_dir = work / "estimator"
         estimator_dir.mkdir()
@@ -223,8 +280,10 @@ def train_family(
                 figures={
                     **_prefixed(TEST_AT_THRESHOLD_PREFIX, at_threshold),
                     **_prefixed(TEST_AT_DEFAULT_PREFIX, at_default),
+                    **_prefixed(TEST_CALIBRATION_PREFIX, calibration_figures),
                     **serving,
                 },
+                calibration=calibration.calibration.method,
             ),
         )
         mlflow.set_tag("registered_version", version.version)
@@ -238,6 +297,12 @@ def train_family(
         )
         mlflow.log_text(to_json(reference), REFERENCE_ARTIFACT)
 
+    if holdout is None:
+        registry.set_holdout(
+            holdout_of(splits.test, seed=seed),
+            f"test split of version {version.version} ({data_source or 'in-memory data'})",
+            experiment_id=ensure_experiment(registry, HOLDOUT_EXPERIMENT, artifacts_dir),
+        )
     logger.info(
         "trained %s (%s) as %s version %s",
         family.name,
@@ -274,6 +339,29 @@ def as_split(
         return data
     frame = balanced_sample(data, sample, seed=seed) if sample is not None else data
     return split(frame, val=val, test=test, seed=seed)
+
+
+def without_tweets(data: pd.DataFrame | Split, texts: set[str]) -> tuple[pd.DataFrame | Split, int]:
+    """data without the tweets whose text is in texts (the holdout), and how many were dropped.
+    A ready Split keeps its test part: only what the model fits and is tuned on is filtered."""
+
+    def kept(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[~frame["text"].isin(texts)]
+
+    if isinstance(data, Split):
+        train, val = kept(data.train), kept(data.val)
+        dropped = len(data.train) - len(train) + len(data.val) - len(val)
+        return Split(train=train, val=val, test=data.test), dropped
+    remaining = kept(data)
+    return remaining, len(data) - len(remaining)
+
+
+def holdout_of(test: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """The text and label of a test split, at most HOLDOUT_MAX_TWEETS of them (drawn by seed)."""
+    tweets = test[["text", "label"]]
+    if len(tweets) > HOLDOUT_MAX_TWEETS:
+        tweets = tweets.sample(n=HOLDOUT_MAX_TWEETS, random_state=seed)
+    return tweets
 
 
 def preprocess_split(
@@ -365,8 +453,10 @@ def _version_tags(
     *,
     n_train: int,
     figures: dict[str, float],
+    calibration: str,
 ) -> dict[str, str]:
     return {
+        CALIBRATION_TAG: calibration,
         THRESHOLD_TAG: str(choice.threshold),
         TARGET_PRECISION_TAG: str(target_precision),
         THRESHOLD_REACHED_TAG: str(choice.reached).lower(),

@@ -87,11 +87,12 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "infer",
-        "worker: tweets.preprocessed -> tweets.scored, model swaps, explanations",
+        "worker: tweets.preprocessed -> tweets.scored, model swaps, thresholds, explanations",
         publishes=(S.TWEETS_SCORED,),
         consumes=(
             Consumes(S.TWEETS_PREPROCESSED, S.STREAM_TWEETS, S.DURABLE_INFER),
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS),
+            Consumes(S.MODELS_THRESHOLD, S.STREAM_MODELS),
         ),
         answers=((S.EXPLAIN_REQUESTED, S.INFER_QUEUE), (S.INFER_STATUS, None)),
         reply_to=True,
@@ -100,12 +101,13 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "store",
-        "worker: scored tweets, reports, alerts and drift references -> ClickHouse",
+        "worker: scored tweets, reports, alerts, thresholds and drift references -> ClickHouse",
         consumes=(
             Consumes(S.TWEETS_SCORED, S.STREAM_TWEETS, S.DURABLE_STORE_PREDICTIONS),
             Consumes(S.FEEDBACK_REPORTED, S.STREAM_FEEDBACK, S.DURABLE_STORE_FEEDBACK),
             Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS, S.DURABLE_STORE_ALERTS),
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),
+            Consumes(S.MODELS_THRESHOLD, S.STREAM_MODELS, S.DURABLE_STORE_THRESHOLDS),
         ),
         answers=((S.STORE_QUERY, S.STORE_QUEUE),),  # reads of the embedded chDB
         declares_streams=True,
@@ -113,8 +115,9 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "alerter",
-        "worker: feedback.reported, drift and error-rate checks -> alerts.raised -> email",
-        publishes=(S.ALERTS_RAISED,),
+        "worker: feedback.reported, drift, error-rate and precision checks -> alerts.raised "
+        "-> email; models.threshold",
+        publishes=(S.ALERTS_RAISED, S.MODELS_THRESHOLD),
         consumes=(
             Consumes(S.FEEDBACK_REPORTED, S.STREAM_FEEDBACK, S.DURABLE_ALERTER),
             Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS, S.DURABLE_MAILER),

@@ -1,11 +1,17 @@
-"""Scheduled checks: drift and error rate, read from ClickHouse, raised on alerts.raised.
+"""Scheduled checks: drift, error rate and live precision, read from ClickHouse, raised on
+alerts.raised.
 
 Every `check_interval_s` the alerter computes, over recent predictions:
 - drift: the PSI of each feature (predicted probability, text features, out-of-vocabulary rate)
   of each model version that scored tweets against that version's training reference; any
   feature at or above `drift_psi_alert` raises a `drift` alert;
 - error rate: the share of predictions users reported wrong; at or above `error_rate_alert`
-  over at least `error_rate_min_predictions` predictions, an `error_rate` alert.
+  over at least `error_rate_min_predictions` predictions, an `error_rate` alert;
+- precision: the share of positive tweets behind the latest version's recent probabilities
+  and the precision its threshold gives under it (shared/shift.py), published on
+  models.threshold with the threshold infer applies next (moved to keep the target in
+  `adaptive` mode); a `precision_risk` alert when the estimated precision at that threshold
+  is under the target by more than `precision_risk_margin`.
 Each kind has its own cooldown (`check_cooldown_s`), claimed in the alerter's KV bucket so that
 replicas raise one alert between them. Alerts go out on alerts.raised like the wrong-prediction
 ones: the mailer emails them and the store worker keeps them.
@@ -27,9 +33,18 @@ from services.alerter.state import AlerterState
 from shared import subjects
 from shared.bus import publish_event
 from shared.drift import psi_by_feature
-from shared.messages import AlertRaised
+from shared.messages import AlertRaised, ThresholdSet
 from shared.panels import ErrorRate, error_rate, model_versions
 from shared.settings import Settings
+from shared.shift import (
+    OperatingCurve,
+    RecentScores,
+    ThresholdDecision,
+    adapt_threshold,
+    estimate,
+    load_curve,
+    recent_scores,
+)
 from shared.storage import StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -124,6 +139,95 @@ def error_rate_alert(
     )
 
 
+def _rounded(value: float) -> float | None:
+    return None if value != value else round(value, 6)  # NaN: nothing called positive
+
+
+def precision_round(
+    scores: RecentScores,
+    curve: OperatingCurve,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> tuple[ThresholdSet, AlertRaised | None]:
+    """The live precision of the latest version and the threshold to apply next; with a
+    precision_risk alert when even that threshold misses the target by more than the margin."""
+    target = settings.target_precision
+    found = estimate(scores.probabilities, curve, scores.threshold_in_use, method="em")
+    if settings.threshold_mode == "adaptive":
+        decision = adapt_threshold(
+            curve,
+            found,
+            target,
+            low=settings.threshold_min,
+            high=settings.threshold_max,
+            hysteresis=settings.threshold_hysteresis,
+        )
+        threshold: float | None = decision.threshold
+    else:
+        decision = ThresholdDecision(
+            scores.threshold_in_use,
+            reached=curve.precision(scores.threshold_in_use, found.prior.value) >= target,
+            changed=False,
+            reason="fixed mode: the version's own threshold",
+        )
+        threshold = None
+    event = ThresholdSet(
+        model_name=settings.model_name,
+        model_version=scores.model_version,
+        estimated_at=now,
+        mode=settings.threshold_mode,
+        method="em",
+        tweets=found.tweets,
+        prior=round(found.prior.value, 6),
+        prior_low=round(found.prior.low, 6),
+        prior_high=round(found.prior.high, 6),
+        precision=_rounded(found.precision.value),
+        precision_low=_rounded(found.precision.low),
+        precision_high=_rounded(found.precision.high),
+        recall=round(found.recall, 6),
+        target_precision=target,
+        threshold_in_use=scores.threshold_in_use,
+        threshold=threshold,
+        changed=decision.changed,
+        reached=decision.reached,
+        reason=decision.reason,
+    )
+    expected = curve.precision(decision.threshold, found.prior.value)
+    if not expected < target - settings.precision_risk_margin:  # NaN: nothing called positive
+        return event, None
+    advice = (
+        f"no threshold up to {settings.threshold_max:g} reaches it"
+        if settings.threshold_mode == "adaptive"
+        else "AIRPARADIS_THRESHOLD_MODE=adaptive would let the threshold follow"
+    )
+    alert = AlertRaised(
+        kind="precision_risk",
+        raised_at=now,
+        summary=(
+            f"Precision risk: tweets called positive by {settings.model_name} "
+            f"v{scores.model_version} are estimated to be positive {expected:.0%} of the time "
+            f"at threshold {decision.threshold:.3f} (target {target:.0%}): about "
+            f"{found.prior.value:.0%} of the last {found.tweets:,} tweets are positive; {advice}"
+        ),
+        details={
+            "model_name": settings.model_name,
+            "model_version": scores.model_version,
+            "estimated_precision": round(expected, 4),
+            "precision_in_use": _rounded(found.precision.value),
+            "precision_interval": [_rounded(found.precision.low), _rounded(found.precision.high)],
+            "estimated_prior": round(found.prior.value, 4),
+            "prior_interval": [round(found.prior.low, 4), round(found.prior.high, 4)],
+            "threshold": decision.threshold,
+            "mode": settings.threshold_mode,
+            "target_precision": target,
+            "margin": settings.precision_risk_margin,
+            "tweets": found.tweets,
+        },
+    )
+    return event, alert
+
+
 @dataclass
 class Checks:
     """Reads the figures, decides, claims the cooldown and publishes; one round per call."""
@@ -137,11 +241,16 @@ class Checks:
     failures: int = 0  # checks of those rounds that failed (ClickHouse or NATS down)
 
     async def run_once(self) -> list[AlertRaised]:
-        """One round of both checks; the alerts raised (after their cooldown). A check that
-        fails is logged and counted, and does not keep the other from running."""
+        """One round of the checks; the alerts raised (after their cooldown). A check that
+        fails is logged and counted, and does not keep the others from running."""
         now = self.clock()
         raised: list[AlertRaised] = []
-        for kind, decide in (("drift", self._drift), ("error_rate", self._error_rate)):
+        checks = (
+            ("drift", self._drift),
+            ("error_rate", self._error_rate),
+            ("precision_risk", self._precision),
+        )
+        for kind, decide in checks:
             try:
                 alert = await self._raise(await decide(now), now)
             except StorageError as error:  # the store is down or not started yet
@@ -217,3 +326,47 @@ class Checks:
             window_s=settings.error_rate_window_s,
             now=now,
         )
+
+    async def _precision(self, now: datetime) -> AlertRaised | None:
+        settings = self.settings
+        since = now - timedelta(seconds=settings.precision_window_s)
+
+        def figures() -> tuple[RecentScores, OperatingCurve | None] | None:
+            scores = recent_scores(
+                self.store, settings.model_name, since, now, settings.precision_max_predictions
+            )
+            if scores is None or scores.probabilities.size < settings.precision_min_predictions:
+                return None
+            return scores, load_curve(self.store, settings.model_name, scores.model_version)
+
+        found = await asyncio.to_thread(figures)
+        if found is None:
+            return None
+        scores, curve = found
+        if curve is None:
+            log.warning(
+                "no operating curve for this version: no live precision estimate until "
+                "`airparadis models reference` builds one",
+                extra={"model_version": scores.model_version},
+            )
+            return None
+        event, alert = precision_round(scores, curve, settings, now=now)
+        await publish_event(
+            self.broker,
+            event,
+            subjects.MODELS_THRESHOLD,
+            msg_id=f"threshold-{event.id}",
+            stream=subjects.STREAM_MODELS,
+        )
+        log.info(
+            "live precision estimated",
+            extra={
+                "model_version": event.model_version,
+                "prior": event.prior,
+                "precision": event.precision,
+                "threshold_in_use": event.threshold_in_use,
+                "threshold": event.threshold,
+                "changed": event.changed,
+            },
+        )
+        return alert

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,10 +16,20 @@ def _series(rows: list[dict[str, Any]], key: str, name: str | None = None) -> li
     return [{"t": row["t"], name or key: row[key]} for row in rows]
 
 
+def _finite(value: Any) -> Any:
+    """None for NaN (an estimate with nothing called positive): JSON has no NaN."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _columns(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{"t": row["t"], **{key: _finite(row[key]) for key in keys}} for row in rows]
+
+
 def monitor_figures(
     store: Store, model_name: str, hours: int, model_version: str | None
 ) -> dict[str, Any]:
-    """Traffic, latency, error rate, positive rate, drift and alerts over the last hours."""
+    """Traffic, latency, error rate, positive rate, live precision and the threshold in use,
+    reported wrong labels, drift and alerts over the last hours."""
     # Up to the end of the current minute: time filters work in whole seconds, and the last
     # tweets, scored a moment ago, must count.
     until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -38,6 +49,10 @@ def monitor_figures(
         "latency": [],
         "error_rate": [],
         "positive_rate": [],
+        "precision": [],
+        "prior": [],
+        "threshold": [],
+        "reported_wrong": [],
         "psi": {},
         "psi_interval_s": psi_interval,
         "alerts": recent_alerts(store, since, until, limit=20),
@@ -57,6 +72,14 @@ def monitor_figures(
         over_time(store, "positive_rate", since, until, version, interval),
         "positive_rate",
     )
+    for key, query, columns in (
+        ("precision", "live_precision", ("precision", "precision_low", "precision_high", "target")),
+        ("prior", "live_prior", ("positive_share", "positive_share_low", "positive_share_high")),
+        ("threshold", "threshold_in_use", ("threshold",)),
+        ("reported_wrong", "reported_wrong_labels", ("false_positives", "false_negatives")),
+    ):
+        rows = over_time(store, query, since, until, version, interval)
+        figures[key] = _columns(rows, columns)
     figures["psi"] = psi_over_time(
         store, since, until, model_name, version, interval_s=psi_interval
     )

@@ -31,6 +31,7 @@ from shared.messages import (
     InferStatus,
     ModelPromoted,
     RequestFailed,
+    ThresholdSet,
     TweetPreprocessed,
     TweetScored,
     WordContribution,
@@ -63,6 +64,17 @@ class ModelHolder:
         self.current = model
         self.loaded_at = datetime.now(UTC)
         self.swaps += 1
+
+    def set_threshold(self, event: ThresholdSet) -> bool:
+        """Apply a models.threshold event to the version serving; False when it is about
+        another version (or the threshold is the one in use already)."""
+        current = self.current
+        if current is None or current.version != event.model_version:
+            return False
+        if current.threshold_set == event.threshold:
+            return False
+        self.current = current.with_threshold(event.threshold)
+        return True
 
     def require(self) -> LoadedModel:
         if self.current is None:
@@ -173,6 +185,28 @@ def build_router(
         if event.model_name != settings.model_name or event.alias != "champion":
             return
         await swap_to(holder, load_model, event.version)
+
+    # The last threshold set at start (a restart keeps the adaptive threshold), then each new
+    # one; applied between batches, as a swap is.
+    @router.subscriber(
+        subjects.MODELS_THRESHOLD,
+        stream=streams.models,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_threshold_set(event: ThresholdSet) -> None:
+        if event.model_name != settings.model_name or not holder.set_threshold(event):
+            return
+        model = holder.require()
+        log.info(
+            "threshold set",
+            extra={
+                "model_version": model.version,
+                "threshold": model.threshold,
+                "mode": event.mode,
+                "reason": event.reason,
+            },
+        )
 
     @router.subscriber(subjects.EXPLAIN_REQUESTED, queue=subjects.INFER_QUEUE)
     async def on_explain_requested(request: ExplainRequested) -> dict[str, object]:

@@ -1,5 +1,6 @@
-"""tweets.scored, feedback.reported, alerts.raised -> ClickHouse, a batch per insert (and, on
-models.promoted, the champion's drift reference: services/store/references.py).
+"""tweets.scored, feedback.reported, alerts.raised, models.threshold -> ClickHouse, a batch per
+insert (and, on models.promoted, the champion's drift reference and operating curve:
+services/store/references.py).
 
 Each subject has its own durable consumer. A batch is acked only once its rows are inserted,
 so a crash redelivers it; a redelivered event finds its id stored with the same content and
@@ -20,7 +21,7 @@ from services.store.references import ReferenceCopier
 from shared import subjects
 from shared.bus import RetryLater
 from shared.jetstream import Outcome, decode_batch
-from shared.messages import AlertRaised, FeedbackReported, TweetScored
+from shared.messages import AlertRaised, FeedbackReported, ThresholdSet, TweetScored
 from shared.settings import Settings
 from shared.storage import (
     PredictionRepository,
@@ -28,6 +29,7 @@ from shared.storage import (
     alert_row,
     feedback_row,
     prediction_row,
+    threshold_row,
 )
 
 if TYPE_CHECKING:
@@ -84,5 +86,8 @@ def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, 
         ),
         subjects.DURABLE_STORE_ALERTS: StoreHandler(
             repository, "alerts", AlertRaised, alert_row, max_bytes
+        ),
+        subjects.DURABLE_STORE_THRESHOLDS: StoreHandler(
+            repository, "thresholds", ThresholdSet, threshold_row, max_bytes
         ),
     }

@@ -1,4 +1,5 @@
-"""models.promoted -> drift_reference: the serving model's training reference in ClickHouse.
+"""models.promoted -> drift_reference and operating_curve: what the serving model's drift and
+live precision are measured against, in ClickHouse.
 
 Training logs each version's reference in its MLflow run (shared/drift.py); the store worker,
 the one writer of ClickHouse, copies it when the version becomes the champion, and at start for
@@ -20,6 +21,7 @@ from shared.jetstream import Outcome, decode_batch
 from shared.messages import ModelPromoted
 from shared.registry import Registry
 from shared.settings import Settings
+from shared.shift import OperatingCurveError, save_curve
 from shared.storage import Store
 
 if TYPE_CHECKING:
@@ -49,35 +51,39 @@ class ReferenceCopier:
 
 
 async def copy_reference(store: Store, settings: Settings, model_version: str) -> bool:
-    """Copy a version's reference from MLflow into ClickHouse; False when it has none.
+    """Copy a version's drift reference and operating curve from MLflow into ClickHouse; False
+    when it has no reference.
 
-    InvalidMessage when the version does not exist or its reference is unreadable (nothing a
+    InvalidMessage when the version does not exist or what it logged is unreadable (nothing a
     retry mends); RetryLater when MLflow or ClickHouse fail.
     """
+    registry = Registry.of(settings)
     try:
-        rows = await asyncio.to_thread(Registry.of(settings).reference, model_version)
-    except (ModelNotFoundError, DriftReferenceError) as error:
+        rows = await asyncio.to_thread(registry.reference, model_version)
+        curve = await asyncio.to_thread(registry.operating_curve, model_version)
+    except (ModelNotFoundError, DriftReferenceError, OperatingCurveError) as error:
         raise InvalidMessage(str(error)) from error
     except Exception as error:  # the registry is down or unreachable: try again later
         raise RetryLater(
             f"cannot read the reference of version {model_version}: {error}"
         ) from error
-    if rows is None:
-        log.warning(
-            "no drift reference logged with this version: no drift figures for it until "
-            "`airparadis models reference` builds one",
-            extra={"model_name": settings.model_name, "model_version": model_version},
-        )
-        return False
+    where = {"model_name": settings.model_name, "model_version": model_version}
+    for name, logged in (("drift reference", rows), ("operating curve", curve)):
+        if logged is None:
+            log.warning(
+                "not logged with this version: none in ClickHouse until "
+                "`airparadis models reference` builds it",
+                extra=where | {"missing": name},
+            )
     try:
-        await asyncio.to_thread(save_reference, store, rows)
+        if rows is not None:
+            await asyncio.to_thread(save_reference, store, rows)
+        if curve is not None:
+            await asyncio.to_thread(save_curve, store, settings.model_name, model_version, curve)
     except Exception as error:
         raise RetryLater(f"ClickHouse refused the reference: {error}") from error
-    log.info(
-        "drift reference stored",
-        extra={"model_name": settings.model_name, "model_version": model_version},
-    )
-    return True
+    log.info("drift reference and operating curve stored", extra=where)
+    return rows is not None
 
 
 async def copy_champion_reference(store: Store, settings: Settings) -> None:

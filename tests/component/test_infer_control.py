@@ -9,6 +9,7 @@ from shared.messages import (
     InferStatus,
     ModelPromoted,
     RequestFailed,
+    ThresholdSet,
 )
 from tests.component.conftest import ControlPlane
 
@@ -25,6 +26,50 @@ async def test_promotion_of_another_model_name_is_ignored(plane: ControlPlane) -
     promoted = ModelPromoted(model_name="someone-else", version="2")
     await plane.publish(promoted.model_dump(mode="json"), subjects.MODELS_PROMOTED)
     assert plane.holder.require().version == "1"
+
+
+def threshold_set(version: str, threshold: float | None) -> dict[str, object]:
+    event = ThresholdSet(
+        model_name="airparadis-sentiment",
+        model_version=version,
+        mode="adaptive" if threshold is not None else "fixed",
+        method="em",
+        tweets=500,
+        prior=0.2,
+        prior_low=0.17,
+        prior_high=0.23,
+        precision=0.7,
+        precision_low=0.65,
+        precision_high=0.75,
+        recall=0.5,
+        target_precision=0.9,
+        threshold_in_use=0.5,
+        threshold=threshold,
+        changed=threshold is not None,
+        reached=True,
+        reason="test",
+    )
+    return event.model_dump(mode="json")
+
+
+async def test_a_threshold_set_for_the_serving_version_applies_and_fixed_mode_resets_it(
+    plane: ControlPlane,
+) -> None:
+    await plane.publish(threshold_set("1", 0.8), subjects.MODELS_THRESHOLD)
+    assert plane.holder.require().threshold == 0.8
+    await plane.publish(threshold_set("1", None), subjects.MODELS_THRESHOLD)  # fixed mode
+    assert plane.holder.require().threshold == 0.5  # the version's own
+
+
+async def test_a_threshold_for_another_version_is_ignored_and_a_swap_starts_afresh(
+    plane: ControlPlane,
+) -> None:
+    await plane.publish(threshold_set("2", 0.8), subjects.MODELS_THRESHOLD)
+    assert plane.holder.require().threshold == 0.5
+    await plane.publish(threshold_set("1", 0.7), subjects.MODELS_THRESHOLD)
+    promoted = ModelPromoted(model_name="airparadis-sentiment", version="2")
+    await plane.publish(promoted.model_dump(mode="json"), subjects.MODELS_PROMOTED)
+    assert plane.holder.require().threshold == 0.95  # version 2's own, not version 1's set
 
 
 async def test_explain_answers_with_word_contributions(plane: ControlPlane) -> None:

@@ -149,6 +149,46 @@ def _feedback(rows: list[dict[str, Any]], rng: np.random.Generator) -> tuple[lis
     return reports, reported
 
 
+def _thresholds() -> list[dict[str, Any]]:
+    """Two check rounds an hour for the serving version: hour A on target, hour B with fewer
+    positives, where the adaptive threshold moves up at the second round."""
+    rows = []
+    plan = [  # hour, minute, prior, precision, threshold in use, threshold set
+        (0, 10, 0.50, 0.90, 0.70, 0.70),
+        (0, 40, 0.48, 0.89, 0.70, 0.70),
+        (1, 10, 0.22, 0.72, 0.70, 0.70),
+        (1, 40, 0.20, 0.70, 0.70, 0.85),
+    ]
+    for k, (hour, minute, prior, precision, in_use, threshold) in enumerate(plan):
+        rows.append(
+            {
+                "id": f"round-{k}",
+                "model_name": MODEL,
+                "model_version": SERVING,
+                "estimated_at": START + hour * HOUR + timedelta(minutes=minute),
+                "mode": "adaptive",
+                "method": "em",
+                "tweets": 2400,
+                "prior": prior,
+                "prior_low": prior - 0.02,
+                "prior_high": prior + 0.02,
+                "precision": precision,
+                "precision_low": precision - 0.03,
+                "precision_high": precision + 0.03,
+                "recall": 0.5,
+                "target_precision": 0.9,
+                "threshold_in_use": in_use,
+                "threshold": threshold,
+                "changed": threshold != in_use,
+                "reached": True,
+                "reason": "raised" if threshold != in_use else "on target",
+            }
+        )
+    return rows
+
+
+THRESHOLDS = _thresholds()
+
 ALERTS = [
     {"id": "a1", "kind": "wrong_predictions", "raised_at": START + timedelta(minutes=15)},
     {"id": "a2", "kind": "drift", "raised_at": START + HOUR + timedelta(minutes=30)},
@@ -180,6 +220,8 @@ def seeded_database(chdb_folder: Path) -> Iterator[tuple[str, Seeded]]:
         store.insert("feedback", reports)
         store.insert("feedback", reports[:50])  # a redelivery
         store.insert("alerts", alerts)
+        store.insert("thresholds", THRESHOLDS)
+        store.insert("thresholds", THRESHOLDS[:1])  # a redelivery
     finally:
         store.close()
     yield name, Seeded(predictions, reference, reported, len(reports), alerts)
@@ -247,6 +289,38 @@ COLUMNS = {
         "comment",
     ],
     "quality/Recent alerts": ["raised_at", "kind", "summary"],
+    'quality/Precision of "positive" on live traffic (estimated, 90 % interval)': [
+        "t",
+        "model_version",
+        "precision",
+        "precision_low",
+        "precision_high",
+        "target",
+    ],
+    "quality/Share of positive tweets (estimated; Sentiment140: 50 %)": [
+        "t",
+        "model_version",
+        "positive_share",
+        "positive_share_low",
+        "positive_share_high",
+    ],
+    "quality/Threshold in use": ["t", "model_version", "threshold"],
+    "quality/Reports with a correct label (the ground truth there is)": [
+        "t",
+        "model_version",
+        "false_positives",
+        "false_negatives",
+    ],
+    "quality/Threshold changes": [
+        "estimated_at",
+        "model_version",
+        "mode",
+        "threshold_in_use",
+        "threshold",
+        "prior",
+        "precision",
+        "reason",
+    ],
     "drift/PSI of the predicted probability": ["t", "feature", "psi"],
     "drift/PSI of text features": ["t", "feature", "psi"],
     "drift/PSI over the selected range": ["feature", "psi", "predictions"],
@@ -525,3 +599,63 @@ def test_saving_a_reference_again_keeps_one_row_per_feature_and_bin(
     )
 
     assert stats == {"n": len(seeded.reference), "bins": len(seeded.reference)}
+
+
+# --- Live precision, its threshold, and the reports that carry a correct label ---
+
+
+def test_live_precision_and_prior_average_the_rounds_of_each_hour(store: Store) -> None:
+    precision = run_panel(
+        store,
+        'quality/Precision of "positive" on live traffic (estimated, 90 % interval)',
+        WHOLE,
+        ALL_VERSIONS,
+    )
+    prior = run_panel(
+        store,
+        "quality/Share of positive tweets (estimated; Sentiment140: 50 %)",
+        WHOLE,
+        ALL_VERSIONS,
+    )
+
+    assert [round(r["precision"], 4) for r in precision] == [0.895, 0.71]
+    assert [round(r["precision_low"], 4) for r in precision] == [0.865, 0.68]
+    assert {r["target"] for r in precision} == {0.9}
+    assert [round(r["positive_share"], 4) for r in prior] == [0.49, 0.21]
+    assert over_time(store, "live_precision", START, START + 2 * HOUR, SERVING, 3600) == precision
+
+
+def test_threshold_changes_list_only_the_rounds_that_moved_it(store: Store) -> None:
+    rows = run_panel(store, "quality/Threshold changes", WHOLE, ALL_VERSIONS)
+
+    assert [(r["threshold_in_use"], r["threshold"], r["reason"]) for r in rows] == [
+        (0.70, 0.85, "raised")
+    ]
+
+
+def test_the_threshold_in_use_is_the_one_predictions_were_made_at(store: Store) -> None:
+    rows = run_panel(store, "quality/Threshold in use", WHOLE, ALL_VERSIONS)
+
+    assert {(r["model_version"], r["threshold"]) for r in rows} == {(SERVING, 0.5), (OLD, 0.5)}
+
+
+def test_reported_false_positives_count_each_prediction_once(store: Store, seeded: Seeded) -> None:
+    rows = run_panel(
+        store,
+        "quality/Reports with a correct label (the ground truth there is)",
+        WHOLE,
+        ALL_VERSIONS,
+    )
+
+    by_hour = {r["t"]: r["false_positives"] for r in rows if r["model_version"] == SERVING}
+    # Each report comes 2 minutes after its prediction, and is counted in the hour it came.
+    reported_at = {
+        p["id"]: p["scored_at"] + timedelta(minutes=2)
+        for p in seeded.of(SERVING)
+        if p["label"] == "positive" and p["id"] in seeded.reported_ids
+    }
+    for hour in (0, 1):
+        start = START + hour * HOUR
+        expected = sum(start <= at < start + HOUR for at in reported_at.values())
+        assert expected > 0 and by_hour[start] == expected
+    assert {r["false_negatives"] for r in rows} == {0}  # every report here says negative

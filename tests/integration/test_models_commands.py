@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
 from airparadis.cli import app
 from shared.nats_server import free_port
-from shared.registry import CHAMPION, PREVIOUS, Registry
+from shared.registry import (
+    CHAMPION,
+    CHAMPION_REASON_TAG,
+    HOLDOUT_RUN_TAG,
+    PREVIOUS,
+    PROMOTION_REASON_TAG,
+    Registry,
+)
 from tests.drift import reference_shares
 from tests.integration.registry import LOGGED_PLOTS, logged_files
-from training.registry import TEST_AT_THRESHOLD_PREFIX, compare_versions
+from training.registry import (
+    TEST_AT_THRESHOLD_PREFIX,
+    compare_on_holdout,
+    compare_versions,
+    read_holdout,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,27 +51,60 @@ class Home:
     def run(self, *args: str) -> Result:
         return CliRunner().invoke(app, ["--log-level", "WARNING", *args], env=self.env)
 
+    def train(self, data: Path, candidates: str = "logreg,nb") -> None:
+        """A smoke training of the simple family on data, registered as the next version."""
+        result = self.run(
+            "train",
+            "simple",
+            "--data",
+            str(data),
+            "--smoke",
+            "--candidates",
+            candidates,
+            "--vectorizers",
+            "tfidf",
+            "--no-lemmatize",
+            "--jobs",
+            "1",
+        )
+        assert result.exit_code == 0, result.output
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.tracking_uri, MODEL)
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     """A registry holding version 1: a smoke training of two candidates on the fixture tweets."""
     home = Home(tmp_path_factory.mktemp("home"))
-    result = home.run(
-        "train",
-        "simple",
-        "--data",
-        str(FIXTURE),
-        "--smoke",
-        "--candidates",
-        "logreg,nb",
-        "--vectorizers",
-        "tfidf",
-        "--no-lemmatize",
-        "--jobs",
-        "1",
-    )
-    assert result.exit_code == 0, result.output
+    home.train(FIXTURE)
     return home
+
+
+@pytest.fixture
+def rivals(tmp_path: Path) -> Home:
+    """Version 1 trained on the fixture tweets, version 2 on the same tweets with their labels
+    swapped: a model that calls the negative tweets positive."""
+    swapped = tmp_path / "swapped.csv"
+    frame = pd.read_csv(FIXTURE)
+    frame["target"] = 4 - frame["target"]
+    frame.to_csv(swapped, index=False)
+    home = Home(tmp_path / "home")
+    home.train(FIXTURE, candidates="logreg")
+    home.train(swapped, candidates="logreg")
+    return home
+
+
+def said(result: Result) -> str:
+    """What a command printed, on one line (the console wraps long messages)."""
+    return " ".join(result.output.split())
+
+
+def row_of(result: Result, version: str) -> str:
+    """The line of a printed table whose first cell is version."""
+    rows = [line for line in result.output.splitlines() if line.startswith("│")]
+    return next(row for row in rows if row.split("│")[1].strip() == version)
 
 
 def register_with_precision(home: Home, precision: float) -> str:
@@ -131,36 +177,105 @@ def test_compare_lists_every_version_with_its_test_figures(home: Home) -> None:
     }
     assert summary.latency_ms is not None and summary.latency_ms > 0
     assert summary.size_bytes is not None and summary.size_bytes > 0
+    assert summary.calibration is not None
+    assert summary.ece is not None and summary.brier is not None
     assert "simple" in result.output
     assert f"{summary.test_at_threshold['precision']:.3f}" in result.output
     assert "ROC AUC" in result.output
+    assert "ECE" in result.output and "Brier" in result.output
+    row = row_of(result, "1")
+    assert f"{summary.ece:.3f}" in row and f"{summary.brier:.3f}" in row
+    assert summary.calibration in row
 
 
-def test_promote_refuses_a_less_precise_version_unless_forced(home: Home) -> None:
-    assert home.run("models", "promote", "1").exit_code == 0
-    champion_precision = compare_versions(Registry(home.tracking_uri, MODEL))[0].precision
-    assert champion_precision is not None
-    worse = register_with_precision(home, champion_precision - 0.1)
+def test_promote_refuses_a_version_less_precise_on_the_same_holdout_unless_forced(
+    rivals: Home,
+) -> None:
+    assert rivals.run("models", "promote", "1").exit_code == 0
+    expected = compare_on_holdout(rivals.registry, "2", "1", read_holdout(FIXTURE))
+    assert expected.champion is not None and expected.champion.precision is not None
+    assert expected.candidate.precision is not None
+    assert expected.candidate.precision < expected.champion.precision, "swapped labels do worse"
 
-    refused = home.run("models", "promote", worse)
+    refused = rivals.run("models", "promote", "2", "--holdout", str(FIXTURE))
 
     assert refused.exit_code == 1
-    assert "Not promoted" in refused.output
-    assert "--force" in refused.output
-    assert alias_holder(home, CHAMPION) == "1"
+    output = said(refused)
+    assert "Holdout: 40 tweets (20 positive) from" in output and FIXTURE.name in output
+    assert "v2 (candidate)" in output and "v1 (champion)" in output
+    for scored in (expected.candidate, expected.champion):
+        assert f"{scored.at_threshold['precision']:.4f}" in output
+        assert f"{scored.at_threshold['roc_auc']:.4f}" in output
+    assert "Not promoted: version 2 has holdout precision" in output
+    assert "--force" in output
+    assert alias_holder(rivals, CHAMPION) == "1"
 
-    forced = home.run("models", "promote", worse, "--force")
+    forced = rivals.run("models", "promote", "2", "--holdout", str(FIXTURE), "--force")
 
     assert forced.exit_code == 0, forced.output
-    assert alias_holder(home, CHAMPION) == worse
-    assert alias_holder(home, PREVIOUS) == "1"
+    assert alias_holder(rivals, CHAMPION) == "2"
+    assert alias_holder(rivals, PREVIOUS) == "1"
+    reason = rivals.registry.version("2").tags[PROMOTION_REASON_TAG]
+    assert reason.startswith("forced: version 2 has holdout precision")
+    assert f"{expected.candidate.precision:.4f}" in reason
+    assert "on 40 holdout tweets from" in reason
+    model = rivals.registry.client.get_registered_model(MODEL)
+    assert model.tags[CHAMPION_REASON_TAG] == reason
 
 
-def test_models_list_shows_versions_with_their_aliases(home: Home) -> None:
-    result = home.run("models", "list")
+def test_promote_judges_on_the_frozen_holdout_not_on_the_recorded_figures(home: Home) -> None:
+    assert home.run("models", "promote", "1", "--force").exit_code == 0
+    recorded = home.registry.version("1").tags[f"{TEST_AT_THRESHOLD_PREFIX}precision"]
+    holdout = home.registry.holdout()
+    assert holdout is not None
+    # The same model, recording a lower test precision: on the common holdout it is as good.
+    copy = register_with_precision(home, float(recorded) - 0.1)
+
+    result = home.run("models", "promote", copy)
 
     assert result.exit_code == 0, result.output
-    assert "simple" in result.output
+    output = said(result)
+    assert f"Holdout: {len(holdout)} tweets" in output
+    assert "from test split of version 1" in output
+    assert alias_holder(home, CHAMPION) == copy
+    reason = home.registry.version(copy).tags[PROMOTION_REASON_TAG]
+    assert reason.startswith("holdout precision")
+    assert home.registry.client.get_registered_model(MODEL).tags[CHAMPION_REASON_TAG] == reason
+
+
+def test_without_a_holdout_promote_compares_the_recorded_test_figures(home: Home) -> None:
+    assert home.run("models", "promote", "1", "--force").exit_code == 0
+    recorded = home.registry.version("1").tags[f"{TEST_AT_THRESHOLD_PREFIX}precision"]
+    worse = register_with_precision(home, float(recorded) - 0.1)
+    client = home.registry.client
+    holdout_run = client.get_registered_model(MODEL).tags[HOLDOUT_RUN_TAG]
+    client.delete_registered_model_tag(MODEL, HOLDOUT_RUN_TAG)
+    try:
+        refused = home.run("models", "promote", worse)
+        forced = home.run("models", "promote", worse, "--force")
+    finally:
+        client.set_registered_model_tag(MODEL, HOLDOUT_RUN_TAG, holdout_run)
+
+    assert refused.exit_code == 1
+    assert "Not on a common holdout" in said(refused)
+    assert "has test precision" in said(refused)
+    assert forced.exit_code == 0, forced.output
+    assert alias_holder(home, CHAMPION) == worse
+    reason = home.registry.version(worse).tags[PROMOTION_REASON_TAG]
+    assert reason.endswith("(recorded test figures, not on a common holdout)")
+
+
+def test_models_list_and_compare_show_the_champion_alias(home: Home) -> None:
+    assert home.run("models", "promote", "1", "--force").exit_code == 0
+
+    listed = home.run("models", "list")
+    compared = home.run("models", "compare")
+
+    assert listed.exit_code == 0, listed.output
+    assert compared.exit_code == 0, compared.output
+    assert "simple" in listed.output
+    assert CHAMPION in row_of(listed, "1")
+    assert CHAMPION in row_of(compared, "1")
 
 
 def test_evaluate_prints_the_metrics_at_half_and_at_the_threshold(home: Home) -> None:
@@ -201,7 +316,7 @@ def test_reference_refuses_a_file_the_version_was_not_trained_on(
     result = home.run("models", "reference", "1", "--data", str(other))
 
     assert result.exit_code == 1
-    assert "the file it was trained on" in result.output
+    assert "the file it was trained on" in said(result)
 
 
 @pytest.mark.parametrize(
@@ -211,8 +326,9 @@ def test_reference_refuses_a_file_the_version_was_not_trained_on(
         ("models", "promote", "99"),
         ("models", "reference", "99", "--data", str(FIXTURE)),
         ("models", "evaluate", "1", "--data", "/no/such/file.csv"),
+        ("models", "promote", "1", "--holdout", "/no/such/file.csv"),
     ],
-    ids=["evaluate", "promote", "reference", "missing file"],
+    ids=["evaluate", "promote", "reference", "missing file", "missing holdout file"],
 )
 def test_a_mistake_ends_with_its_reason_not_a_traceback(home: Home, command: tuple[str]) -> None:
     result = home.run(*command)

@@ -12,8 +12,9 @@ import pytest
 pytest.importorskip("tensorflow", reason="the lstm extra (tensorflow-cpu) is not installed")
 pytest.importorskip("gensim", reason="the lstm extra (gensim) is not installed")
 
+from shared.calibration import Calibration
 from shared.estimators.base import ProbabilityEstimator
-from shared.models import LoadedModel
+from shared.models import LoadedModel, SentimentModel
 from shared.preprocessing import TextPreprocessor
 from shared.registry import Registry
 from tests.integration.registry import LOGGED_PLOTS, logged_files
@@ -106,7 +107,11 @@ def test_the_served_model_scores_as_the_trained_one(
 ) -> None:
     assert family.fitted is not None
 
-    expected = family.fitted.positive_proba(TextPreprocessor(DEFAULT_PREPROCESS).transform(TWEETS))
+    raw = family.fitted.positive_proba(TextPreprocessor(DEFAULT_PREPROCESS).transform(TWEETS))
+    # Served probabilities are the trained network's, through the calibration training fitted.
+    assert isinstance(served.model, SentimentModel)
+    calibration = Calibration.from_params(served.model.config.calibration)
+    expected = calibration.apply(raw)
 
     np.testing.assert_allclose(served.predict_proba(TWEETS), expected, atol=1e-6)
 

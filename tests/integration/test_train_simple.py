@@ -16,8 +16,9 @@ from shared.models import SentimentModel
 from shared.preprocessing import PreprocessConfig
 from shared.registry import CHAMPION, PREVIOUS, Registry
 from tests.integration.registry import LOGGED_PLOTS, logged_files
-from training.data import load_sentiment140
-from training.experiment import TrainResult
+from training.data import Split, load_sentiment140, split
+from training.experiment import HOLDOUT_EXCLUDED_PARAM, TrainResult
+from training.registry import split_rows
 from training.simple import train_simple
 
 pytestmark = pytest.mark.integration
@@ -33,12 +34,15 @@ class MlflowHome:
         self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
         self.artifacts_dir = root / "artifacts"
 
-    def train(self, frame: pd.DataFrame, **options: object) -> TrainResult:
+    def train(
+        self, data: pd.DataFrame | Split, registry: Registry | None = None, **options: object
+    ) -> TrainResult:
+        """Train on data into registry (default: a model name of its own)."""
         return train_simple(
-            frame,
+            data,
             preprocess=PreprocessConfig(),
             target_precision=0.8,
-            registry=Registry(self.tracking_uri, f"sentiment-{uuid.uuid4().hex[:8]}"),
+            registry=registry or Registry(self.tracking_uri, f"sentiment-{uuid.uuid4().hex[:8]}"),
             artifacts_dir=self.artifacts_dir,
             progress=False,
             **options,  # type: ignore[arg-type]
@@ -102,6 +106,67 @@ def test_the_run_records_params_metrics_split_and_plots(
     assert [candidate.info.run_name for candidate in candidates] == ["tfidf-logreg"]
     version = client.get_model_version(fixture_model.model_name, fixture_model.version)
     assert float(version.tags["threshold"]) == pytest.approx(fixture_model.threshold.threshold)
+
+
+def test_the_first_training_keeps_its_test_split_as_the_registry_holdout(
+    mlflow_home: MlflowHome, fixture_model: TrainResult, airline_csv: Path
+) -> None:
+    registry = Registry(mlflow_home.tracking_uri, fixture_model.model_name)
+
+    holdout = registry.holdout()
+
+    assert holdout is not None
+    test = split_rows(registry, fixture_model.version, load_sentiment140(airline_csv), "test")
+    assert sorted(zip(holdout.frame["text"], holdout.frame["label"], strict=True)) == sorted(
+        zip(test["text"], test["label"], strict=True)
+    )
+    assert f"test split of version {fixture_model.version}" in holdout.source
+    holdout_run = registry.client.get_run(str(holdout.run_id))
+    experiment = registry.client.get_experiment(holdout_run.info.experiment_id)
+    assert experiment.name == "airparadis-holdout"
+    assert experiment.artifact_location == mlflow_home.artifacts_dir.resolve().as_uri()
+
+
+def test_a_later_training_leaves_the_holdout_tweets_out(
+    mlflow_home: MlflowHome, fixture_model: TrainResult, airline_csv: Path
+) -> None:
+    registry = Registry(mlflow_home.tracking_uri, fixture_model.model_name)
+    holdout = registry.holdout()
+    assert holdout is not None
+    frame = load_sentiment140(airline_csv)
+
+    later = mlflow_home.train(frame, registry, min_df=1)
+
+    run = registry.client.get_run(later.run_id)
+    assert run.data.params[HOLDOUT_EXCLUDED_PARAM] == str(len(holdout))
+    assert sum(later.sizes.values()) == len(frame) - len(holdout)
+    seen = pd.concat(
+        split_rows(registry, later.version, frame, part) for part in ("train", "val", "test")
+    )
+    assert not set(seen["text"]) & set(holdout.frame["text"])
+    frozen = registry.holdout()
+    assert frozen is not None and frozen.run_id == holdout.run_id
+
+
+def test_a_ready_split_loses_the_holdout_tweets_from_train_and_validation(
+    mlflow_home: MlflowHome, fixture_model: TrainResult, airline_csv: Path
+) -> None:
+    registry = Registry(mlflow_home.tracking_uri, fixture_model.model_name)
+    holdout = registry.holdout()
+    assert holdout is not None
+    splits = split(load_sentiment140(airline_csv), seed=7)
+    held = set(holdout.frame["text"])
+    overlap = int(splits.train["text"].isin(held).sum() + splits.val["text"].isin(held).sum())
+    assert overlap > 0, "another seed draws holdout tweets into train or validation"
+
+    later = mlflow_home.train(splits, registry, min_df=1)
+
+    run = registry.client.get_run(later.run_id)
+    assert run.data.params[HOLDOUT_EXCLUDED_PARAM] == str(overlap)
+    assert (
+        later.sizes["train"] + later.sizes["val"] == len(splits.train) + len(splits.val) - overlap
+    )
+    assert later.sizes["test"] == len(splits.test)
 
 
 def test_the_pyfunc_takes_a_text_column_and_returns_probabilities(

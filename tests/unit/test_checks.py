@@ -1,4 +1,4 @@
-"""The drift and error-rate checks' decisions and their cooldown, as pure logic."""
+"""The drift, error-rate and precision checks' decisions and their cooldown, as pure logic."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from services.alerter.checks import Checks, drift_alert, error_rate_alert
+from services.alerter.checks import Checks, drift_alert, error_rate_alert, precision_round
 from shared.drift import build_reference, from_json, to_json
 from shared.estimators.base import oov_shares
 from shared.messages import AlertRaised
 from shared.settings import Settings
+from shared.shift import OperatingCurve, RecentScores, threshold_for
 from tests.drift import reference_shares
 from tests.fakes import MemoryAlerterState
 
@@ -119,8 +120,12 @@ async def test_an_alert_that_cannot_be_published_gives_its_cooldown_back(
     async def broken(now: datetime) -> AlertRaised | None:
         raise TimeoutError("ClickHouse did not answer")
 
+    async def quiet(now: datetime) -> AlertRaised | None:
+        return None
+
     checks._drift = drifted  # type: ignore[method-assign]
     checks._error_rate = broken  # type: ignore[method-assign]
+    checks._precision = quiet  # type: ignore[method-assign]
 
     assert await checks.run_once() == []
     assert checks.failures == 2  # the publish, and the error-rate check: neither stops the other
@@ -134,3 +139,59 @@ async def test_memory_cooldown_release_undoes_only_its_own_claim() -> None:
     assert not await state.claim_cooldown("drift", NOW, 3600)
     await state.release_cooldown("drift", NOW)
     assert await state.claim_cooldown("drift", NOW, 3600)
+
+
+# --- Precision on live traffic: the round's decision ---
+
+
+def _balanced_curve_and(prior: float, n: int = 2000) -> tuple[OperatingCurve, RecentScores]:
+    """A curve measured on balanced labelled tweets, and recent scores at another prior."""
+    rng = np.random.default_rng(5)
+
+    def tweets(size: int, share: float) -> tuple[np.ndarray, np.ndarray]:
+        labels = (rng.uniform(size=size) < share).astype(int)
+        score = rng.normal(np.where(labels == 1, 1.0, -1.0), 1.0)
+        return labels, 1 / (1 + np.exp(-2 * score))
+
+    curve = OperatingCurve.measure(*tweets(20_000, 0.5))
+    _, live = tweets(n, prior)
+    return curve, RecentScores("3", 0.8, live)
+
+
+def test_adaptive_round_raises_the_threshold_when_positives_become_rare(
+    settings: Settings,
+) -> None:
+    curve, scores = _balanced_curve_and(0.2)
+    event, alert = precision_round(scores, curve, settings, now=NOW)
+    assert event.mode == "adaptive" and event.changed
+    assert event.threshold is not None and event.threshold > 0.8
+    assert abs(event.prior - 0.2) < 0.04 and event.precision is not None
+    assert event.precision < settings.target_precision - settings.threshold_hysteresis
+    assert alert is None  # the new threshold reaches the target: nothing to tell the team
+
+
+def test_fixed_round_keeps_the_threshold_and_raises_a_precision_risk(settings: Settings) -> None:
+    curve, scores = _balanced_curve_and(0.2)
+    fixed = settings.model_copy(update={"threshold_mode": "fixed"})
+    event, alert = precision_round(scores, curve, fixed, now=NOW)
+    assert event.threshold is None and not event.changed  # infer keeps the version's own
+    assert alert is not None and alert.kind == "precision_risk"
+    assert alert.details["estimated_precision"] < 0.85
+    assert "THRESHOLD_MODE=adaptive" in alert.summary
+
+
+def test_an_unreachable_target_is_an_alert_in_adaptive_mode_too(settings: Settings) -> None:
+    curve, scores = _balanced_curve_and(0.02)
+    strict = settings.model_copy(update={"target_precision": 0.99, "threshold_max": 0.9})
+    event, alert = precision_round(scores, curve, strict, now=NOW)
+    assert not event.reached and event.threshold == pytest.approx(0.9, abs=0.01)
+    assert alert is not None and "no threshold up to 0.9 reaches it" in alert.summary
+
+
+def test_on_target_traffic_changes_nothing(settings: Settings) -> None:
+    curve, scores = _balanced_curve_and(0.5, n=4000)
+    on_target, _ = threshold_for(curve, 0.5, 0.9, low=0.05, high=0.995)
+    event, alert = precision_round(
+        RecentScores("3", on_target, scores.probabilities), curve, settings, now=NOW
+    )
+    assert not event.changed and event.threshold == on_target and alert is None

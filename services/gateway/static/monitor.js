@@ -69,7 +69,8 @@ function lineChart(container, series, { lines = [], yMax = null, percent = false
   }
 }
 
-const points = (rows, key) => rows.map((r) => [new Date(r.t), r[key]]);
+// Buckets without a value (an estimate with nothing called positive) are left out.
+const points = (rows, key) => rows.filter((r) => r[key] !== null).map((r) => [new Date(r.t), r[key]]);
 
 async function refresh() {
   const params = new URLSearchParams({ hours: $("hours").value });
@@ -94,6 +95,20 @@ async function refresh() {
   lineChart($("latency"), ["p50", "p95", "p99"].map((k) => ({ name: k, points: points(data.latency, k) })));
   lineChart($("error-rate"), [{ name: "error rate", points: points(data.error_rate, "error_rate") }], { percent: true });
   lineChart($("positive-rate"), [{ name: "positive rate", points: points(data.positive_rate, "positive_rate") }], { yMax: 1, percent: true });
+  const target = data.precision.find((r) => r.target !== null)?.target;
+  lineChart($("precision"), [
+    { name: "estimated precision", points: points(data.precision, "precision") },
+    { name: "low", points: points(data.precision, "precision_low") },
+    { name: "high", points: points(data.precision, "precision_high") },
+  ], { yMax: 1, percent: true, lines: target ? [{ value: target, label: `target ${(target * 100).toFixed(0)}%` }] : [] });
+  lineChart($("prior-threshold"), [
+    { name: "share of positive tweets", points: points(data.prior, "positive_share") },
+    { name: "threshold in use", points: points(data.threshold, "threshold") },
+  ], { yMax: 1 });
+  lineChart($("reported-wrong"), [
+    { name: "called positive, reported negative", points: points(data.reported_wrong, "false_positives") },
+    { name: "called negative, reported positive", points: points(data.reported_wrong, "false_negatives") },
+  ]);
   const bucket = data.psi_interval_s >= 3600 ? "hour" : `${data.psi_interval_s / 60} min`;
   $("psi-caption").textContent =
     `Drift: PSI per ${bucket} against the training reference of v${data.model_version ?? "?"} (0.1 warn, 0.25 alert)`;
