@@ -7,7 +7,8 @@ history; in `fixed` mode the same round raises a precision_risk alert, emailed a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 from faststream.nats import NatsBroker
 
+from airparadis.wiring import Platform
 from services.gateway.monitor import monitor_figures
 from shared import subjects
 from shared.bus import publish_event
@@ -95,6 +97,25 @@ def settings_for(base: Settings, trained: Trained, mode: str) -> Settings:
     )
 
 
+@asynccontextmanager
+async def scored_stream(
+    start_platform: StartPlatform, settings: Settings, upstream: NatsBroker, trained: Trained
+) -> AsyncIterator[Platform]:
+    """The platform running with the complaint stream scored and stored, the champion's
+    operating curve in ClickHouse: ready for a check round."""
+    async with start_platform(settings=settings) as platform:
+        store = platform.store
+        assert store is not None
+        await eventually(
+            lambda: load_curve(store, settings.model_name, trained.version) is not None,
+            what="the champion's operating curve in ClickHouse",
+        )
+        texts = complaint_stream(trained.test, STREAM_TWEETS, POSITIVE_SHARE)
+        await publish(upstream, texts, "complaint")
+        await eventually(rows_in(platform, "predictions", STREAM_TWEETS), within=60, what="scores")
+        yield platform
+
+
 def test_the_logged_curve_shows_the_promise_breaking_when_positives_are_rare(
     trained: Trained,
 ) -> None:
@@ -113,16 +134,9 @@ async def test_adaptive_mode_raises_the_threshold_and_infer_applies_it(
 ) -> None:
     settings = settings_for(platform_settings, trained, "adaptive")
     texts = complaint_stream(trained.test, STREAM_TWEETS, POSITIVE_SHARE)
-    async with start_platform(settings=settings) as platform:
-        store = platform.store
-        checks = platform.checks
+    async with scored_stream(start_platform, settings, upstream, trained) as platform:
+        store, checks = platform.store, platform.checks
         assert store is not None and checks is not None
-        await eventually(
-            lambda: load_curve(store, settings.model_name, trained.version) is not None,
-            what="the champion's operating curve in ClickHouse",
-        )
-        await publish(upstream, texts, "complaint")
-        await eventually(rows_in(platform, "predictions", STREAM_TWEETS), within=60, what="scores")
 
         await checks.run_once()
         await eventually(rows_in(platform, "thresholds", 1), what="the threshold history")
@@ -164,17 +178,9 @@ async def test_fixed_mode_keeps_the_threshold_and_raises_a_precision_risk_alert(
 ) -> None:
     _, inbox = smtp
     settings = settings_for(platform_settings, trained, "fixed")
-    texts = complaint_stream(trained.test, STREAM_TWEETS, POSITIVE_SHARE)
-    async with start_platform(settings=settings) as platform:
-        store = platform.store
-        checks = platform.checks
+    async with scored_stream(start_platform, settings, upstream, trained) as platform:
+        store, checks = platform.store, platform.checks
         assert store is not None and checks is not None
-        await eventually(
-            lambda: load_curve(store, settings.model_name, trained.version) is not None,
-            what="the champion's operating curve in ClickHouse",
-        )
-        await publish(upstream, texts, "complaint")
-        await eventually(rows_in(platform, "predictions", STREAM_TWEETS), within=60, what="scores")
 
         raised = await checks.run_once()
         await eventually(lambda: len(inbox.messages) == 1, what="the precision alert email")
