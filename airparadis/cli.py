@@ -152,7 +152,7 @@ def migrate(home: HomeOption = None) -> None:
     settings = load_settings(home)
     store = open_store(settings)
     try:
-        applied = apply_migrations(store, settings.retention_days)
+        applied = apply_migrations(store, settings.retention_days, fsync=settings.clickhouse_fsync)
     finally:
         store.close()
     console.print(f"applied: {applied or 'nothing (schema up to date)'}")

@@ -198,7 +198,9 @@ def up(settings: Settings, data: Path | None, cli_options: list[str]) -> int:
     settings.home.mkdir(parents=True, exist_ok=True)
     nats = None
     if not settings.nats_url:
-        nats = NatsServerProcess(settings.nats_store_dir, port=settings.nats_port)
+        nats = NatsServerProcess(
+            settings.nats_store_dir, port=settings.nats_port, sync_interval=settings.durability
+        )
         settings = settings.model_copy(update={"nats_url": nats.start()})
     try:
         ensure_champion(settings, data)

@@ -39,6 +39,7 @@ from shared import subjects
 from shared.bus import ConnectionState, Streams, declare_streams, make_broker, nats_servers
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
+from shared.nats_server import check_version, parse_version
 from shared.registry import Registry
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
@@ -120,6 +121,9 @@ class Platform:
         await self.broker.connect()
         self.connection.connected = True
         nc = self.broker.config.connection_state.connection
+        # A server that can lose streams after a crash is refused, wherever it runs.
+        where = nc.connected_url.netloc if nc.connected_url else "the NATS server"
+        check_version(parse_version(str(nc.connected_server_version)), where)
         await declare_streams(self.broker, self.streams)
         self._open_store(nc)
         if isinstance(self.alerter_state, KvAlerterState):
@@ -169,7 +173,9 @@ class Platform:
         elif "store" in self.workers or self.settings.clickhouse_url:
             self.store = open_store(self.settings)
             if "store" in self.workers:
-                apply_migrations(self.store, self.settings.retention_days)
+                apply_migrations(
+                    self.store, self.settings.retention_days, fsync=self.settings.clickhouse_fsync
+                )
         else:
             self.store = BusStore(nc, asyncio.get_running_loop())
         self.repository = PredictionRepository(self.store)

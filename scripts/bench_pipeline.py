@@ -306,7 +306,9 @@ class Running:
 
 
 @contextmanager
-def pipeline(settings: Settings, folder: Path, batch: int, log: Path) -> Iterator[Running]:
+def pipeline(
+    settings: Settings, folder: Path, batch: int, log: Path, durability: str = "always"
+) -> Iterator[Running]:
     http_port, nats_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
         "AIRPARADIS_HOME": str(folder),
@@ -315,6 +317,7 @@ def pipeline(settings: Settings, folder: Path, batch: int, log: Path) -> Iterato
         "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
         "AIRPARADIS_BATCH_MAX_SIZE": str(batch),
         "AIRPARADIS_CHECK_INTERVAL_S": "0",
+        "AIRPARADIS_DURABILITY": durability,
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -380,23 +383,30 @@ async def store_query(url: str, sql: str) -> list[dict[str, Any]]:
 
 
 def measure_pipeline(
-    figures: Figures, running: Running, texts: list[str], bus_tweets: int, requests: int, run: int
+    figures: Figures,
+    running: Running,
+    texts: list[str],
+    bus_tweets: int,
+    requests: int,
+    run: int,
+    who: str = "pipeline",
 ) -> dict[str, float]:
-    measure_http(figures, "pipeline", running.http_port, texts, requests)
+    measure_http(figures, who, running.http_port, texts, requests)
     source = f"bench-{run}"
     tweets = [TweetSubmitted(text=texts[i % len(texts)], source=source) for i in range(bus_tweets)]
     pids = descendants(running.process.pid) | {running.process.pid: "supervisor"}
     cpu_before = cpu_of(pids)
     elapsed = asyncio.run(bus_load(running.nats_url, tweets))
     cpu_after = cpu_of(pids)
-    figures.add("pipeline.bus", bus_tweets / elapsed)
+    figures.add(f"{who}.bus", bus_tweets / elapsed)
     per_role: dict[str, float] = {}
     for pid, role in pids.items():
         if pid in cpu_before and pid in cpu_after:
             per_role[role] = per_role.get(role, 0.0) + cpu_after[pid] - cpu_before[pid]
     platform_cpu = sum(v for k, v in per_role.items() if k != "nats-server")
-    figures.add("pipeline.cpu_ms_per_tweet", platform_cpu * 1000 / bus_tweets)
-    figures.add("nats.cpu_ms_per_tweet", per_role.get("nats-server", 0.0) * 1000 / bus_tweets)
+    figures.add(f"{who}.cpu_ms_per_tweet", platform_cpu * 1000 / bus_tweets)
+    nats_cpu = per_role.get("nats-server", 0.0) * 1000 / bus_tweets
+    figures.add("nats.cpu_ms_per_tweet" if who == "pipeline" else f"{who}.nats_cpu", nats_cpu)
     for role, seconds in per_role.items():
         figures.add(f"cpu.{role}", seconds * 1000 / bus_tweets)
     [count] = asyncio.run(
@@ -415,6 +425,43 @@ def measure_pipeline(
         )
     )
     return {str(row["batch_size"]): row["n"] for row in sizes}
+
+
+# --- Durability settings side by side ---
+
+
+def durability_compare(
+    settings: Settings, work: Path, texts: list[str], args: argparse.Namespace, uptime: str
+) -> None:
+    """The pipeline under each AIRPARADIS_DURABILITY value, alternating within each repeat so
+    that the machine's noise falls on all of them alike."""
+    choices = [value.strip() for value in args.durability.split(",") if value.strip()]
+    figures = Figures()
+    for run in range(args.repeat):
+        for durability in choices:
+            print(f"run {run + 1}/{args.repeat}: pipeline, durability {durability}", flush=True)
+            folder, log = work / f"up-{durability}-{run}", work / f"up-{durability}-{run}.log"
+            with pipeline(settings, folder, args.batch_size, log, durability) as up:
+                measure_pipeline(
+                    figures, up, texts, args.bus_tweets, args.requests, run, f"d[{durability}]"
+                )
+    print(f"\nload average at start: {uptime}; {args.repeat} run(s) of each, min..max")
+    print(f"{args.bus_tweets:,} tweets on the bus, {args.requests:,} HTTP requests at 32\n")
+    base = f"d[{choices[-1]}]"
+    print(
+        "| durability | bus tweets/s | vs " + choices[-1] + " | HTTP req/s @32 | p99 @32 ms "
+        "| p50 @1 ms | nats-server CPU ms/tweet |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for durability in choices:
+        who = f"d[{durability}]"
+        print(
+            f"| {durability} | {figures.text(who + '.bus', '{:,.0f}')} "
+            f"| {figures.ratio(who + '.bus', base + '.bus')} "
+            f"| {figures.text(who + '.rps32', '{:,.0f}')} "
+            f"| {figures.text(who + '.p99_32')} | {figures.text(who + '.idle_p50')} "
+            f"| {figures.text(who + '.nats_cpu', '{:.3f}')} |"
+        )
 
 
 # --- Soak ---
@@ -563,6 +610,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="AIRPARADIS_BATCH_MAX_SIZE")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--soak", type=int, metavar="N", help="only the memory soak, N tweets")
+    parser.add_argument(
+        "--durability",
+        metavar="LIST",
+        help="only the pipeline, once per AIRPARADIS_DURABILITY value (e.g. always,1s,2m), "
+        "side by side",
+    )
     parser.add_argument("--raw-hop", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--model-alone", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -585,6 +638,9 @@ def main() -> None:
     texts = tweets_from(args.data, max(args.requests, 5000))
     if args.soak:
         soak(settings, work, texts, args.soak)
+        return
+    if args.durability:
+        durability_compare(settings, work, texts, args, uptime)
         return
     payloads = [TweetSubmitted(text=t, source="raw").model_dump_json().encode() for t in texts]
     # At least 20,000 on the raw chain: its last partial batches wait out nats-py's fetch

@@ -2,6 +2,10 @@
 (PredictionRepository, one insert per batch), then time the dashboard-style reads.
 
     python scripts/bench_storage.py --rows 50000 --batch 500
+    python scripts/bench_storage.py --rows 20000 --batch 100 --fsync both --repeat 3
+
+With --fsync both it runs the inserts with AIRPARADIS_CLICKHOUSE_FSYNC on and off, alternating,
+and prints their rates side by side.
 """
 
 from __future__ import annotations
@@ -61,10 +65,11 @@ def scored_tweets(count: int, spread: timedelta) -> list[TweetScored]:
     return tweets
 
 
-async def bench(folder: Path, rows: int, batch: int) -> None:
+async def bench(folder: Path, rows: int, batch: int, fsync: bool = True) -> float:
+    """Insert and read; returns the insert rate in rows/s."""
     store = ChdbStore(folder, "bench")
     try:
-        apply_migrations(store, retention_days=365)
+        apply_migrations(store, retention_days=365, fsync=fsync)
         repository = PredictionRepository(store)
         tweets = scored_tweets(rows, spread=timedelta(hours=8))
 
@@ -83,7 +88,7 @@ async def bench(folder: Path, rows: int, batch: int) -> None:
     finally:
         store.close()
 
-    print(f"chDB folder: {folder}")
+    print(f"chDB folder: {folder} (fsync {'on' if fsync else 'off'})")
     print(
         f"insert: {rows} rows, batches of {batch}: {insert_s:.2f} s, {rows / insert_s:,.0f} rows/s"
     )
@@ -91,15 +96,31 @@ async def bench(folder: Path, rows: int, batch: int) -> None:
     print(
         f"per-minute aggregation with FINAL: {len(minutes)} minutes in {aggregate_s * 1000:.1f} ms"
     )
+    return rows / insert_s
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000, help="predictions to insert")
     parser.add_argument("--batch", type=int, default=500, help="rows per insert")
+    parser.add_argument("--fsync", choices=("on", "off", "both"), default="on")
+    parser.add_argument(
+        "--dir", default=None, help="where the temporary chDB goes (the disk to measure)"
+    )
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-storage-") as folder:
-        asyncio.run(bench(Path(folder), args.rows, args.batch))
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.fsync]
+    rates: dict[bool, list[float]] = {mode: [] for mode in modes}
+    for _ in range(args.repeat):
+        for fsync in modes:
+            with tempfile.TemporaryDirectory(prefix="bench-storage-", dir=args.dir) as folder:
+                rates[fsync].append(asyncio.run(bench(Path(folder), args.rows, args.batch, fsync)))
+    print()
+    for fsync, got in rates.items():
+        print(
+            f"fsync {'on ' if fsync else 'off'}: {min(got):,.0f}..{max(got):,.0f} rows/s "
+            f"({args.batch} rows an insert, {len(got)} run(s))"
+        )
 
 
 if __name__ == "__main__":

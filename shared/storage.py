@@ -457,14 +457,21 @@ def _fill(path: Path, source: str, values: Mapping[str, str]) -> str:
     return sql
 
 
-def apply_migrations(store: Store, retention_days: int, directory: Path | None = None) -> list[str]:
+def apply_migrations(
+    store: Store, retention_days: int, directory: Path | None = None, *, fsync: bool = True
+) -> list[str]:
     """Bring the store's database to the schema in `directory` (default infra/clickhouse/) and
     return the versions applied now. Safe at every start: what is applied is recorded in
-    `schema_migrations`, and every statement is idempotent (IF NOT EXISTS)."""
+    `schema_migrations`, and every statement is idempotent (IF NOT EXISTS). `fsync`: every
+    insert reaches the disk before it returns (R__durability.sql)."""
     if retention_days < 1:
         raise ValueError(f"retention_days must be at least 1, got {retention_days}")
     database = store.query("SELECT currentDatabase() AS db")[0]["db"]
-    values = {"database": database, "retention_days": str(retention_days)}
+    values = {
+        "database": database,
+        "retention_days": str(retention_days),
+        "fsync": "1" if fsync else "0",
+    }
     migrations = load_migrations(directory or MIGRATIONS_DIR, values)
     applied = _applied_checksums(store)
     done: list[str] = []

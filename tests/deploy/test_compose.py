@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from infra.nats.render_accounts import USERS
+from shared.nats_server import MIN_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -417,3 +418,16 @@ def test_compose_cli_refuses_the_example_env_with_its_empty_secrets(
     assert result.returncode != 0
     for name in required_variables():
         assert f"set {name} in .env" in result.stderr
+
+
+def test_nats_flushes_every_acknowledged_message_and_runs_a_version_without_the_crash_losses() -> (
+    None
+):
+    config = (ROOT / "infra" / "nats" / "nats-server.conf").read_text(encoding="utf-8")
+    active = [line.strip() for line in config.splitlines() if not line.strip().startswith("#")]
+    assert "sync_interval: always" in active
+    image = compose()["services"]["nats"]["image"]
+    found = re.match(r"nats:(\d+)\.(\d+)(?:\.(\d+))?", image)
+    assert found, image
+    major, minor, patch = (int(part or 99) for part in found.groups())
+    assert (major, minor, patch) >= MIN_VERSION, f"{image} is older than {MIN_VERSION}"

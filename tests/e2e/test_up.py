@@ -60,3 +60,6 @@ def test_up_serves_predictions_stores_them_and_emails_on_reports(platform: Runni
     finally:
         store.close()
     assert rows == [{"text": "Loved the crew, great flight!", "model_version": "1"}]
+    # The embedded nats-server ran with the safe default: every write on disk before its ack.
+    durability = Settings(home=platform.home).nats_store_dir / "airparadis-durability.conf"
+    assert "sync_interval: always" in durability.read_text(encoding="utf-8")

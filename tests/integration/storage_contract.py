@@ -32,7 +32,8 @@ from shared.storage import (
 
 # Every migration in infra/clickhouse/, in the order the runner applies them.
 ALL_MIGRATIONS = [
-    m.version for m in load_migrations(MIGRATIONS_DIR, {"database": "d", "retention_days": "1"})
+    m.version
+    for m in load_migrations(MIGRATIONS_DIR, {"database": "d", "retention_days": "1", "fsync": "1"})
 ]
 
 RETENTION_DAYS = 365
@@ -199,6 +200,21 @@ class StoreContract:
         await repository.save_predictions([scored_tweet(1)])
 
         assert await repository.get_prediction("no-such-prediction") is None
+
+    def test_inserts_fsync_by_default_and_the_setting_turns_it_off_at_the_next_start(
+        self, store: Store, connect: Callable[[], Store]
+    ) -> None:
+        tables = ("predictions", "feedback", "alerts", "thresholds")
+        for table in tables:
+            [create] = store.query(f"SHOW CREATE TABLE {table}")
+            assert "fsync_after_insert = 1" in create["statement"], create["statement"]
+            assert "fsync_part_directory = 1" in create["statement"]
+        restarted = connect()
+
+        assert apply_migrations(restarted, RETENTION_DAYS, fsync=False) == ["R__durability"]
+        for table in tables:
+            [create] = restarted.query(f"SHOW CREATE TABLE {table}")
+            assert "fsync_after_insert = 0" in create["statement"], create["statement"]
 
     def test_a_new_retention_setting_moves_the_ttl_at_the_next_start(
         self, store: Store, connect: Callable[[], Store], caplog: pytest.LogCaptureFixture
