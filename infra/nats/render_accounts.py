@@ -260,7 +260,7 @@ def render(
     monitor_port: int = 8222,
     server_name: str = "airparadis-nats-1",
     max_file_store: str = "10G",
-    sync_interval: str = "always",
+    sync_interval: str = "$AIRPARADIS_DURABILITY",
 ) -> str:
     """The nats-server config; the defaults are the compose stack's. store_dir None leaves the
     JetStream folder to the command line (`nats-server --store_dir`, as tests start it)."""
@@ -282,9 +282,9 @@ max_payload: 1MB
 jetstream {{
 {store_line}  max_file_store: {max_file_store}
   max_memory_store: 256MB
-  # AIRPARADIS_DURABILITY: `always` writes every message to disk before acknowledging it (a
-  # power cut loses nothing acknowledged); an interval (1s, 2m) is faster and loses up to that.
-  # Re-render with --sync-interval to change it.
+  # AIRPARADIS_DURABILITY from the environment (compose: `always` unless .env says otherwise):
+  # `always` writes every message to disk before acknowledging it (a power cut loses nothing
+  # acknowledged); an interval (1s, 2m) is faster and loses up to that much.
   sync_interval: {sync_interval}
 }}
 
@@ -304,13 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if nats-server.conf is not up to date"
     )
-    parser.add_argument(
-        "--sync-interval",
-        default="always",
-        help="JetStream's sync_interval: always (default) or a duration such as 1s or 2m",
-    )
     args = parser.parse_args(argv)
-    rendered = render(sync_interval=args.sync_interval)
+    rendered = render()
     if args.check:
         current = CONFIG_PATH.read_text(encoding="utf-8") if CONFIG_PATH.exists() else ""
         if current != rendered:

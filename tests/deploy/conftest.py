@@ -44,6 +44,7 @@ def nats_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
     passwords = {user.name: f"test-{user.name}-{uuid.uuid4().hex}" for user in users}
     for user in users:  # nats-server reads $NATS_<USER>_PASSWORD from its environment
         monkeypatch.setenv(user.password_env, passwords[user.name])
+    monkeypatch.setenv("AIRPARADIS_DURABILITY", "always")  # and its sync_interval
     store = tmp_path / "jetstream"
     config = tmp_path / "nats-server.conf"
     config.write_text(

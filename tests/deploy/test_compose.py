@@ -228,7 +228,9 @@ def test_env_example_documents_exactly_what_compose_reads() -> None:
 def test_each_service_logs_in_to_nats_as_its_own_user() -> None:
     users = {user.name: user for user in USERS}
     nats_env = services()["nats"]["environment"]
-    assert set(nats_env) == {user.password_env for user in USERS}
+    passwords = {key for key in nats_env if key.endswith("_PASSWORD")}
+    assert passwords == {user.password_env for user in USERS}
+    assert set(nats_env) - passwords == {"AIRPARADIS_DURABILITY"}  # its sync_interval
     seen = set()
     for name, service in services().items():
         environment = service.get("environment", {})
@@ -425,8 +427,10 @@ def test_nats_flushes_every_acknowledged_message_and_runs_a_version_without_the_
 ):
     config = (ROOT / "infra" / "nats" / "nats-server.conf").read_text(encoding="utf-8")
     active = [line.strip() for line in config.splitlines() if not line.strip().startswith("#")]
-    assert "sync_interval: always" in active
-    image = compose()["services"]["nats"]["image"]
+    assert "sync_interval: $AIRPARADIS_DURABILITY" in active
+    nats = compose()["services"]["nats"]
+    assert nats["environment"]["AIRPARADIS_DURABILITY"] == "${AIRPARADIS_DURABILITY:-always}"
+    image = nats["image"]
     found = re.match(r"nats:(\d+)\.(\d+)(?:\.(\d+))?", image)
     assert found, image
     major, minor, patch = (int(part or 99) for part in found.groups())
