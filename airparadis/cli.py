@@ -509,6 +509,58 @@ def models_compare(home: HomeOption = None) -> None:
     _stdout().print(table)
 
 
+@app.command("score")
+def score_command(
+    file: Annotated[
+        Path, typer.Argument(help="CSV with a `text` column, or JSON lines with a `text` field.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Where the scored rows go (default: FILE.scored.csv beside it)."
+        ),
+    ] = None,
+    home: HomeOption = None,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for answers once no more come, before giving up."),
+    ] = 120.0,
+) -> None:
+    """Score every tweet of FILE through the running platform, into OUT.
+
+    Each line goes on the bus like any upstream app's tweet and comes back with its label,
+    probability, threshold and model version; a line that cannot be scored gets its reason in
+    `error`. Interrupted, the same command resumes: nothing is scored twice.
+    """
+    import asyncio
+
+    from airparadis.score import ScoreFileError, default_output, score_file
+
+    settings = load_settings(home)
+    target = out or default_output(file)
+    try:
+        report = asyncio.run(score_file(settings, file, target, timeout_s=timeout))
+    except ScoreFileError as error:
+        console.print(f"[red]Not scored:[/red] {error}")
+        raise typer.Exit(2) from error
+    except KeyboardInterrupt:
+        console.print(f"interrupted: run the same command again to resume ({target})")
+        raise typer.Exit(130) from None
+    console.print(
+        f"{report.lines:,} lines of {file.name} in {target}: {report.scored:,} scored now, "
+        f"{report.from_store:,} read back from an earlier run, {report.from_output:,} already "
+        f"there, {report.refused:,} with an error"
+    )
+    if report.missing:
+        shown = ", ".join(map(str, report.missing[:10]))
+        console.print(
+            f"[red]{len(report.missing):,} lines not scored within {timeout:g} s[/red] (lines "
+            f"{shown}{'…' if len(report.missing) > 10 else ''}): is the platform up? Run the "
+            "same command again to resume."
+        )
+        raise typer.Exit(1)
+
+
 @models_app.command("promote")
 def models_promote(
     version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
