@@ -13,7 +13,7 @@ from rich.console import Console
 
 from airparadis.dashboards import app as dashboards_app
 from airparadis.options import preprocess_options
-from shared.logs import configure_logging
+from shared.logs import configure_logging, use_json
 from shared.preprocessing import PreprocessConfig
 from shared.settings import Settings
 
@@ -88,11 +88,23 @@ def load_settings(home: Path | None = None, **overrides: object) -> Settings:
 def main(
     ctx: typer.Context,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
-    plain_logs: Annotated[bool, typer.Option(help="Human-readable logs instead of JSON.")] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            help="auto (text on a terminal, JSON lines otherwise), text or json. "
+            "Default: AIRPARADIS_LOG_FORMAT."
+        ),
+    ] = "",
 ) -> None:
-    configure_logging(log_level, json_lines=not plain_logs, process=Settings().process_name)
+    settings = Settings()
+    chosen = log_format or settings.log_format
+    try:
+        json_lines = use_json(chosen)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--log-format") from error
+    configure_logging(log_level, json_lines=json_lines, process=settings.process_name)
     # What `up` passes on to the processes it starts.
-    ctx.obj = ["--log-level", log_level, *(["--plain-logs"] if plain_logs else [])]
+    ctx.obj = ["--log-level", log_level, "--log-format", "json" if json_lines else "text"]
 
 
 @app.command()

@@ -402,8 +402,16 @@ class Registry:
 
     def register(self, model_uri: str, tags: Mapping[str, str]) -> ModelVersionInfo:
         """Register the logged model at model_uri as a new version, with tags."""
-        with mlflow_at(self.tracking_uri):
-            created = mlflow.register_model(model_uri, self.model_name, tags=dict(tags))
+        from mlflow.utils import logging_utils
+
+        # MLflow prints "Successfully registered model …" on stderr past any log format; the
+        # line below says it in the platform's.
+        logging_utils.disable_logging()
+        try:
+            with mlflow_at(self.tracking_uri):
+                created = mlflow.register_model(model_uri, self.model_name, tags=dict(tags))
+        finally:
+            logging_utils.enable_logging()
         log.info("registered %s version %s from %s", self.model_name, created.version, model_uri)
         return self.version(str(created.version))
 

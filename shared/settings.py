@@ -24,6 +24,10 @@ class Settings(BaseSettings):
         None,
         description="Sentiment140 CSV used to train the baseline model (original or target,text).",
     )
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto",
+        description="auto: readable text on a terminal, JSON lines otherwise; or text, json.",
+    )
     process_name: str | None = Field(
         None, description="Name of this process in the logs (`airparadis up` names its children)."
     )

@@ -256,7 +256,11 @@ def _fetch(url: str, dest: Path, *, timeout_s: float, progress: bool) -> str:
     with urllib.request.urlopen(url, timeout=timeout_s) as response, dest.open("wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(
-            total=total, unit="B", unit_scale=True, desc=dest.stem, disable=not progress
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=dest.stem,
+            disable=None if progress else True,
         ) as bar:
             while chunk := response.read(_CHUNK_BYTES):
                 out.write(chunk)

@@ -371,7 +371,12 @@ def preprocess_split(
     preprocessor = TextPreprocessor(config)
 
     def clean(frame: pd.DataFrame, name: str) -> Texts:
-        tweets = tqdm(frame["text"], desc=f"preprocess {name}", unit="tweet", disable=not progress)
+        tweets = tqdm(
+            frame["text"],
+            desc=f"preprocess {name}",
+            unit="tweet",
+            disable=None if progress else True,
+        )
         return Texts(
             texts=[preprocessor(tweet) for tweet in tweets],
             labels=frame["label"].to_numpy(dtype=np.int64),

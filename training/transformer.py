@@ -485,7 +485,9 @@ class _FineTuning:
         )
         rng = np.random.default_rng(options.seed)
         lengths = np.array([len(ids) for ids in self.train_ids])
-        with tqdm(total=self.planned, desc="fine-tune", unit="step", disable=not show) as bar:
+        with tqdm(
+            total=self.planned, desc="fine-tune", unit="step", disable=None if show else True
+        ) as bar:
             for group in _step_groups(rng, lengths, options, self.planned):
                 started = time.perf_counter()
                 self._optimizer_step(group)
