@@ -102,7 +102,7 @@ class Platform:
     clock: alerter.Clock = alerter.utc_now
     stages: list[BatchStage] = field(default_factory=list)
     _reader: ChdbStore | None = None
-    _reads: Subscription | None = None
+    _reads: list[Subscription] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -139,7 +139,7 @@ class Platform:
             self._background(stage.run(), stage.name)
         if "store" in self.workers and isinstance(self.store, ChdbStore):
             self._reader = ChdbStore(self.store.path, self.store.database, read_only=True)
-            self._reads = await serve_reads(nc, self._reader)
+            self._reads = await serve_reads(nc, self._reader, self.store)
         # Side tasks, after the consumers: none may hold up the start (MLflow slow to answer).
         if "store" in self.workers and self.store is not None:
             self._background(copy_champion_reference(self.store, settings), "champion-reference")
@@ -363,9 +363,10 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._reads is not None:
+        for reads in self._reads:
             with contextlib.suppress(Exception):
-                await self._reads.unsubscribe()
+                await reads.unsubscribe()
+        self._reads.clear()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self._reader is not None:
