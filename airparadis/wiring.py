@@ -29,6 +29,7 @@ from services.alerter.state import AlerterState, KvAlerterState
 from services.gateway.alerts import AlertWatcher
 from services.gateway.app import create_app
 from services.gateway.context import Gateway
+from services.gateway.limits import RateLimiter
 from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess.handler import PreprocessHandler
@@ -39,6 +40,7 @@ from shared import subjects
 from shared.bus import ConnectionState, Streams, declare_streams, make_broker, nats_servers
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
+from shared.keys import KeyRing
 from shared.registry import Registry
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
@@ -323,6 +325,8 @@ class Platform:
                 connection=self.connection,
                 repository=self.repository,
                 replies=replies,
+                keys=KeyRing(self.repository.store),
+                limiter=RateLimiter.of(self.settings),
                 alerts=alerts,
                 consumers=self.consumers,
             )
