@@ -315,6 +315,8 @@ def pipeline(settings: Settings, folder: Path, batch: int, log: Path) -> Iterato
         "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
         "AIRPARADIS_BATCH_MAX_SIZE": str(batch),
         "AIRPARADIS_CHECK_INTERVAL_S": "0",
+        # The load comes from one address: measure the pipeline, not the rate limit.
+        "AIRPARADIS_RATE_LIMIT_PER_S": "0",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
