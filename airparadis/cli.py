@@ -121,12 +121,13 @@ def up(
     from airparadis.supervisor import up as run_up
 
     settings = load_settings(home, http_port=port, data=data, infer_replicas=infer_replicas)
-    _check_exposure(settings, insecure)
+    _check_exposure(settings, insecure, on_console=True)
     raise typer.Exit(run_up(settings, settings.data, ctx.obj or [], insecure=insecure))
 
 
-def _check_exposure(settings: Settings, insecure: bool) -> None:
-    """Refuse an open API off the loopback (unless --insecure); say so when it runs open."""
+def _check_exposure(settings: Settings, insecure: bool, *, on_console: bool) -> None:
+    """Refuse an open API off the loopback (unless --insecure); say so when it runs open (in
+    the log, and on the console too for `up`, whose gateway child logs it again)."""
     import logging
 
     from services.gateway.security import UnsafeBinding, startup_check
@@ -138,8 +139,9 @@ def _check_exposure(settings: Settings, insecure: bool) -> None:
         raise typer.Exit(2) from refused
     if warning is not None:
         logging.getLogger("airparadis.security").warning(warning)
-        console.print(f"[yellow]Warning:[/yellow] {warning}")
-    else:
+        if on_console:
+            console.print(f"[yellow]Warning:[/yellow] {warning}")
+    elif on_console:
         console.print(
             "API keys are required (AIRPARADIS_AUTH on): create one with "
             "`airparadis keys create --name NAME --scope predict --scope feedback`"
@@ -175,7 +177,7 @@ def gateway(
     from airparadis.embedded import run_process
 
     settings = load_settings(home, http_port=port)
-    _check_exposure(settings, insecure)
+    _check_exposure(settings, insecure, on_console=False)
     raise typer.Exit(run_process(settings, (), with_gateway=True))
 
 

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from airparadis.cli import app
 from services.gateway.security import UnsafeBinding, startup_check
 from shared.keys import (
     SCOPES,
@@ -148,3 +150,15 @@ def test_an_open_api_off_the_loopback_is_refused_unless_insecure(
 
 def test_keys_required_start_without_warning(gateway_on: Callable[..., Settings]) -> None:
     assert startup_check(gateway_on("0.0.0.0")) is None
+
+
+@pytest.mark.parametrize("command", [["up"], ["gateway"]])
+def test_up_and_gateway_refuse_an_open_api_off_the_loopback_before_starting_anything(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("AIRPARADIS_HTTP_HOST", "0.0.0.0")
+    monkeypatch.setenv("AIRPARADIS_AUTH", "off")
+    result = CliRunner().invoke(app, [*command, "--home", str(settings.home)])
+    assert result.exit_code == 2, result.output
+    assert "refusing to serve an open API on 0.0.0.0:8000" in " ".join(result.output.split())
+    assert not settings.home.exists()  # nothing was started
