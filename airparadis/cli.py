@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from airparadis.dashboards import app as dashboards_app
+from airparadis.keys import app as keys_app
 from airparadis.options import preprocess_options
 from shared.logs import configure_logging, use_json
 from shared.preprocessing import PreprocessConfig
@@ -50,6 +51,14 @@ SampleOption = Annotated[
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Data folder of the embedded mode. Default: AIRPARADIS_HOME."),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Serve the API without keys (AIRPARADIS_AUTH=off) on an address other machines "
+        "reach: only behind a proxy that checks who calls.",
+    ),
 ]
 
 
@@ -117,13 +126,38 @@ def up(
         int | None,
         typer.Option(min=1, max=32, help="Infer processes (default AIRPARADIS_INFER_REPLICAS, 1)."),
     ] = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Run everything on this machine: nats-server, chDB, MLflow on SQLite, one process per
     worker and the gateway, supervised (a process that dies is restarted)."""
     from airparadis.supervisor import up as run_up
 
     settings = load_settings(home, http_port=port, data=data, infer_replicas=infer_replicas)
-    raise typer.Exit(run_up(settings, settings.data, ctx.obj or []))
+    _check_exposure(settings, insecure, on_console=True)
+    raise typer.Exit(run_up(settings, settings.data, ctx.obj or [], insecure=insecure))
+
+
+def _check_exposure(settings: Settings, insecure: bool, *, on_console: bool) -> None:
+    """Refuse an open API off the loopback (unless --insecure); say so when it runs open (in
+    the log, and on the console too for `up`, whose gateway child logs it again)."""
+    import logging
+
+    from services.gateway.security import UnsafeBinding, startup_check
+
+    try:
+        warning = startup_check(settings, insecure)
+    except UnsafeBinding as refused:
+        console.print(f"[red]Not started:[/red] {refused}")
+        raise typer.Exit(2) from refused
+    if warning is not None:
+        logging.getLogger("airparadis.security").warning(warning)
+        if on_console:
+            console.print(f"[yellow]Warning:[/yellow] {warning}")
+    elif on_console:
+        console.print(
+            "API keys are required (AIRPARADIS_AUTH on): create one with "
+            "`airparadis keys create --name NAME --scope predict --scope feedback`"
+        )
 
 
 @app.command()
@@ -149,11 +183,14 @@ def worker(
 def gateway(
     home: HomeOption = None,
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000).")] = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Run only the HTTP gateway against AIRPARADIS_NATS_URL."""
     from airparadis.embedded import run_process
 
-    raise typer.Exit(run_process(load_settings(home, http_port=port), (), with_gateway=True))
+    settings = load_settings(home, http_port=port)
+    _check_exposure(settings, insecure, on_console=False)
+    raise typer.Exit(run_process(settings, (), with_gateway=True))
 
 
 @app.command()
@@ -179,6 +216,7 @@ models_app = typer.Typer(
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(keys_app, name="keys")
 
 
 @train_app.command("simple")

@@ -123,6 +123,9 @@ def gateway_server(platform: Platform) -> GatewayServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # The client address rate limits count: a trusted proxy's X-Forwarded-For.
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     )
 

@@ -161,7 +161,7 @@ class Supervisor:
         log.info("processes stopped", extra={"children": [c.name for c in self.children]})
 
 
-def children_for(settings: Settings, cli_options: list[str]) -> list[Child]:
+def children_for(settings: Settings, cli_options: list[str], insecure: bool = False) -> list[Child]:
     """The processes of the platform: the same commands as the compose services."""
     command = [sys.executable, "-m", "airparadis", *cli_options]
     children = [Child("store", [*command, "worker", "store"])]
@@ -170,7 +170,7 @@ def children_for(settings: Settings, cli_options: list[str]) -> list[Child]:
         name = "infer" if settings.infer_replicas == 1 else f"infer-{replica + 1}"
         children.append(Child(name, [*command, "worker", "infer"]))
     children.append(Child("alerter", [*command, "worker", "alerter"]))
-    children.append(Child("gateway", [*command, "gateway"]))
+    children.append(Child("gateway", [*command, "gateway", *(["--insecure"] if insecure else [])]))
     return children
 
 
@@ -191,7 +191,9 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def up(settings: Settings, data: Path | None, cli_options: list[str]) -> int:
+def up(
+    settings: Settings, data: Path | None, cli_options: list[str], insecure: bool = False
+) -> int:
     """The one command: local nats-server, a champion model, every worker and the gateway."""
     from airparadis.bootstrap import ensure_champion
 
@@ -205,7 +207,10 @@ def up(settings: Settings, data: Path | None, cli_options: list[str]) -> int:
     try:
         ensure_champion(settings, data)
         supervisor = Supervisor(
-            settings, children_for(settings, cli_options), child_environment(settings), nats
+            settings,
+            children_for(settings, cli_options, insecure),
+            child_environment(settings),
+            nats,
         )
         log.info(
             "starting the platform",

@@ -29,6 +29,7 @@ from services.alerter.state import AlerterState, KvAlerterState
 from services.gateway.alerts import AlertWatcher
 from services.gateway.app import create_app
 from services.gateway.context import Gateway
+from services.gateway.limits import RateLimiter
 from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess.handler import PreprocessHandler
@@ -39,6 +40,7 @@ from shared import subjects
 from shared.bus import ConnectionState, Streams, declare_streams, make_broker, nats_servers
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
+from shared.keys import KeyRing
 from shared.nats_server import check_version, parse_version
 from shared.registry import Registry
 from shared.settings import Settings
@@ -103,7 +105,7 @@ class Platform:
     clock: alerter.Clock = alerter.utc_now
     stages: list[BatchStage] = field(default_factory=list)
     _reader: ChdbStore | None = None
-    _reads: Subscription | None = None
+    _reads: list[Subscription] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -143,7 +145,7 @@ class Platform:
             self._background(stage.run(), stage.name)
         if "store" in self.workers and isinstance(self.store, ChdbStore):
             self._reader = ChdbStore(self.store.path, self.store.database, read_only=True)
-            self._reads = await serve_reads(nc, self._reader)
+            self._reads = await serve_reads(nc, self._reader, self.store)
         # Side tasks, after the consumers: none may hold up the start (MLflow slow to answer).
         if "store" in self.workers and self.store is not None:
             self._background(copy_champion_reference(self.store, settings), "champion-reference")
@@ -329,6 +331,8 @@ class Platform:
                 connection=self.connection,
                 repository=self.repository,
                 replies=replies,
+                keys=KeyRing(self.repository.store),
+                limiter=RateLimiter.of(self.settings),
                 alerts=alerts,
                 consumers=self.consumers,
             )
@@ -369,9 +373,10 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._reads is not None:
+        for reads in self._reads:
             with contextlib.suppress(Exception):
-                await self._reads.unsubscribe()
+                await reads.unsubscribe()
+        self._reads.clear()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self._reader is not None:

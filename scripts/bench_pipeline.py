@@ -318,6 +318,8 @@ def pipeline(
         "AIRPARADIS_BATCH_MAX_SIZE": str(batch),
         "AIRPARADIS_CHECK_INTERVAL_S": "0",
         "AIRPARADIS_DURABILITY": durability,
+        # The load comes from one address: measure the pipeline, not the rate limit.
+        "AIRPARADIS_RATE_LIMIT_PER_S": "0",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -179,14 +180,17 @@ async def replay(
     report_wrong: float,
     concurrency: int,
     seed: int,
+    key: str | None = None,
 ) -> Tally:
-    """Send the tweets in batches, paced at `rate` tweets per second."""
+    """Send the tweets in batches, paced at `rate` tweets per second (with the API key, if the
+    gateway requires one)."""
     rng = random.Random(seed)
     tally = Tally()
     gate = asyncio.Semaphore(concurrency)
     batches = [list(tweets[i : i + batch_size]) for i in range(0, len(tweets), batch_size)]
     timeout = httpx.Timeout(60.0, connect=10.0)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:
         with tqdm(total=len(tweets), unit="tweet", desc="replay") as progress:
             started = time.perf_counter()
 
@@ -249,6 +253,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="share of the predictions reported wrong through /v1/feedback",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("AIRPARADIS_API_KEY"),
+        help="API key (scopes predict and feedback) for a gateway that requires one; default "
+        "AIRPARADIS_API_KEY",
+    )
     arguments = parser.parse_args(argv)
     if not 1 <= arguments.batch <= MAX_TWEETS_PER_REQUEST:
         parser.error(f"--batch must be between 1 and {MAX_TWEETS_PER_REQUEST}")
@@ -285,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report_wrong=arguments.report_wrong,
             concurrency=arguments.concurrency,
             seed=arguments.seed,
+            key=arguments.key,
         )
     )
     elapsed = time.perf_counter() - started

@@ -85,6 +85,19 @@ EventId = Annotated[
     ),
 ]
 
+# The name of the API key a request came through (shared/keys.py); it travels with the tweet
+# or report it made, the key itself never does.
+KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+KeyName = Annotated[
+    str | None,
+    Field(
+        None,
+        max_length=64,
+        pattern=KEY_NAME_PATTERN,
+        description="Name of the API key the request came through (None: no key).",
+    ),
+]
+
 TweetText = Annotated[
     str,
     Field(
@@ -137,6 +150,7 @@ class TweetSubmitted(Event):
     source: str = Field("api", max_length=64)
     submitted_at: datetime = Field(default_factory=utc_now)
     reply_to: ReplySubject = None
+    key_name: KeyName = None
 
 
 class TweetPreprocessed(Event):
@@ -148,6 +162,7 @@ class TweetPreprocessed(Event):
     source: str
     submitted_at: datetime
     reply_to: ReplySubject = None
+    key_name: KeyName = None
 
 
 class TweetScored(Event):
@@ -175,6 +190,7 @@ class TweetScored(Event):
         description="Share of the tweet's words outside the model's vocabulary; None when the "
         "model has no word vocabulary or the tweet no word.",
     )
+    key_name: KeyName = None
 
 
 class PredictionSnapshot(BaseModel):
@@ -205,6 +221,7 @@ class FeedbackReported(Event):
     comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
     reported_at: datetime = Field(default_factory=utc_now)
     prediction: PredictionSnapshot
+    key_name: KeyName = None
 
 
 AlertKind = Literal["wrong_predictions", "drift", "error_rate", "precision_risk"]
@@ -352,3 +369,11 @@ class StoreQueryRequested(Event):
 
     sql: str = Field(max_length=100_000)
     parameters: dict[str, str | int | float | list[str] | None] = Field(default_factory=dict)
+
+
+class StoreInsertRequested(Event):
+    """Rows for the store worker to insert (embedded mode), into a table the others may write
+    through it (the API keys); answered with an empty message, or a RequestFailed."""
+
+    table: Literal["api_keys"]
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=100)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[] ")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -213,6 +224,36 @@ class Settings(BaseSettings):
     http_max_body_kb: int = Field(
         1024, ge=1, description="Largest request body the gateway reads, KiB (413 beyond)."
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies whose X-Forwarded-For the gateway believes for the client address "
+        "(comma-separated addresses or networks, * for any): what per-address rate limits count.",
+    )
+
+    # Security (services/gateway/security.py, shared/keys.py)
+    auth: Literal["on", "off"] | None = Field(
+        None,
+        description="on: every API call needs an API key with the right scope; off: the API is "
+        "open. Default: off when the gateway binds to a loopback address, else on.",
+    )
+    rate_limit_per_s: float = Field(
+        10.0,
+        ge=0,
+        description="Requests per second each API key and each client address may make "
+        "(predict, explain, monitor, keys; 0: no limit).",
+    )
+    rate_limit_burst: int = Field(
+        20, ge=1, description="Requests each key and address may make at once before the rate."
+    )
+    feedback_rate_per_s: float = Field(
+        1.0,
+        ge=0,
+        description="Wrong-prediction reports per second each API key and each client address "
+        "may send (0: no limit).",
+    )
+    feedback_rate_burst: int = Field(
+        3, ge=1, description="Reports each key and address may send at once before the rate."
+    )
 
     @field_validator("alert_to", mode="before")
     @classmethod
@@ -229,6 +270,18 @@ class Settings(BaseSettings):
                 f"({self.threshold_max})"
             )
         return self
+
+    @property
+    def gateway_on_loopback(self) -> bool:
+        """Whether the gateway listens on this machine only."""
+        return is_loopback(self.http_host)
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether API calls need a key: the setting, else only off the loopback."""
+        if self.auth is not None:
+            return self.auth == "on"
+        return not self.gateway_on_loopback
 
     @property
     def tracking_uri(self) -> str:

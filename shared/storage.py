@@ -535,6 +535,7 @@ def prediction_row(event: TweetScored) -> dict[str, Any]:
         "latency_ms": event.latency_ms,
         "batch_size": event.batch_size,
         "oov_rate": event.oov_rate,
+        "key_name": event.key_name or "",
         **event.features.model_dump(),
     }
 
@@ -555,6 +556,7 @@ def feedback_row(event: FeedbackReported) -> dict[str, Any]:
         "model_name": snapshot.model_name,
         "model_version": snapshot.model_version,
         "scored_at": as_utc(snapshot.scored_at),
+        "key_name": event.key_name or "",
     }
 
 

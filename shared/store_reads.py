@@ -3,25 +3,31 @@ the embedded mode, where only the store worker's process may open the chDB folde
 
 `BusStore` has the `Store` interface for reads: each query travels on rpc.store.query and the
 store worker answers with the rows in Arrow IPC form (types exact, datetimes in UTC) from a
-read-only connection. Writes are the store worker's own: through the bus, never here.
+read-only connection. Writes are the store worker's own, through the events it stores; the one
+exception is the API keys (BUS_WRITABLE), which `airparadis keys` and the gateway's /v1/keys
+write on rpc.store.insert while the store worker holds the chDB folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared import subjects
-from shared.messages import RequestFailed, StoreQueryRequested
-from shared.storage import StorageError, arrow_file_rows, bind_parameters
+from shared.messages import RequestFailed, StoreInsertRequested, StoreQueryRequested
+from shared.storage import StorageError, arrow_file_rows, bind_parameters, encode_json_each_row
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
 REPLY_KIND_HEADER = "Airparadis-Reply"
 ROWS = "arrow-rows"
+INSERTED = "inserted"
+# The tables other processes may insert into through the store worker.
+BUS_WRITABLE = frozenset({"api_keys"})
 
 
 class BusStore:
@@ -34,25 +40,25 @@ class BusStore:
         self._timeout_s = timeout_s
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        if threading.get_ident() == self._loop_thread:
-            raise RuntimeError("BusStore.query blocks: call it from a worker thread")
         request = StoreQueryRequested(sql=sql, parameters=bind_parameters(parameters))
-        pending = asyncio.run_coroutine_threadsafe(
-            self._nc.request(
-                subjects.STORE_QUERY, request.model_dump_json().encode(), timeout=self._timeout_s
-            ),
-            self._loop,
-        )
-        try:
-            answer = pending.result(self._timeout_s + 1.0)
-        except Exception as error:
-            raise StorageError(
-                f"the store worker did not answer: {type(error).__name__}"
-            ) from error
+        answer = self._request(subjects.STORE_QUERY, request.model_dump_json().encode())
         if (answer.headers or {}).get(REPLY_KIND_HEADER) == ROWS:
             return arrow_file_rows(answer.data)
         failed = RequestFailed.model_validate_json(answer.data)
         raise StorageError(f"the store worker refused the query ({failed.kind}): {failed.reason}")
+
+    def _request(self, subject: str, payload: bytes) -> Any:
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("BusStore calls block: call them from a worker thread")
+        pending = asyncio.run_coroutine_threadsafe(
+            self._nc.request(subject, payload, timeout=self._timeout_s), self._loop
+        )
+        try:
+            return pending.result(self._timeout_s + 1.0)
+        except Exception as error:
+            raise StorageError(
+                f"the store worker did not answer: {type(error).__name__}"
+            ) from error
 
     @property
     def _loop_thread(self) -> int | None:
@@ -62,7 +68,22 @@ class BusStore:
         raise StorageError("this process reads the store through the store worker: no writes")
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        raise StorageError("this process reads the store through the store worker: no writes")
+        """Insert into one of the BUS_WRITABLE tables, through the store worker."""
+        if table not in BUS_WRITABLE:
+            raise StorageError(
+                f"this process reads the store through the store worker: it may insert only "
+                f"into {sorted(BUS_WRITABLE)}, not {table!r}"
+            )
+        if not rows:
+            return
+        # The rows as both backends insert them (datetimes as UTC text without offset).
+        wire = [json.loads(line) for line in encode_json_each_row(rows).split("\n")]
+        request = StoreInsertRequested.model_validate({"table": table, "rows": wire})
+        answer = self._request(subjects.STORE_INSERT, request.model_dump_json().encode())
+        if (answer.headers or {}).get(REPLY_KIND_HEADER) == INSERTED:
+            return
+        failed = RequestFailed.model_validate_json(answer.data)
+        raise StorageError(f"the store worker refused the insert ({failed.kind}): {failed.reason}")
 
     def close(self) -> None:
         """Nothing to release: the connection is the process's bus."""

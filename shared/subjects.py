@@ -60,3 +60,6 @@ INFER_QUEUE = "infer"
 # answers the read-only queries of the others (gateway, alerter checks) when chDB is in use.
 STORE_QUERY = "rpc.store.query"
 STORE_QUEUE = "store"
+# The one write the others make there: the API keys (`airparadis keys create/revoke` while the
+# platform runs, and the gateway's /v1/keys). Only the tables in store_reads.BUS_WRITABLE.
+STORE_INSERT = "rpc.store.insert"

@@ -13,3 +13,4 @@ ALTER TABLE {database}.alerts MODIFY SETTING fsync_after_insert = {fsync}, fsync
 ALTER TABLE {database}.thresholds MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};
 ALTER TABLE {database}.drift_reference MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};
 ALTER TABLE {database}.operating_curve MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};
+ALTER TABLE {database}.api_keys MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};

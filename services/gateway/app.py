@@ -2,21 +2,23 @@
 
 The routes live in routes/, one router per resource; what they need comes from the `Gateway`
 built by the wiring (context.py). Every error is JSON, {"error": <kind>, "reason": <what to
-fix>} (errors.py); bodies are limited in size (limits.py).
+fix>} (errors.py); bodies are limited in size and requests in rate (limits.py); API keys and
+their scopes are checked per route (security.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
 from services.gateway.limits import BodySizeLimit
-from services.gateway.routes import explain, feedback, health, monitor, pages, predictions
+from services.gateway.routes import explain, feedback, health, keys, monitor, pages, predictions
 from services.gateway.routes.pages import STATIC
+from services.gateway.security import document_security
 
 
 def create_app(gateway: Gateway, **fastapi_kwargs: Any) -> FastAPI:
@@ -30,6 +32,23 @@ def create_app(gateway: Gateway, **fastapi_kwargs: Any) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=gateway.settings.http_max_body_kb * 1024)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for router in (pages, predictions, feedback, explain, monitor, health):
-        app.include_router(router.router)
+    routers = [module.router for module in (pages, predictions, feedback, explain, monitor, health)]
+    routers.append(keys.whoami_router)
+    if gateway.settings.auth_required:  # an open API hands out no keys
+        routers.append(keys.router)
+    for router in routers:
+        app.include_router(router)
+    if gateway.settings.auth_required:
+        _document_security(app, routers)
     return app
+
+
+def _document_security(app: FastAPI, routers: list[APIRouter]) -> None:
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_security(plain(), routers)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

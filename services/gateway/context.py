@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from services.gateway.alerts import AlertWatcher
+from services.gateway.limits import RateLimiter
 from services.gateway.replies import ReplyWaiter
 from shared.bus import ConnectionState
 from shared.consumers import ConsumerWatch
 from shared.jetstream import JetStreamPublisher
+from shared.keys import KeyRing
 from shared.messages import PredictionSnapshot
 from shared.settings import Settings
 from shared.storage import PredictionRepository
@@ -50,6 +52,8 @@ class Gateway:
     connection: ConnectionState
     repository: PredictionRepository
     replies: ReplyWaiter
+    keys: KeyRing
+    limiter: RateLimiter
     alerts: AlertWatcher | None = None
     consumers: ConsumerWatch | None = None
     recent: RecentPredictions = field(default_factory=RecentPredictions)

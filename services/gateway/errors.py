@@ -56,20 +56,32 @@ def bus_unavailable(what: str) -> ApiError:
 
 _DESCRIPTIONS = {
     400: "The body is not JSON in UTF-8.",
+    401: "No API key, or an unknown or revoked one (when keys are required); see WWW-Authenticate.",
+    403: "The API key lacks the scope this operation needs.",
     404: "No such prediction (or it expired).",
     409: "The idempotency key was used for another request.",
     413: "The request body is over the size limit.",
     422: "The request is invalid, or its text has nothing to score; the reason says which.",
+    429: "Too many requests from this API key or client address: retry after Retry-After seconds.",
     503: "Not accepted: the bus or a dependency is unavailable. Nothing was stored; retry "
     "after Retry-After seconds.",
     504: "Accepted, but not answered in time: the body carries the id to fetch later.",
 }
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses, each with the error body's schema."""
+# What any route behind an API key may answer (services/gateway/security.py).
+GUARDED = (401, 403, 429)
+
+
+def responses(
+    *statuses: int, described: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the error body's schema (and
+    the usual description, unless `described` gives this route's own)."""
+    own = described or {}
     return {
-        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+        status: {"model": ErrorBody, "description": own.get(status, _DESCRIPTIONS[status])}
+        for status in statuses
     }
 
 

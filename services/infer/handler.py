@@ -112,6 +112,7 @@ def score_batch(
             latency_ms=max((scored_at - t.submitted_at).total_seconds() * 1000.0, 0.0),
             batch_size=len(tweets),
             oov_rate=oov,
+            key_name=t.key_name,
         )
         for t, p, oov in zip(tweets, scores.probabilities, oov_rates, strict=True)
     ]

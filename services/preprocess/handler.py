@@ -34,6 +34,7 @@ def preprocess_tweet(tweet: TweetSubmitted) -> TweetPreprocessed:
         source=tweet.source,
         submitted_at=tweet.submitted_at,
         reply_to=tweet.reply_to,
+        key_name=tweet.key_name,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,20 +22,36 @@ def training_data(airline_tweets: Path) -> tuple[Path, int]:
     return airline_tweets, 100
 
 
-@pytest.fixture
-def platform(tmp_path: Path, airline_tweets: Path) -> Iterator[Running]:
+@contextmanager
+def first_start(
+    tmp_path: Path, airline_tweets: Path, env: dict[str, str] | None = None
+) -> Iterator[Running]:
     """The platform as a first start makes it: it trains its baseline on the data."""
     data, sample = training_data(airline_tweets)
     with smtp_server() as (smtp, inbox):
-        env = {
+        environment = {
             "AIRPARADIS_SMTP_HOST": "127.0.0.1",
             "AIRPARADIS_SMTP_PORT": str(smtp.port),
             "AIRPARADIS_ALERT_TO": "comms@airparadis.test",
             "AIRPARADIS_TRAIN_SAMPLE": str(sample),
-        }
-        with launched(tmp_path, data=data, env=env) as running:
+        } | (env or {})
+        with launched(tmp_path, data=data, env=environment) as running:
             running.inbox = inbox
             yield running
 
 
-__all__ = ["Running", "platform"]
+@pytest.fixture
+def platform(tmp_path: Path, airline_tweets: Path) -> Iterator[Running]:
+    """The platform as a first start makes it, open on the loopback (the default)."""
+    with first_start(tmp_path, airline_tweets) as running:
+        yield running
+
+
+@pytest.fixture
+def secured_platform(tmp_path: Path, airline_tweets: Path) -> Iterator[Running]:
+    """The same with API keys required (AIRPARADIS_AUTH=on)."""
+    with first_start(tmp_path, airline_tweets, {"AIRPARADIS_AUTH": "on"}) as running:
+        yield running
+
+
+__all__ = ["Running", "platform", "secured_platform"]

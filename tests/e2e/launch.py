@@ -58,6 +58,20 @@ class Running:
         return pid
 
 
+def create_key(running: Running, name: str, *scopes: str) -> str:
+    """`airparadis keys create` while the platform runs (through its store worker): the key."""
+    scope_options = [option for scope in scopes for option in ("--scope", scope)]
+    created = subprocess.run(
+        [sys.executable, "-m", "airparadis", "keys", "create", "--name", name, *scope_options],
+        env=running.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr[-3000:]
+    return created.stdout.strip().splitlines()[-1]
+
+
 def wait_ready(running: Running, timeout: float = STARTUP_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

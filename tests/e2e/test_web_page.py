@@ -1,8 +1,11 @@
-"""The communication team's page in headless Chromium against `airparadis up`."""
+"""The communication team's page and the monitor in headless Chromium against `airparadis up`
+with API keys required: each page asks for a key once, then works."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 
 from scripts.browser import CHROMIUM_ARGS, find_chromium, install_chromium
 from tests.e2e.conftest import Running
+from tests.e2e.launch import create_key
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +43,14 @@ def browser(chromium: Path) -> Iterator[object]:
         launched.close()
 
 
+def sign_in(page: object, key: str) -> None:
+    """Give the page its key in the form it shows, and wait until it took it."""
+    page.locator("#key-card").wait_for(state="visible")  # type: ignore[attr-defined]
+    page.get_by_label("API key").fill(key)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Use this key").click()  # type: ignore[attr-defined]
+    page.locator("#key-status").wait_for(state="visible")  # type: ignore[attr-defined]
+
+
 def screenshot_path(tmp_path: Path, name: str) -> Path:
     """Into docs/ when AIRPARADIS_SCREENSHOTS=1 (to refresh the README), else tmp_path."""
     folder = REPO / "docs" if os.environ.get("AIRPARADIS_SCREENSHOTS") == "1" else tmp_path
@@ -46,11 +58,23 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
 
 
 def test_check_a_draft_see_why_and_report_it(
-    platform: Running, browser: object, tmp_path: Path
+    secured_platform: Running, browser: object, tmp_path: Path
 ) -> None:
+    platform = secured_platform
+    key = create_key(platform, "comms-team", "predict", "feedback")
     page = browser.new_page(viewport={"width": 1000, "height": 1300})  # type: ignore[attr-defined]
     page.goto(platform.base_url + "/")
     assert page.title() == "Air Paradis — tweet check"
+
+    # The page asks for a key; a wrong one is refused with the reason, the right one taken.
+    page.locator("#key-card").wait_for(state="visible")
+    page.get_by_label("API key").fill("ap_0123456789ab_" + "x" * 43)
+    page.get_by_role("button", name="Use this key").click()
+    page.wait_for_function("!document.querySelector('#key-error').hidden")
+    assert "refused" in page.locator("#key-error").inner_text()
+    sign_in(page, key)
+    assert page.locator("#key-name").inner_text() == "comms-team"
+    assert page.locator("#key-card").is_hidden()
 
     page.get_by_label("Tweet text").fill(DRAFT)
     assert page.locator("#count").inner_text() == f"{len(DRAFT)} / 280"
@@ -77,11 +101,19 @@ def test_check_a_draft_see_why_and_report_it(
     page.get_by_role("button", name="Send report").click()
     page.wait_for_function("document.querySelector('#report-status').textContent.length > 0")
     assert page.locator("#report-status").inner_text().startswith("Thank you: report received")
+    # The key is in this tab's sessionStorage only: not in the page, not in a URL.
+    assert key not in page.content() and key not in page.url
+    assert page.evaluate("sessionStorage.getItem('airparadis.api-key')") == key
 
 
-def test_errors_are_shown_and_the_page_keeps_working(platform: Running, browser: object) -> None:
+def test_errors_are_shown_and_the_page_keeps_working_until_its_key_is_revoked(
+    secured_platform: Running, browser: object
+) -> None:
+    platform = secured_platform
+    key = create_key(platform, "phone", "predict")
     page = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
     page.goto(platform.base_url + "/")
+    sign_in(page, key)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
     page.get_by_role("button", name="Analyse").click()
@@ -102,23 +134,49 @@ def test_errors_are_shown_and_the_page_keeps_working(platform: Running, browser:
     page.locator("#verdict").wait_for(state="visible")
     assert page.locator("#error").is_hidden()
 
+    # A key revoked while the page is open: the next call is refused and the key asked again.
+    revoked = subprocess.run(
+        [sys.executable, "-m", "airparadis", "keys", "revoke", "phone"],
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert revoked.returncode == 0, revoked.stderr[-2000:]
+    page.get_by_role("button", name="Analyse").click()
+    page.wait_for_function("!document.querySelector('#error').hidden")
+    assert "valid API key" in page.locator("#error").inner_text()
+    assert page.locator("#key-card").is_visible()
+    assert "revoked" in page.locator("#key-error").inner_text()
+
 
 def test_monitor_page_draws_the_traffic_of_the_last_hour(
-    platform: Running, browser: object
+    secured_platform: Running, browser: object
 ) -> None:
+    platform = secured_platform
+    crm = {"Authorization": f"Bearer {create_key(platform, 'crm', 'predict')}"}
+    ops = create_key(platform, "ops", "monitor")
     texts = [f"Flight {n} was lovely, thank you crew" for n in range(8)]
-    answer = httpx.post(platform.base_url + "/v1/predict", json={"texts": texts}, timeout=30)
+    answer = httpx.post(
+        platform.base_url + "/v1/predict", json={"texts": texts}, headers=crm, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the store worker inserts in batches
-        figures = httpx.get(platform.base_url + "/v1/monitor", params={"hours": 1}).json()
+        figures = httpx.get(
+            platform.base_url + "/v1/monitor",
+            params={"hours": 1},
+            headers={"Authorization": f"Bearer {ops}"},
+        ).json()
         if sum(point["predictions"] for point in figures["traffic"]) > 0:
             break
         time.sleep(0.5)
 
     page = browser.new_page(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
     page.goto(platform.base_url + "/monitor?hours=1")
+    sign_in(page, ops)
     page.wait_for_function("document.querySelector('#updated').textContent.length > 0")
+    assert page.locator("#rate-limited").inner_text().startswith("0 (")
 
     assert page.locator("#hours").input_value() == "1"
     assert page.locator("#error").is_hidden()

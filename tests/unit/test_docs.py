@@ -34,6 +34,9 @@ def test_every_command_in_the_readme_table_answers_help() -> None:
         ["models", "promote"],
         ["models", "evaluate"],
         ["migrate"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
     ):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)

@@ -8,7 +8,8 @@ from nats.errors import NoRespondersError
 from pydantic import BaseModel, Field, ValidationError
 
 from services.gateway.context import GatewayDep
-from services.gateway.errors import ApiError, bus_unavailable, responses, unavailable
+from services.gateway.errors import GUARDED, ApiError, bus_unavailable, responses, unavailable
+from services.gateway.routes.predictions import Predictor
 from shared import subjects
 from shared.messages import (
     ExplainRequested,
@@ -33,8 +34,12 @@ class Explanation(ExplanationReady):
     top_negative: list[WordContribution]
 
 
-@router.post("/explain", response_model=Explanation, responses=responses(400, 413, 422, 503, 504))
-async def explain(request: ExplainRequest, gw: GatewayDep) -> Explanation:
+@router.post(
+    "/explain",
+    response_model=Explanation,
+    responses=responses(400, 413, 422, *GUARDED, 503, 504),
+)
+async def explain(request: ExplainRequest, gw: GatewayDep, caller: Predictor) -> Explanation:
     """Which words pushed the tweet toward positive or negative (not stored)."""
     if not gw.connection.connected:
         raise bus_unavailable("is not connected")

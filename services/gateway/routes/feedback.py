@@ -3,15 +3,15 @@ team (one prediction counts once, however many reports it gets)."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from services.gateway.context import GatewayDep
-from services.gateway.errors import ApiError, bus_unavailable, responses
-from services.gateway.routes.predictions import IdempotencyKey, known
+from services.gateway.errors import GUARDED, ApiError, bus_unavailable, responses
+from services.gateway.routes.predictions import IdempotencyKey, idempotent_id, known
+from services.gateway.security import Caller, Require
 from shared import subjects
 from shared.jetstream import Outgoing
 from shared.messages import MAX_COMMENT_CHARS, EventId, FeedbackReported, Label, new_id
@@ -39,11 +39,12 @@ class FeedbackAccepted(BaseModel):
     "/feedback",
     response_model=FeedbackAccepted,
     status_code=202,
-    responses=responses(400, 404, 413, 422, 503, 504),
+    responses=responses(400, 404, 413, 422, *GUARDED, 503, 504),
 )
 async def feedback(
     request: FeedbackRequest,
     gw: GatewayDep,
+    caller: Annotated[Caller, Depends(Require("feedback", limit="feedback"))],
     wait_alert_ms: Annotated[
         int,
         Query(
@@ -61,9 +62,7 @@ async def feedback(
             404, "unknown_prediction", f"no prediction with id {request.prediction_id!r}"
         )
     report_id = (
-        hashlib.sha256(f"feedback\x00{idempotency_key}".encode()).hexdigest()[:32]
-        if idempotency_key
-        else new_id()
+        idempotent_id(idempotency_key, caller.key_name, "feedback") if idempotency_key else new_id()
     )
     report = FeedbackReported(
         id=report_id,
@@ -71,6 +70,7 @@ async def feedback(
         correct_label=request.correct_label,
         comment=request.comment,
         prediction=snapshot,
+        key_name=caller.key_name,
     )
     published = await gw.publisher.publish_one(
         Outgoing(subjects.FEEDBACK_REPORTED, report.model_dump_json().encode(), report.id),

@@ -5,8 +5,9 @@ back there once infer stored the score in JetStream. What the caller hears says 
 - 200: scored;
 - 503 (Retry-After): the bus did not take the tweet; nothing will be stored;
 - 504 (with the id): the bus took it but the answer is late; GET /v1/predictions/{id} later.
-With an `Idempotency-Key`, the tweet's id derives from the key: a retry with the same key is
-answered with the same prediction and stores nothing new; with another text, it is a 409.
+With an `Idempotency-Key`, the tweet's id derives from the key (and from the API key's name, so
+two API keys never share one): a retry with the same key is answered with the same prediction
+and stores nothing new; with another text, it is a 409.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import hashlib
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Depends, Header, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import WithJsonSchema
 
 from services.gateway.context import Gateway, GatewayDep
-from services.gateway.errors import ApiError, bus_unavailable, responses, unavailable
+from services.gateway.errors import GUARDED, ApiError, bus_unavailable, responses, unavailable
+from services.gateway.security import Caller, Require
 from shared import subjects
 from shared.jetstream import Outgoing
 from shared.messages import (
@@ -116,11 +118,22 @@ class Predictions(BaseModel):
     predictions: list[Prediction]
 
 
-def tweet_id(idempotency_key: str | None, index: int) -> str:
+Predictor = Annotated[Caller, Depends(Require("predict"))]
+
+
+def idempotent_id(idempotency_key: str, key_name: str | None, *parts: str) -> str:
+    """The id an idempotency key gives, within the API key's own namespace (none: keys off)."""
+    scoped = [*parts, idempotency_key] if key_name is None else [*parts, key_name, idempotency_key]
+    return hashlib.sha256("\x00".join(scoped).encode()).hexdigest()[:32]
+
+
+def tweet_id(idempotency_key: str | None, index: int, key_name: str | None = None) -> str:
     """A new id, or the one the idempotency key (and the tweet's place in the list) gives."""
     if idempotency_key is None:
         return new_id()
-    return hashlib.sha256(f"{idempotency_key}\x00{index}".encode()).hexdigest()[:32]
+    if key_name is None:  # as before keys existed: the same key gives the same id
+        return hashlib.sha256(f"{idempotency_key}\x00{index}".encode()).hexdigest()[:32]
+    return idempotent_id(idempotency_key, key_name, "predict", str(index))
 
 
 async def known(gw: Gateway, prediction_id: str) -> PredictionSnapshot | None:
@@ -134,7 +147,9 @@ async def known(gw: Gateway, prediction_id: str) -> PredictionSnapshot | None:
         raise unavailable("store_unavailable", f"the store did not answer: {error}") from error
 
 
-async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Prediction:
+async def score(
+    gw: Gateway, text: str, prediction_id: str, keyed: bool, key_name: str | None = None
+) -> Prediction:
     started = time.perf_counter()
 
     def elapsed_ms() -> float:
@@ -157,6 +172,7 @@ async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Pred
         text=text,
         source="gateway",
         reply_to=gw.replies.subject_for(prediction_id),
+        key_name=key_name,
     )
     answer = gw.replies.expect(prediction_id)
     try:
@@ -200,28 +216,38 @@ def late(prediction_id: str, what: str) -> ApiError:
 @router.post(
     "/predict",
     response_model=Prediction | Predictions,
-    responses=responses(400, 409, 413, 422, 503, 504),
+    responses=responses(400, 409, 413, 422, *GUARDED, 503, 504),
 )
 async def predict(
-    request: PredictRequest, gw: GatewayDep, idempotency_key: IdempotencyKey = None
+    request: PredictRequest,
+    gw: GatewayDep,
+    caller: Predictor,
+    idempotency_key: IdempotencyKey = None,
 ) -> Prediction | Predictions:
     """Score one tweet (`text`) or up to 64 (`texts`) through the pipeline."""
     keyed = idempotency_key is not None
+    name = caller.key_name
     if request.text is not None:
-        return await score(gw, request.text, tweet_id(idempotency_key, 0), keyed)
+        return await score(gw, request.text, tweet_id(idempotency_key, 0, name), keyed, name)
     texts = request.texts or []
     scored = await asyncio.gather(
-        *(score(gw, text, tweet_id(idempotency_key, i), keyed) for i, text in enumerate(texts))
+        *(
+            score(gw, text, tweet_id(idempotency_key, i, name), keyed, name)
+            for i, text in enumerate(texts)
+        )
     )
     return Predictions(predictions=list(scored))
 
 
 @router.get(
-    "/predictions/{prediction_id}", response_model=Prediction, responses=responses(404, 422, 503)
+    "/predictions/{prediction_id}",
+    response_model=Prediction,
+    responses=responses(404, 422, *GUARDED, 503),
 )
 async def get_prediction(
     prediction_id: Annotated[str, Path(pattern=ID_PATTERN, description="The prediction's id.")],
     gw: GatewayDep,
+    caller: Predictor,
 ) -> Prediction:
     """A prediction as it was served (from this gateway's memory or the store)."""
     snapshot = await known(gw, prediction_id)

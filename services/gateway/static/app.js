@@ -23,7 +23,7 @@ async function callApi(path, body) {
   try {
     response = await fetch(path, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: apiKey.headers({ "content-type": "application/json" }),
       body: JSON.stringify(body),
     });
   } catch (err) {
@@ -31,6 +31,14 @@ async function callApi(path, body) {
   }
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
+    if (response.status === 401) {
+      apiKey.ask(data.error === "invalid_key" ? "This key was refused: it is unknown or was revoked." : "");
+      throw new Error("This service needs a valid API key: enter it above, then try again.");
+    }
+    if (response.status === 429) {
+      const wait = response.headers.get("Retry-After") || "a few";
+      throw new Error(`Too many requests for now: try again in ${wait} s.`);
+    }
     const messages = {
       model_not_ready: "The model is not ready yet. Try again in a minute.",
       timeout: "The service took too long to answer. Try again in a moment.",
@@ -212,4 +220,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("report-form").addEventListener("submit", report);
   updateCount();
   renderHistory();
+  apiKey.start();
 });

@@ -77,8 +77,12 @@ async function refresh() {
   if ($("version").value) params.set("model_version", $("version").value);
   let data;
   try {
-    const response = await fetch(`/v1/monitor?${params}`);
+    const response = await fetch(`/v1/monitor?${params}`, { headers: apiKey.headers() });
     data = await response.json();
+    if (response.status === 401) {
+      apiKey.ask(data.error === "invalid_key" ? "This key was refused: it is unknown or was revoked." : "");
+      throw new Error("this page needs a valid API key (scope monitor): enter it above");
+    }
     if (!response.ok) throw new Error(data.reason || `the service answered ${response.status}`);
   } catch (err) {
     $("error").textContent = `Cannot load the figures: ${err.message}`;
@@ -124,6 +128,10 @@ async function refresh() {
     row.insertCell().textContent = a.summary;
   }
   if (!data.alerts.length) body.insertRow().insertCell().textContent = "none in this window";
+  const limited = data.rate_limited;
+  $("rate-limited").textContent = limited
+    ? `${limited.total} (${limited.api} API calls, ${limited.feedback} reports) since ${new Date(limited.since).toLocaleString()}`
+    : "";
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
@@ -133,6 +141,11 @@ document.addEventListener("DOMContentLoaded", () => {
   if (asked && [...$("hours").options].some((o) => o.value === asked)) $("hours").value = asked;
   $("hours").addEventListener("change", refresh);
   $("version").addEventListener("change", refresh);
-  refresh();
-  setInterval(refresh, 30000);
+  // Once the key (if the gateway wants one) is known: draw, then every 30 s.
+  let started = false;
+  apiKey.start(() => {
+    refresh();
+    if (!started) setInterval(refresh, 30000);
+    started = true;
+  });
 });
