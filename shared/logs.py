@@ -95,7 +95,10 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.captureWarnings(True)  # warnings.warn(...) as log lines, in the same format
+    # warnings.warn(...) as log lines, in the same format (off first: a second configuration
+    # would otherwise keep whatever showwarning was in place by then).
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
     # MLflow's artifact download bars: on a terminal only, as every bar of the platform.
     os.environ.setdefault(
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if sys.stderr.isatty() else "false"

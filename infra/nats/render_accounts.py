@@ -109,7 +109,8 @@ USERS: tuple[ServiceUser, ...] = (
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),
             Consumes(S.MODELS_THRESHOLD, S.STREAM_MODELS, S.DURABLE_STORE_THRESHOLDS),
         ),
-        answers=((S.STORE_QUERY, S.STORE_QUEUE),),  # reads of the embedded chDB
+        # reads of the embedded chDB, and the api_keys rows `airparadis keys` writes through it
+        answers=((S.STORE_QUERY, S.STORE_QUEUE), (S.STORE_INSERT, S.STORE_QUEUE)),
         declares_streams=True,
         dead_letters=True,
     ),
