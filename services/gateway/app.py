@@ -16,7 +16,16 @@ from fastapi.staticfiles import StaticFiles
 from services.gateway.context import Gateway
 from services.gateway.errors import install_error_handlers
 from services.gateway.limits import BodySizeLimit
-from services.gateway.routes import explain, feedback, health, keys, monitor, pages, predictions
+from services.gateway.routes import (
+    docs,
+    explain,
+    feedback,
+    health,
+    keys,
+    monitor,
+    pages,
+    predictions,
+)
 from services.gateway.routes.pages import STATIC
 from services.gateway.security import document_security
 
@@ -26,11 +35,15 @@ def create_app(gateway: Gateway, **fastapi_kwargs: Any) -> FastAPI:
         title="Air Paradis sentiment API",
         version="1",
         description="Will readers take this tweet as positive or negative?",
+        # The documentation pages come from routes/docs.py, with no CDN.
+        docs_url=None,
+        redoc_url=None,
         **fastapi_kwargs,
     )
     app.state.gateway = gateway
     app.add_middleware(BodySizeLimit, max_bytes=gateway.settings.http_max_body_kb * 1024)
     install_error_handlers(app)
+    docs.install(app)  # before /static: its assets live below /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     routers = [module.router for module in (pages, predictions, feedback, explain, monitor, health)]
     routers.append(keys.whoami_router)

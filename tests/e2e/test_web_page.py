@@ -189,3 +189,32 @@ def test_monitor_page_draws_the_traffic_of_the_last_hour(
         "[...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"
     )
     assert sources and all(s.startswith(platform.base_url) for s in sources)
+
+
+def test_the_api_documentation_renders_with_no_network(platform: Running, browser: object) -> None:
+    """/docs and /redoc draw the API from files served by the gateway itself: every request
+    that would leave the machine is refused and recorded, and there is none."""
+    outside: list[str] = []
+    page = browser.new_page()  # type: ignore[attr-defined]
+
+    def only_local(route: object) -> None:
+        url = route.request.url  # type: ignore[attr-defined]
+        if url.startswith(platform.base_url):
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            outside.append(url)
+            route.abort()  # type: ignore[attr-defined]
+
+    page.route("**/*", only_local)
+    page.goto(platform.base_url + "/docs")
+    page.locator(".swagger-ui .info .title").wait_for(timeout=20_000)
+    assert "Air Paradis sentiment API" in page.locator(".swagger-ui .info .title").inner_text()
+    page.get_by_text("/v1/predict", exact=True).first.wait_for(timeout=20_000)
+
+    page.goto(platform.base_url + "/redoc")
+    page.locator("h1").first.wait_for(timeout=20_000)
+    assert "Air Paradis sentiment API" in page.locator("h1").first.inner_text()
+
+    favicon = httpx.get(platform.base_url + "/favicon.ico", timeout=10)
+    assert favicon.status_code == 200 and favicon.headers["content-type"] == "image/svg+xml"
+    assert outside == []
