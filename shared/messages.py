@@ -31,11 +31,13 @@ def new_id() -> str:
 
 
 # A tweet must hold one visible character: not whitespace, not a control or format character
-# (zero-width space, direction marks, BOM), not a private-use code point. The same
-# expression is the `pattern` of the text in the JSON Schema, so clients and fuzzers know it.
+# (zero-width space, direction marks, BOM), not a combining mark with nothing to combine with
+# (accents, enclosing marks), not a private-use code point. The same expression is the
+# `pattern` of the text in the JSON Schema, so clients and fuzzers know it.
 VISIBLE_CHARACTER = (
-    "[^\\s\\x00-\\x1f\\x7f-\\x9f\\xad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u180e"
-    "\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
+    "[^\\s\\x00-\\x1f\\x7f-\\x9f\\xad\\u0300-\\u036f\\u0483-\\u0489\\u0600-\\u0605\\u061c"
+    "\\u06dd\\u070f\\u180e\\u1ab0-\\u1aff\\u1dc0-\\u1dff\\u200b-\\u200f\\u202a-\\u202e"
+    "\\u2060-\\u2064\\u2066-\\u206f\\u20d0-\\u20ff\\ufe20-\\ufe2f\\ufeff\\ufff9-\\ufffb"
     "\\ue000-\\uf8ff]"
 )
 _VISIBLE = re.compile(VISIBLE_CHARACTER)
@@ -43,7 +45,9 @@ _VISIBLE = re.compile(VISIBLE_CHARACTER)
 
 def _reject_blank(text: str) -> str:
     if not _VISIBLE.search(text):
-        raise ValueError("text is empty or has only whitespace and invisible characters")
+        raise ValueError(
+            "text is empty or has only whitespace, invisible characters and combining marks"
+        )
     return text
 
 

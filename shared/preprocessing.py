@@ -353,6 +353,11 @@ def _strip_control(text: str) -> str:
 def _printable_or_empty(char: str) -> str:
     if char.isprintable():
         return char
+    # A control character (NUL, a tab's kin) separates what is around it: "bad\x00flight" is
+    # two words, not "badflight". Format characters (soft hyphen, zero-width space) sit inside
+    # words and go.
+    if unicodedata.category(char) == "Cc":
+        return " "
     # Kept although not printable: the joiner and tag characters build emoji sequences
     # (families, regional flags), and code points unassigned in this Python's Unicode
     # database may be emojis that the emoji package already knows.

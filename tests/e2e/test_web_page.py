@@ -77,7 +77,7 @@ def test_check_a_draft_see_why_and_report_it(
     assert page.locator("#key-card").is_hidden()
 
     page.get_by_label("Tweet text").fill(DRAFT)
-    assert page.locator("#count").inner_text() == f"{len(DRAFT)} / 280"
+    assert page.locator("#count").inner_text() == f"{len(DRAFT)} / 1,000"
     page.get_by_label("Tweet text").press("Control+Enter")
 
     page.locator("#verdict").wait_for(state="visible")

@@ -58,9 +58,16 @@ def test_reason_lists_the_failing_fields() -> None:
     with pytest.raises(ValidationError) as caught:
         TweetSubmitted.model_validate({"text": ""})
     assert reason_for(raw(b'{"text": ""}'), caught.value) == (
-        "invalid payload: text: Value error, text is empty or has only whitespace and "
-        "invisible characters"
+        "invalid payload: text: Value error, text is empty or has only whitespace, invisible "
+        "characters and combining marks"
     )
+
+
+@pytest.mark.parametrize("text", ["\u0301\u0301", "\u200b\u0301\u20dd", " \u036f\ufe20 "])
+def test_combining_marks_with_nothing_to_combine_with_are_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="combining marks"):
+        TweetSubmitted(text=text)
+    assert TweetSubmitted(text="cafe\u0301").text == "cafe\u0301"  # an accent on a letter
 
 
 def test_dead_letter_keeps_undecodable_bytes_in_base64() -> None:

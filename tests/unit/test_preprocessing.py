@@ -201,10 +201,11 @@ def test_without_punctuation_strip_the_tokenizer_keeps_punctuation() -> None:
 # Control characters
 
 
-def test_control_characters_are_removed_and_whitespace_collapsed() -> None:
-    text = "fl\x00ight\tdelayed\r\n  again\x1f dela\u200byed"
+def test_control_characters_separate_words_and_format_characters_go() -> None:
+    # NUL between words was once removed, gluing "bad" and "flight" into "badflight".
+    text = "bad\x00flight\tdelayed\r\n  again\x1f dela\u200byed"
     tokens = only(strip_control=True).tokens(text)
-    assert tokens == ["flight", "delayed", "again", "delayed"]
+    assert tokens == ["bad", "flight", "delayed", "again", "delayed"]
     assert not any(chr(code) in "".join(tokens) for code in range(0x20))
 
 

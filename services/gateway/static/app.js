@@ -12,9 +12,12 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
+// The API takes up to API_LIMIT characters; past TWEET_LIMIT the draft is longer than a tweet,
+// which the counter says (it is still analysed).
 function updateCount() {
   const n = $("draft").value.length;
-  $("count").textContent = `${n} / ${TWEET_LIMIT}`;
+  const longer = n > TWEET_LIMIT ? " — longer than a tweet (280)" : "";
+  $("count").textContent = `${n} / ${API_LIMIT.toLocaleString("en")}${longer}`;
   $("count").classList.toggle("over", n > TWEET_LIMIT);
 }
 
