@@ -93,6 +93,21 @@ def load_settings(home: Path | None = None, **overrides: object) -> Settings:
     return settings.model_copy(update=updates) if updates else settings
 
 
+def registry_settings(home: Path | None) -> Settings:
+    """Settings for a command that reads the model registry: it says which one, and refuses
+    (rather than create an empty one in the current folder) when there is none there."""
+    settings = load_settings(home)
+    console.print(f"registry: {settings.tracking_uri} (home {settings.home.resolve()})")
+    if not settings.mlflow_tracking_uri and not (settings.home / "mlflow.db").exists():
+        console.print(
+            f"[red]No model registry in {settings.home.resolve()}:[/red] nothing was trained "
+            "with this home. Run the command where `airparadis up` runs, or give --home DIR "
+            "(or AIRPARADIS_HOME, or AIRPARADIS_MLFLOW_TRACKING_URI)."
+        )
+        raise typer.Exit(1)
+    return settings
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -492,7 +507,7 @@ def models_list(home: HomeOption = None) -> None:
     from shared.registry import Registry
     from training.registry import compare_versions
 
-    settings = load_settings(home)
+    settings = registry_settings(home)
     table = Table(title=f"{settings.model_name} ({settings.tracking_uri})")
     for column in ("version", "aliases", "family", "candidate", "threshold", "created"):
         table.add_column(column)
@@ -521,7 +536,7 @@ def models_compare(home: HomeOption = None) -> None:
     from shared.registry import Registry
     from training.registry import TEST_FIGURES, compare_versions
 
-    settings = load_settings(home)
+    settings = registry_settings(home)
     summaries = compare_versions(Registry.of(settings))
     table = Table(
         title=f"{settings.model_name}: test figures at each version's threshold",
@@ -637,7 +652,7 @@ def models_promote(
     champion becomes `previous`; running infer workers swap to VERSION without restart.
     """
     with user_errors("Not promoted"):
-        _promote(load_settings(home), version, force=force, holdout_file=holdout)
+        _promote(registry_settings(home), version, force=force, holdout_file=holdout)
 
 
 @models_app.command("evaluate")
@@ -658,7 +673,7 @@ def models_evaluate(
     from training.data import load_sentiment140
     from training.registry import TEST_FIGURES, evaluate_version
 
-    settings = load_settings(home)
+    settings = registry_settings(home)
     with user_errors("Not evaluated"):
         evaluation = evaluate_version(Registry.of(settings), version, load_sentiment140(data))
     table = Table(
@@ -698,7 +713,7 @@ def models_reference(
     from training.data import load_sentiment140
     from training.registry import rebuild_reference
 
-    settings = load_settings(home)
+    settings = registry_settings(home)
     with user_errors("No reference built"):
         rebuilt = rebuild_reference(Registry.of(settings), version, load_sentiment140(data))
     rows = rebuilt.reference

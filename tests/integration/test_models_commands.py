@@ -336,3 +336,16 @@ def test_a_mistake_ends_with_its_reason_not_a_traceback(home: Home, command: tup
     assert result.exit_code == 1
     assert "no version 99" in result.output or "no such file" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["models", "list"], ["models", "compare"]])
+def test_a_read_command_where_nothing_was_trained_says_so_and_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    home = tmp_path / "elsewhere" / ".airparadis"
+    env = {"AIRPARADIS_HOME": str(home), "AIRPARADIS_MLFLOW_TRACKING_URI": ""}
+    result = CliRunner().invoke(app, ["--log-level", "WARNING", *command], env=env)
+    assert result.exit_code == 1
+    said = "".join(result.output.split())  # the console wraps long lines, paths included
+    assert "Nomodelregistryin" in said and str(home) in said
+    assert not home.exists()
