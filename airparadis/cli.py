@@ -574,6 +574,32 @@ def models_compare(home: HomeOption = None) -> None:
     _stdout().print(table)
 
 
+@app.command("asyncapi")
+def asyncapi_command(
+    out: Annotated[Path, typer.Option("--out", help="Where the document goes.")] = Path(
+        "docs/asyncapi.json"
+    ),
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if OUT is not the current document.")
+    ] = False,
+) -> None:
+    """Write the bus's AsyncAPI 3.0 document: every subject with its message schema (the
+    gateway serves the same at /asyncapi)."""
+    from shared.contract import document_text
+
+    text = document_text()
+    if check:
+        current = out.read_text(encoding="utf-8") if out.exists() else ""
+        if current != text:
+            console.print(f"{out} is out of date: run airparadis asyncapi --out {out}")
+            raise typer.Exit(1)
+        console.print(f"{out} is up to date")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
 @app.command("score")
 def score_command(
     file: Annotated[

@@ -1,8 +1,9 @@
-"""/docs (Swagger UI), /redoc and /favicon.ico with no network: the documentation pages'
-scripts and styles are served from an installed package (fastapi-offline ships Swagger UI's
-and ReDoc's built files), never from a CDN, and ReDoc asks for no Google Fonts, so they render
-on a box without internet. A Content-Security-Policy keeps both pages from loading anything
-from elsewhere (ReDoc's footer logo would come from cdn.redoc.ly)."""
+"""/docs (Swagger UI), /redoc, /asyncapi (the bus's contract) and /favicon.ico with no
+network: the documentation pages' scripts and styles are served from an installed package
+(fastapi-offline ships Swagger UI's and ReDoc's built files), never from a CDN, and ReDoc asks
+for no Google Fonts, so they render on a box without internet. A Content-Security-Policy keeps
+both pages from loading anything from elsewhere (ReDoc's footer logo would come from
+cdn.redoc.ly)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ import html
 import json
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.gateway.routes.pages import STATIC
+from shared.contract import document
 
 ASSETS_URL = "/static/docs"
 ASSETS = Path(str(files("fastapi_offline") / "static"))
@@ -68,6 +71,7 @@ def install(app: FastAPI) -> None:
     mount_assets(app)
     openapi_url = app.openapi_url or "/openapi.json"
     router = APIRouter(include_in_schema=False)
+    contract: dict[str, Any] = {}  # built at the first request
 
     @router.get("/docs")
     async def swagger() -> HTMLResponse:
@@ -96,6 +100,13 @@ def install(app: FastAPI) -> None:
             spec=json.dumps(openapi_url),
         )
         return _walled(HTMLResponse(page))
+
+    @router.get("/asyncapi")
+    async def asyncapi() -> JSONResponse:
+        """The bus's AsyncAPI 3.0 document (shared/contract.py)."""
+        if not contract:
+            contract.update(document())
+        return JSONResponse(contract)
 
     @router.get("/favicon.ico")
     async def favicon() -> FileResponse:
