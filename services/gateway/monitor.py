@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.drift import psi_over_time
+from shared.drift import MIN_PREDICTIONS_FOR_PSI, psi_over_time
 from shared.grafana_sql import auto_interval_s
 from shared.panels import model_versions, over_time, recent_alerts
 from shared.storage import Store
@@ -55,6 +55,7 @@ def monitor_figures(
         "reported_wrong": [],
         "psi": {},
         "psi_interval_s": psi_interval,
+        "psi_min_predictions": MIN_PREDICTIONS_FOR_PSI,
         "alerts": recent_alerts(store, since, until, limit=20),
     }
     if version is None:

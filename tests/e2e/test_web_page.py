@@ -151,7 +151,7 @@ def test_errors_are_shown_and_the_page_keeps_working_until_its_key_is_revoked(
 
 
 def test_monitor_page_draws_the_traffic_of_the_last_hour(
-    secured_platform: Running, browser: object
+    secured_platform: Running, browser: object, tmp_path: Path
 ) -> None:
     platform = secured_platform
     crm = {"Authorization": f"Bearer {create_key(platform, 'crm', 'predict')}"}
@@ -182,6 +182,16 @@ def test_monitor_page_draws_the_traffic_of_the_last_hour(
     assert page.locator("#error").is_hidden()
     assert page.locator("#traffic svg path").count() == 1
     assert "predictions: last" in page.locator("#traffic svg").get_attribute("aria-label")
+    # With little data the charts still read: each bucket is a dot, the time ticks differ, the
+    # axes carry their unit and no scientific notation, p50 is not hidden under p99.
+    assert page.locator("#traffic svg circle").count() >= 1
+    ticks = page.eval_on_selector_all("#latency svg text", "els => els.map(e => e.textContent)")
+    assert any(t.endswith(" ms") for t in ticks) and not any("e+" in t for t in ticks)
+    assert page.locator("#latency svg circle").count() >= 3
+    # What has nothing to show yet says what will appear, and when.
+    assert "enough predictions" in page.locator("#psi .empty-state").inner_text()
+    assert page.locator("#precision .empty-state").inner_text().startswith("No estimate yet")
+    page.screenshot(path=str(screenshot_path(tmp_path, "monitor-few.png")), full_page=True)
     assert page.locator("#psi-caption").inner_text().startswith("Drift: PSI per 5 min")
     assert page.locator("#version").input_value() == "1"
     # The only stylesheet and scripts are the gateway's own: no CDN.

@@ -13,48 +13,84 @@ function el(name, attrs = {}, text) {
   return node;
 }
 
+// A number for an axis or a label: no scientific notation, a unit when given.
+function formatValue(v, { percent = false, unit = "" } = {}) {
+  if (percent) return `${(v * 100).toFixed(v * 100 < 10 && v !== 0 ? 1 : 0)}%`;
+  const a = Math.abs(v);
+  const digits = a >= 100 || a === 0 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3;
+  return `${v.toLocaleString("en", { maximumFractionDigits: digits })}${unit ? ` ${unit}` : ""}`;
+}
+
+// A time tick: hours and minutes, with the day when the window spans more than one.
+function formatTime(t, spanMs) {
+  const d = new Date(t);
+  const hm = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return spanMs > 36 * 3600 * 1000 ? `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${hm}` : hm;
+}
+
 // series: [{name, points: [[Date, number], ...]}]; lines: [{value, label}] drawn dashed.
 // clampAt: values above it are drawn at the top, which reads "≥ clampAt" (a PSI of 15 would
-// otherwise flatten the 0.1 and 0.25 lines into the axis).
-function lineChart(container, series, { lines = [], yMax = null, percent = false, clampAt = null } = {}) {
+// otherwise flatten the 0.1 and 0.25 lines into the axis). empty: what the chart will show and
+// when, said while there is nothing yet. Points are drawn as dots too while they are few, so a
+// single bucket is visible, and series that coincide stay visible (the first drawn largest).
+function lineChart(container, series, { lines = [], yMax = null, percent = false, clampAt = null, unit = "", empty = "No data in this window yet." } = {}) {
   container.textContent = "";
   const width = container.clientWidth || 400;
   const height = (container.classList.contains("tall") ? 15 : 11) * REM; // as monitor.css
-  const pad = { left: 40, right: 8, top: 8, bottom: 18 };
+  const pad = { left: 52, right: 8, top: 8, bottom: 18 };
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
   const all = series.flatMap((s) => s.points);
   if (!all.length) {
-    svg.append(el("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" }, "no data in this window"));
-    container.append(svg);
+    const note = document.createElement("p");
+    note.className = "empty-state";
+    note.textContent = empty;
+    container.append(note);
     return;
   }
   const xs = all.map((p) => p[0].getTime());
-  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
+  // A lone bucket gets a minute either side, so it sits in the middle with a readable axis.
+  const lone = Math.min(...xs) === Math.max(...xs);
+  const x0 = Math.min(...xs) - (lone ? 60000 : 0), x1 = Math.max(...xs) + (lone ? 60000 : 0);
   const highest = Math.max(...all.map((p) => p[1]), ...lines.map((l) => l.value), 1e-9);
   const clamped = clampAt !== null && highest > clampAt;
-  const top = clamped ? clampAt : yMax ?? highest * 1.1;
+  // All zero (no report yet): an axis up to 10 % or 1 rather than to nothing.
+  const top = clamped ? clampAt : yMax ?? (highest > 1e-9 ? highest * 1.15 : percent ? 0.1 : 1);
   const X = (t) => pad.left + ((t - x0) / (x1 - x0)) * (width - pad.left - pad.right);
   const Y = (v) => height - pad.bottom - (Math.min(v, top) / top) * (height - pad.top - pad.bottom);
   svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: Y(0), y2: Y(0), class: "axis" }));
-  for (const v of [top / 2, top]) {
-    const text = percent ? `${(v * 100).toFixed(0)}%` : v.toPrecision(2);
+  for (const v of [0, top / 2, top]) {
+    const text = formatValue(v, { percent, unit });
     svg.append(el("text", { x: pad.left - 4, y: Y(v) + 3, "text-anchor": "end" }, clamped && v === top ? `≥ ${text}` : text));
   }
-  svg.append(el("text", { x: pad.left, y: height - 4 }, new Date(x0).toLocaleTimeString()));
-  svg.append(el("text", { x: width - pad.right, y: height - 4, "text-anchor": "end" }, new Date(x1).toLocaleTimeString()));
+  const ticks = lone ? [(x0 + x1) / 2] : [x0, (x0 + x1) / 2, x1];
+  const labels = [...new Set(ticks.map((t) => formatTime(t, x1 - x0)))];
+  if (labels.length === ticks.length) {
+    ticks.forEach((t, i) => {
+      const anchor = lone || i === 1 ? "middle" : i === 0 ? "start" : "end";
+      svg.append(el("text", { x: X(t), y: height - 4, "text-anchor": anchor }, labels[i]));
+    });
+  } else {
+    svg.append(el("text", { x: X((x0 + x1) / 2), y: height - 4, "text-anchor": "middle" }, labels[0]));
+  }
   for (const line of lines) {
     svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: Y(line.value), y2: Y(line.value), stroke: "#9a6700", "stroke-dasharray": "4 3" }));
     svg.append(el("text", { x: width - pad.right, y: Y(line.value) - 3, "text-anchor": "end" }, line.label));
   }
+  const few = all.length <= 60;
   series.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length];
     const d = s.points.map((p, j) => `${j ? "L" : "M"}${X(p[0].getTime()).toFixed(1)},${Y(p[1]).toFixed(1)}`).join("");
-    svg.append(el("path", { d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 2 }));
-    if (s.points.length === 1) {
-      const [t, v] = s.points[0];
-      svg.append(el("circle", { cx: X(t.getTime()), cy: Y(v), r: 3, fill: COLORS[i % COLORS.length] }));
+    svg.append(el("path", { d, fill: "none", stroke: color, "stroke-width": 2 }));
+    if (few) {
+      const r = Math.max(2, 4.5 - i); // the later series inside the earlier ones' dots
+      for (const [t, v] of s.points) {
+        const dot = el("circle", { cx: X(t.getTime()), cy: Y(v), r, fill: color });
+        dot.append(el("title", {}, `${s.name}: ${formatValue(v, { percent, unit })} at ${t.toLocaleTimeString()}`));
+        svg.append(dot);
+      }
     }
   });
-  svg.setAttribute("aria-label", series.map((s) => `${s.name}: last ${s.points.at(-1)?.[1]?.toPrecision(3)}`).join("; "));
+  svg.setAttribute("aria-label", series.map((s) => `${s.name}: last ${s.points.length ? formatValue(s.points.at(-1)[1], { percent, unit }) : "none"}`).join("; "));
   container.append(svg);
   if (series.length > 1) {
     const legend = document.createElement("div");
@@ -69,7 +105,6 @@ function lineChart(container, series, { lines = [], yMax = null, percent = false
   }
 }
 
-// Buckets without a value (an estimate with nothing called positive) are left out.
 const points = (rows, key) => rows.filter((r) => r[key] !== null).map((r) => [new Date(r.t), r[key]]);
 
 async function refresh() {
@@ -95,30 +130,34 @@ async function refresh() {
     if (!versions.has(v)) $("version").append(new Option(`v${v}`, v));
   }
   if (data.model_version) $("version").value = data.model_version;
-  lineChart($("traffic"), [{ name: "predictions", points: points(data.traffic, "predictions") }]);
-  lineChart($("latency"), ["p50", "p95", "p99"].map((k) => ({ name: k, points: points(data.latency, k) })));
-  lineChart($("error-rate"), [{ name: "error rate", points: points(data.error_rate, "error_rate") }], { percent: true });
-  lineChart($("positive-rate"), [{ name: "positive rate", points: points(data.positive_rate, "positive_rate") }], { yMax: 1, percent: true });
+  const noTweets = "No tweet scored in this window yet: each one appears here within 30 s of being scored.";
+  lineChart($("traffic"), [{ name: "predictions", points: points(data.traffic, "predictions") }], { unit: "/min", empty: noTweets });
+  // p99 drawn first (largest dots), p50 last, so coinciding quantiles all show.
+  lineChart($("latency"), ["p99", "p95", "p50"].map((k) => ({ name: k, points: points(data.latency, k) })), { unit: "ms", empty: noTweets });
+  lineChart($("error-rate"), [{ name: "error rate", points: points(data.error_rate, "error_rate") }], { percent: true, empty: noTweets });
+  lineChart($("positive-rate"), [{ name: "positive rate", points: points(data.positive_rate, "positive_rate") }], { yMax: 1, percent: true, empty: noTweets });
   const target = data.precision.find((r) => r.target !== null)?.target;
   lineChart($("precision"), [
     { name: "estimated precision", points: points(data.precision, "precision") },
     { name: "low", points: points(data.precision, "precision_low") },
     { name: "high", points: points(data.precision, "precision_high") },
-  ], { yMax: 1, percent: true, lines: target ? [{ value: target, label: `target ${(target * 100).toFixed(0)}%` }] : [] });
+  ], { yMax: 1, percent: true, lines: target ? [{ value: target, label: `target ${(target * 100).toFixed(0)}%` }] : [],
+    empty: "No estimate yet: the alerter estimates the live precision every check round once the last hour holds enough predictions (AIRPARADIS_PRECISION_MIN_PREDICTIONS, 200 by default)." });
   lineChart($("prior-threshold"), [
     { name: "share of positive tweets", points: points(data.prior, "positive_share") },
     { name: "threshold in use", points: points(data.threshold, "threshold") },
-  ], { yMax: 1 });
+  ], { yMax: 1, empty: noTweets });
   lineChart($("reported-wrong"), [
     { name: "called positive, reported negative", points: points(data.reported_wrong, "false_positives") },
     { name: "called negative, reported positive", points: points(data.reported_wrong, "false_negatives") },
-  ]);
+  ], { empty: "No report with a correct label in this window: they appear when users report a wrong prediction." });
   const bucket = data.psi_interval_s >= 3600 ? "hour" : `${data.psi_interval_s / 60} min`;
   $("psi-caption").textContent =
     `Drift: PSI per ${bucket} against the training reference of v${data.model_version ?? "?"} (0.1 warn, 0.25 alert)`;
   const features = Object.keys(data.psi);
   lineChart($("psi"), features.map((f) => ({ name: f, points: points(data.psi[f], "psi") })),
-    { lines: [{ value: 0.1, label: "warn 0.1" }, { value: 0.25, label: "alert 0.25" }], clampAt: 1 });
+    { lines: [{ value: 0.1, label: "warn 0.1" }, { value: 0.25, label: "alert 0.25" }], clampAt: 1,
+      empty: `No drift figure yet: the PSI of a ${bucket} needs enough predictions in it (${data.psi_min_predictions ?? 50} at least) and the version's training reference.` });
   const body = $("alerts");
   body.textContent = "";
   for (const a of data.alerts) {
