@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test test-all lint types bench clean
+.PHONY: install install-serve up test test-all lint types bench clean
 
 install: $(VENV)/.installed
 
@@ -11,7 +11,14 @@ $(VENV)/.installed: pyproject.toml
 	scripts/install.sh
 	@touch $@
 
-up: install
+# Serving only: the platform with the simple model, no TensorFlow, no torch, no test tools.
+install-serve:
+	AIRPARADIS_EXTRAS= scripts/install.sh
+	@touch $(VENV)/.installed-serve
+
+# On a serving-only install `up` does not pull the rest in.
+up:
+	@[ -f $(VENV)/.installed-serve ] || $(MAKE) install
 	$(BIN)/airparadis up
 
 test: install

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.11 and installs the project with its test tools.
+# Creates .venv with Python 3.11 and installs the project: with its test tools and every model
+# family by default, or what AIRPARADIS_EXTRAS names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-}"
@@ -17,5 +18,8 @@ fi
 # start unless built with URLLIB3_NO_OVERRIDE; requests (MLflow, schemathesis) needs the real
 # urllib3, so the fork is built from source beside it.
 export URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future
-.venv/bin/python -m pip install --quiet -e ".[dev,lstm,transformer]"
+# AIRPARADIS_EXTRAS: the optional parts (default: everything; empty: serving the simple model
+# only, as `make install-serve` does).
+EXTRAS="${AIRPARADIS_EXTRAS-dev,lstm,transformer}"
+.venv/bin/python -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
 echo "installed: $(.venv/bin/airparadis --help >/dev/null && echo 'airparadis command ready in .venv/bin')"

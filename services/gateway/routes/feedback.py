@@ -50,9 +50,11 @@ async def feedback(
         Query(
             ge=0,
             le=5000,
-            description="Wait this long for the alerter, to say whether the team was notified.",
+            description="How long the answer waits for the alerter, to say whether this report "
+            "completed a burst and the team was emailed (an alert raised later is emailed all "
+            "the same; 0: answer at once).",
         ),
-    ] = 0,
+    ] = 1000,
     idempotency_key: IdempotencyKey = None,
 ) -> FeedbackAccepted:
     """Report a wrong prediction; three reports within five minutes email the team."""
