@@ -17,7 +17,7 @@ function el(name, attrs = {}, text) {
 function formatValue(v, { percent = false, unit = "" } = {}) {
   if (percent) return `${(v * 100).toFixed(v * 100 < 10 && v !== 0 ? 1 : 0)}%`;
   const a = Math.abs(v);
-  const digits = a >= 100 || a === 0 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3;
+  const digits = a >= 10 || a === 0 ? 0 : a >= 1 ? 1 : 3;
   return `${v.toLocaleString("en", { maximumFractionDigits: digits })}${unit ? ` ${unit}` : ""}`;
 }
 
