@@ -3,6 +3,7 @@ with API keys required: each page asks for a key once, then works."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -228,3 +229,37 @@ def test_the_api_documentation_renders_with_no_network(platform: Running, browse
     favicon = httpx.get(platform.base_url + "/favicon.ico", timeout=10)
     assert favicon.status_code == 200 and favicon.headers["content-type"] == "image/svg+xml"
     assert outside == []
+
+
+def test_a_csv_of_drafts_is_scored_shown_and_offered_back(
+    platform: Running, browser: object, tmp_path: Path
+) -> None:
+    drafts = tmp_path / "drafts.csv"
+    texts = [f"Flight {n}: the crew was {'lovely' if n % 2 else 'rude'}" for n in range(70)]
+    rows = [["draft", "text"], *[[f"d{n}", text] for n, text in enumerate(texts)]]
+    rows.insert(3, ["blank", "   "])  # refused with its reason, the others scored
+    rows.insert(5, ["quoted", 'She said "never again", twice\nand meant it'])
+    with drafts.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows(rows)
+
+    page = browser.new_page(viewport={"width": 1000, "height": 1300})  # type: ignore[attr-defined]
+    page.goto(platform.base_url + "/")
+    page.set_input_files("#file", str(drafts))
+    page.get_by_role("button", name="Score the file").click()
+    page.locator("#file-download").wait_for(state="visible", timeout=60_000)
+    assert page.locator("#file-status").inner_text() == "72 rows scored, 1 with an error."
+    assert page.locator("#file-table tbody tr").count() == 72
+    with page.expect_download() as download:
+        page.locator("#file-download").click()
+    saved = tmp_path / "scored.csv"
+    download.value.save_as(saved)
+
+    with saved.open(encoding="utf-8", newline="") as source:
+        scored = list(csv.DictReader(source))
+    assert download.value.suggested_filename == "drafts.scored.csv"
+    assert [row["draft"] for row in scored] == [row[0] for row in rows[1:]]  # in order
+    assert scored[2]["error"] and not scored[2]["label"]
+    assert scored[4]["text"] == 'She said "never again", twice\nand meant it'
+    good = [row for row in scored if row["draft"] != "blank"]
+    assert all(row["label"] in {"positive", "negative"} and row["id"] for row in good)
+    assert len({row["id"] for row in good}) == 71

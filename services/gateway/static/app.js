@@ -214,7 +214,106 @@ function renderCompare() {
   }
 }
 
+// --- A file of drafts: parsed here, scored 64 at a time through /v1/predict, offered back ---
+
+const FILE_ROWS = 5000;
+const BATCH = 64;
+const ADDED = ["id", "label", "probability", "threshold", "model_version", "error"];
+
+// RFC 4180 CSV: quoted fields with commas, quotes ("") and line breaks inside.
+function parseCsv(text) {
+  const rows = [];
+  let row = [], field = "", quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(field); rows.push(row); row = []; field = "";
+    } else field += c;
+  }
+  if (field !== "" || row.length) { row.push(field); rows.push(row); }
+  return rows.filter((r) => r.length > 1 || r[0] !== "");
+}
+
+const csvField = (v) => (/[",\r\n]/.test(String(v ?? "")) ? `"${String(v).replaceAll('"', '""')}"` : String(v ?? ""));
+
+async function scoreFile() {
+  const chosen = $("file").files[0];
+  const status = (text) => { $("file-status").textContent = text; };
+  $("file-download").hidden = true;
+  $("file-table").hidden = true;
+  if (!chosen) { status("Choose a CSV file first."); return; }
+  const [header, ...lines] = parseCsv((await chosen.text()).replace(/^\ufeff/, ""));
+  const column = (header || []).indexOf("text");
+  if (column < 0) { status(`This file has no "text" column (its header: ${(header || []).join(", ") || "empty"}).`); return; }
+  if (lines.length > FILE_ROWS) { status(`${lines.length.toLocaleString("en")} rows: the page takes ${FILE_ROWS.toLocaleString("en")} at most; use airparadis score for more.`); return; }
+  const results = lines.map((cells) => {
+    const text = cells[column] ?? "";
+    const problem = validate(text);
+    return { cells, text, answer: problem ? { error: problem } : null };
+  });
+  const todo = results.filter((r) => !r.answer);
+  $("score-file").disabled = true;
+  $("file-progress").hidden = false;
+  $("file-progress").max = Math.max(results.length, 1);
+  let done = results.length - todo.length;
+  try {
+    for (let start = 0; start < todo.length; start += BATCH) {
+      const batch = todo.slice(start, start + BATCH);
+      try {
+        const answer = await callApi("/v1/predict", { texts: batch.map((r) => r.text) });
+        answer.predictions.forEach((p, i) => { batch[i].answer = p; });
+      } catch (err) {
+        // One bad line refuses the whole batch: score its lines one by one for their reasons.
+        for (const r of batch) {
+          r.answer = await callApi("/v1/predict", { text: r.text }).catch((e) => ({ error: e.message }));
+        }
+      }
+      done += batch.length;
+      $("file-progress").value = done;
+      status(`Scored ${done.toLocaleString("en")} of ${results.length.toLocaleString("en")} rows…`);
+    }
+  } finally {
+    $("score-file").disabled = false;
+    $("file-progress").hidden = true;
+  }
+  const columns = [...header, ...ADDED];
+  const values = (r) => [...header.map((_, i) => r.cells[i] ?? ""), ...ADDED.map((k) => r.answer[k] ?? "")];
+  const csv = [columns, ...results.map(values)].map((row) => row.map(csvField).join(",")).join("\r\n") + "\r\n";
+  const link = $("file-download");
+  link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
+  link.download = chosen.name.replace(/\.csv$/i, "") + ".scored.csv";
+  link.hidden = false;
+  const refused = results.filter((r) => r.answer.error).length;
+  status(`${results.length.toLocaleString("en")} rows scored${refused ? `, ${refused} with an error` : ""}.`);
+  const table = $("file-table");
+  table.textContent = "";
+  const head = table.createTHead().insertRow();
+  for (const name of ["text", "label", "probability", "error"]) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = name;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  for (const r of results.slice(0, 200)) {
+    const tr = body.insertRow();
+    tr.insertCell().textContent = r.text;
+    tr.insertCell().textContent = r.answer.label ?? "";
+    tr.insertCell().textContent = r.answer.probability === undefined ? "" : r.answer.probability.toFixed(3);
+    tr.insertCell().textContent = r.answer.error ?? "";
+  }
+  table.hidden = false;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("score-file").addEventListener("click", scoreFile);
   $("draft").addEventListener("input", updateCount);
   $("draft").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) analyse(e);
