@@ -170,6 +170,17 @@ async def test_third_report_on_three_predictions_says_the_team_was_notified(
     assert answers[2]["alert_id"].startswith("wrong-")
 
 
+async def test_by_default_the_third_report_waits_for_its_alert(client: httpx.AsyncClient) -> None:
+    """No wait_alert_ms: the answer waits up to a second, enough for the alerter here (the
+    alert comes within tens of milliseconds), so the third report says the team knows."""
+    answers = []
+    for text in ("lovely", "smooth", "tasty"):
+        prediction = (await client.post("/v1/predict", json={"text": text})).json()
+        reported = await client.post("/v1/feedback", json={"prediction_id": prediction["id"]})
+        answers.append(reported.json())
+    assert [a["team_notified"] for a in answers] == [False, False, True]
+
+
 async def test_three_reports_on_one_prediction_notify_nobody(client: httpx.AsyncClient) -> None:
     prediction = (await client.post("/v1/predict", json={"text": "great"})).json()
     answers = [
