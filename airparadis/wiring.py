@@ -33,6 +33,7 @@ from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess.handler import PreprocessHandler
 from services.store import handler as store
+from services.store.ingress import purge_ingress_forever
 from services.store.reads import serve_reads
 from services.store.references import copy_champion_reference
 from shared import subjects
@@ -40,6 +41,7 @@ from shared.bus import ConnectionState, Streams, declare_streams, make_broker, n
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
 from shared.registry import Registry
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
 from shared.store_reads import BusStore
@@ -140,6 +142,8 @@ class Platform:
         if "store" in self.workers and isinstance(self.store, ChdbStore):
             self._reader = ChdbStore(self.store.path, self.store.database, read_only=True)
             self._reads = await serve_reads(nc, self._reader)
+        if "store" in self.workers and settings.text_storage != "full":
+            self._background(purge_ingress_forever(nc, settings.ingress_purge_s), "purge")
         # Side tasks, after the consumers: none may hold up the start (MLflow slow to answer).
         if "store" in self.workers and self.store is not None:
             self._background(copy_champion_reference(self.store, settings), "champion-reference")
@@ -172,7 +176,7 @@ class Platform:
                 apply_migrations(self.store, self.settings.retention_days)
         else:
             self.store = BusStore(nc, asyncio.get_running_loop())
-        self.repository = PredictionRepository(self.store)
+        self.repository = PredictionRepository(self.store, TextPolicy.of(self.settings))
         if self._runs_checks:
             assert self.alerter_state is not None
             self.checks = Checks(self.broker, self.settings, self.store, self.alerter_state)
@@ -199,7 +203,7 @@ class Platform:
                     subjects.DURABLE_PREPROCESS,
                     subjects.TWEETS_SUBMITTED,
                     tweets,
-                    PreprocessHandler(max_bytes),
+                    PreprocessHandler(max_bytes, TextPolicy.of(settings)),
                     max(settings.batch_max_size, 64),
                     0.0,
                 )

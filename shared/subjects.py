@@ -60,3 +60,11 @@ INFER_QUEUE = "infer"
 # answers the read-only queries of the others (gateway, alerter checks) when chDB is in use.
 STORE_QUERY = "rpc.store.query"
 STORE_QUEUE = "store"
+
+# The ingress: subjects upstream apps publish on, with text as they wrote it, and the durable
+# consumers that read them. Under text_storage scrubbed or none the store worker removes their
+# messages from JetStream once every one of these consumers has acknowledged them.
+INGRESS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (STREAM_TWEETS, TWEETS_SUBMITTED, (DURABLE_PREPROCESS,)),
+    (STREAM_FEEDBACK, FEEDBACK_REPORTED, (DURABLE_STORE_FEEDBACK, DURABLE_ALERTER)),
+)

@@ -58,6 +58,7 @@ class ServiceUser:
     key_value: tuple[str, ...] = ()  # JetStream KV buckets it reads and writes
     dead_letters: bool = False  # sends what it cannot process to dlq.<subject>
     watches_consumers: bool = False  # reads every durable consumer's state (/readyz)
+    purges_ingress: bool = False  # removes processed ingress messages (services/store/ingress.py)
 
     @property
     def password_env(self) -> str:
@@ -112,6 +113,7 @@ USERS: tuple[ServiceUser, ...] = (
         answers=((S.STORE_QUERY, S.STORE_QUEUE),),  # reads of the embedded chDB
         declares_streams=True,
         dead_letters=True,
+        purges_ingress=True,
     ),
     ServiceUser(
         "alerter",
@@ -202,6 +204,10 @@ def permissions_of(user: ServiceUser) -> Permissions:
             for c in other.consumes
             if c.durable is not None
         ]
+    if user.purges_ingress:
+        for stream, _, durables in subjects.INGRESS:
+            pub.append(f"{JS_API}.STREAM.PURGE.{stream}")
+            pub += [f"{JS_API}.CONSUMER.INFO.{stream}.{durable}" for durable in durables]
     for bucket in user.key_value:
         kv_stream = f"KV_{bucket}"
         pub += [

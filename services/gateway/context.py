@@ -15,6 +15,7 @@ from shared.bus import ConnectionState
 from shared.consumers import ConsumerWatch
 from shared.jetstream import JetStreamPublisher
 from shared.messages import PredictionSnapshot
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 from shared.storage import PredictionRepository
 
@@ -53,6 +54,10 @@ class Gateway:
     alerts: AlertWatcher | None = None
     consumers: ConsumerWatch | None = None
     recent: RecentPredictions = field(default_factory=RecentPredictions)
+    text_policy: TextPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.text_policy = TextPolicy.of(self.settings)
 
 
 def gateway(request: Request) -> Gateway:

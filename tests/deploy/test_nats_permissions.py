@@ -134,7 +134,8 @@ FORBIDDEN_PUBLISHES = [
     ("store", "_INBOX.airparadis.abc.t-1"),  # only preprocess and infer answer callers
     ("gateway", f"$KV.{S.KV_ALERTER}.wrong_predictions.window"),
     ("store", "$JS.API.STREAM.DELETE.TWEETS"),
-    ("store", "$JS.API.STREAM.PURGE.FEEDBACK"),
+    ("store", "$JS.API.STREAM.PURGE.MODELS"),  # it purges the ingress subjects' streams only
+    ("store", "$JS.API.STREAM.PURGE.DLQ"),
     ("gateway", "$JS.API.CONSUMER.CREATE.FEEDBACK"),  # no reading feedback through a consumer
     ("gateway", "$JS.API.STREAM.MSG.GET.FEEDBACK"),
     ("infer", "$JS.API.CONSUMER.DELETE.TWEETS.preprocess"),

@@ -1,5 +1,6 @@
 """POST /v1/explain: which words pushed the tweet toward positive or negative, answered by an
-infer worker over rpc.infer.explain (not stored)."""
+infer worker over rpc.infer.explain (not stored). The text is minimised first, as for
+/v1/predict: the explanation is of the text the model scores, its offsets into that text."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ async def explain(request: ExplainRequest, gw: GatewayDep) -> Explanation:
     """Which words pushed the tweet toward positive or negative (not stored)."""
     if not gw.connection.connected:
         raise bus_unavailable("is not connected")
-    asked = ExplainRequested(text=request.text, budget_ms=request.budget_ms)
+    text = gw.text_policy.ingress(request.text)
+    asked = ExplainRequested(text=text, budget_ms=request.budget_ms)
     try:
         reply = await gw.nc.request(
             subjects.EXPLAIN_REQUESTED,

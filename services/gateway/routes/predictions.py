@@ -7,6 +7,9 @@ back there once infer stored the score in JetStream. What the caller hears says 
 - 504 (with the id): the bus took it but the answer is late; GET /v1/predictions/{id} later.
 With an `Idempotency-Key`, the tweet's id derives from the key: a retry with the same key is
 answered with the same prediction and stores nothing new; with another text, it is a 409.
+
+The text is minimised here, before it is published (shared/scrub.py, `text_storage`): the model
+scores the scrubbed text, and the answer carries the text as the platform kept it.
 """
 
 from __future__ import annotations
@@ -140,8 +143,10 @@ async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Pred
     def elapsed_ms() -> float:
         return (time.perf_counter() - started) * 1000.0
 
+    text = gw.text_policy.ingress(text)
     if keyed and (done := await known(gw, prediction_id)) is not None:
-        if done.text != text:
+        # Under text_storage=none the store keeps no text to compare with ("").
+        if done.text and done.text != text:
             raise ApiError(
                 409,
                 "idempotency_conflict",
