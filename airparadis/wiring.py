@@ -19,9 +19,11 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import StorageType
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from services.alerter import handler as alerter
 from services.alerter.checks import Checks
@@ -34,12 +36,14 @@ from services.infer import handler as infer
 from services.preprocess.handler import PreprocessHandler
 from services.store import handler as store
 from services.store.ingress import purge_ingress_forever
+from services.store.privacy import serve_privacy
 from services.store.reads import serve_reads
 from services.store.references import copy_champion_reference
 from shared import subjects
 from shared.bus import ConnectionState, Streams, declare_streams, make_broker, nats_servers
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
+from shared.messages import DataErased
 from shared.registry import Registry
 from shared.scrub import TextPolicy
 from shared.settings import Settings
@@ -105,6 +109,7 @@ class Platform:
     stages: list[BatchStage] = field(default_factory=list)
     _reader: ChdbStore | None = None
     _reads: Subscription | None = None
+    _subscriptions: list[Subscription] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -142,8 +147,10 @@ class Platform:
         if "store" in self.workers and isinstance(self.store, ChdbStore):
             self._reader = ChdbStore(self.store.path, self.store.database, read_only=True)
             self._reads = await serve_reads(nc, self._reader)
-        if "store" in self.workers and settings.text_storage != "full":
-            self._background(purge_ingress_forever(nc, settings.ingress_purge_s), "purge")
+        if "store" in self.workers and self.store is not None:
+            self._subscriptions += await serve_privacy(nc, self.store)
+            if settings.text_storage != "full":
+                self._background(purge_ingress_forever(nc, settings.ingress_purge_s), "purge")
         # Side tasks, after the consumers: none may hold up the start (MLflow slow to answer).
         if "store" in self.workers and self.store is not None:
             self._background(copy_champion_reference(self.store, settings), "champion-reference")
@@ -319,18 +326,28 @@ class Platform:
         alerts = AlertWatcher()
         alerts.register(self.broker, self.streams.alerts)
         self.consumers = ConsumerWatch(nc, self.settings.stall_after_s)
-        self.gateway = create_app(
-            Gateway(
-                settings=self.settings,
-                nc=nc,
-                publisher=publisher,
-                connection=self.connection,
-                repository=self.repository,
-                replies=replies,
-                alerts=alerts,
-                consumers=self.consumers,
-            )
+        context = Gateway(
+            settings=self.settings,
+            nc=nc,
+            publisher=publisher,
+            connection=self.connection,
+            repository=self.repository,
+            replies=replies,
+            alerts=alerts,
+            consumers=self.consumers,
         )
+        self.gateway = create_app(context)
+
+        async def on_erased(msg: Msg) -> None:
+            try:
+                erased = DataErased.model_validate_json(msg.data)
+            except ValidationError:
+                log.warning("unreadable privacy.erased event ignored")
+                return
+            dropped = context.recent.erase(erased.selector)
+            log.info("erased predictions dropped from memory", extra={"n": dropped})
+
+        self._subscriptions.append(await nc.subscribe(subjects.PRIVACY_ERASED, cb=on_erased))
 
     def _after_reconnect(self) -> None:
         for stage in self.stages:
@@ -367,9 +384,11 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._reads is not None:
-            with contextlib.suppress(Exception):
-                await self._reads.unsubscribe()
+        for subscription in [self._reads, *self._subscriptions]:
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+        self._subscriptions.clear()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self._reader is not None:

@@ -149,6 +149,18 @@ def nats_servers(settings: Settings, servers: str | None = None) -> list[str]:
     return [url.strip() for url in value.split(",") if url.strip()]
 
 
+def reachable_bus_url(settings: Settings) -> str | None:
+    """Where a command reaches the platform's bus: the configured NATS URL, else the embedded
+    server's if one is listening (None: the platform is not running)."""
+    from shared.nats_server import port_open
+
+    if settings.nats_url:
+        return settings.nats_url
+    if port_open("127.0.0.1", settings.nats_port):
+        return f"nats://127.0.0.1:{settings.nats_port}"
+    return None
+
+
 def make_broker(
     settings: Settings,
     servers: str | None = None,

@@ -58,8 +58,9 @@ class MigrationError(StorageError):
 class Store(Protocol):
     """What the platform needs from ClickHouse. Implementations are thread-safe."""
 
-    def command(self, sql: str) -> None:
-        """Run a statement that returns nothing useful (DDL, ALTER)."""
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing useful (DDL, ALTER, DELETE); `{name:Type}`
+        placeholders take their value from `parameters`."""
         ...
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -239,8 +240,9 @@ class ChdbStore:
             except Exception as error:
                 raise StorageError(f"chDB call failed: {error}") from error
 
-    def command(self, sql: str) -> None:
-        self._run(sql, "CSV")
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
+        bound = {name: _escaped_parameter(v) for name, v in bind_parameters(parameters).items()}
+        self._run(sql, "CSV", bound or None)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return arrow_file_rows(self.query_arrow(sql, parameters))
@@ -318,9 +320,9 @@ class ServerStore:
             self.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._client.database = self.database
 
-    def command(self, sql: str) -> None:
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
         try:
-            self._open_client().command(sql)
+            self._open_client().command(sql, parameters=bind_parameters(parameters) or None)
         except Exception as error:
             raise StorageError(f"ClickHouse command failed at {self.address}: {error}") from error
 

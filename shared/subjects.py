@@ -61,6 +61,13 @@ INFER_QUEUE = "infer"
 STORE_QUERY = "rpc.store.query"
 STORE_QUEUE = "store"
 
+# Erasure and access (`airparadis data forget / export`): the store worker, the one writer of
+# ClickHouse, answers; after an erasure it tells the processes that keep recent predictions in
+# memory (the gateway) on PRIVACY_ERASED, a core subject no stream keeps.
+STORE_FORGET = "rpc.store.forget"
+STORE_EXPORT = "rpc.store.export"
+PRIVACY_ERASED = "privacy.erased"
+
 # The ingress: subjects upstream apps publish on, with text as they wrote it, and the durable
 # consumers that read them. Under text_storage scrubbed or none the store worker removes their
 # messages from JetStream once every one of these consumers has acknowledged them.

@@ -73,6 +73,7 @@ USERS: tuple[ServiceUser, ...] = (
         publishes=(S.TWEETS_SUBMITTED, S.FEEDBACK_REPORTED),
         consumes=(Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS),),
         requests=(S.EXPLAIN_REQUESTED, S.INFER_STATUS, S.STORE_QUERY),
+        subscribes=(S.PRIVACY_ERASED,),  # drops erased predictions from its memory
         reads_replies=True,
         declares_streams=True,
         watches_consumers=True,
@@ -110,7 +111,12 @@ USERS: tuple[ServiceUser, ...] = (
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),
             Consumes(S.MODELS_THRESHOLD, S.STREAM_MODELS, S.DURABLE_STORE_THRESHOLDS),
         ),
-        answers=((S.STORE_QUERY, S.STORE_QUEUE),),  # reads of the embedded chDB
+        publishes=(S.PRIVACY_ERASED,),
+        answers=(
+            (S.STORE_QUERY, S.STORE_QUEUE),  # reads of the embedded chDB
+            (S.STORE_FORGET, S.STORE_QUEUE),  # erasure and access requests
+            (S.STORE_EXPORT, S.STORE_QUEUE),
+        ),
         declares_streams=True,
         dead_letters=True,
         purges_ingress=True,
@@ -131,8 +137,10 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "trainer",
-        "`airparadis train --promote` and `airparadis models promote`: announces promotions",
+        "`airparadis train --promote` and `airparadis models promote`: announces promotions; "
+        "`airparadis data forget / export`: asks the store",
         publishes=(S.MODELS_PROMOTED,),
+        requests=(S.STORE_FORGET, S.STORE_EXPORT),
     ),
     ServiceUser(
         "upstream",

@@ -14,7 +14,7 @@ from services.gateway.replies import ReplyWaiter
 from shared.bus import ConnectionState
 from shared.consumers import ConsumerWatch
 from shared.jetstream import JetStreamPublisher
-from shared.messages import PredictionSnapshot
+from shared.messages import DataSelector, PredictionSnapshot
 from shared.scrub import TextPolicy
 from shared.settings import Settings
 from shared.storage import PredictionRepository
@@ -41,6 +41,20 @@ class RecentPredictions:
 
     def get(self, prediction_id: str) -> PredictionSnapshot | None:
         return self._items.get(prediction_id)
+
+    def erase(self, selector: DataSelector) -> int:
+        """Forget what an erasure removed from the store (privacy.erased); how many."""
+        needle = (selector.text_contains or "").casefold()
+        gone = [
+            prediction_id
+            for prediction_id, snapshot in self._items.items()
+            if prediction_id == selector.prediction_id
+            or (needle and needle in snapshot.text.casefold())
+            or (selector.before is not None and snapshot.scored_at < selector.before)
+        ]
+        for prediction_id in gone:
+            del self._items[prediction_id]
+        return len(gone)
 
 
 @dataclass

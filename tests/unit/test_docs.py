@@ -34,6 +34,8 @@ def test_every_command_in_the_readme_table_answers_help() -> None:
         ["models", "promote"],
         ["models", "evaluate"],
         ["migrate"],
+        ["data", "forget"],
+        ["data", "export"],
     ):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
