@@ -56,9 +56,9 @@ Worker = Literal["preprocess", "infer", "store", "alerter"]
 WORKERS: tuple[Worker, ...] = ("preprocess", "infer", "store", "alerter")
 
 
-def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Awaitable[KeyValue]]:
-    """Opens (creating if needed) the alerter's KV bucket; its TTL outlives window and cooldowns."""
-    ttl = float(
+def alerter_bucket_ttl_s(settings: Settings) -> float:
+    """How long the alerter's KV bucket keeps a key: longer than the window and cooldowns."""
+    return float(
         max(
             7 * 86_400,
             settings.alert_window_s * 2,
@@ -66,6 +66,11 @@ def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Await
             settings.check_cooldown_s * 2,
         )
     )
+
+
+def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Awaitable[KeyValue]]:
+    """Opens (creating if needed) the alerter's KV bucket; its TTL outlives window and cooldowns."""
+    ttl = alerter_bucket_ttl_s(settings)
 
     async def open_bucket() -> KeyValue:
         return await broker.key_value(subjects.KV_ALERTER, ttl=ttl, storage=StorageType.FILE)
