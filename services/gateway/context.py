@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from services.gateway.alerts import AlertWatcher
+from services.gateway.errors import ApiError
 from services.gateway.replies import ReplyWaiter
 from shared.bus import ConnectionState
 from shared.consumers import ConsumerWatch
@@ -72,6 +73,19 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.text_policy = TextPolicy.of(self.settings)
+
+    def minimised(self, text: str, field: str, limit: int) -> str:
+        """The text as it may go on the bus (shared/scrub.py). A placeholder can be longer than
+        what it replaces ("@a" -> "<handle>"): past `limit` characters it is a 422."""
+        kept = self.text_policy.ingress(text)
+        if len(kept) > limit:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{field}: {len(kept)} characters once e-mails, phones, URL paths and @handles "
+                f"are replaced by placeholders; at most {limit}",
+            )
+        return kept
 
 
 def gateway(request: Request) -> Gateway:

@@ -332,6 +332,10 @@ async def test_the_gateway_minimises_and_forgets_what_an_erasure_removed(
                 w["word"] for w in explained["words"]
             ]
             assert not any("bob" in w["word"] or "jane" in w["word"] for w in explained["words"])
+            # A placeholder may be longer than what it replaces: past the limit, a clear 422.
+            handles = await client.post("/v1/predict", json={"text": "@a " * 333})
+            assert handles.status_code == 422
+            assert "once e-mails, phones" in handles.json()["reason"]
             await eventually(rows_in(platform, "predictions", 1), what="the stored prediction")
 
             code, _, err = await airparadis(

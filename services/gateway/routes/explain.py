@@ -12,6 +12,7 @@ from services.gateway.context import GatewayDep
 from services.gateway.errors import ApiError, bus_unavailable, responses, unavailable
 from shared import subjects
 from shared.messages import (
+    MAX_TWEET_CHARS,
     ExplainRequested,
     ExplanationReady,
     RequestFailed,
@@ -39,7 +40,7 @@ async def explain(request: ExplainRequest, gw: GatewayDep) -> Explanation:
     """Which words pushed the tweet toward positive or negative (not stored)."""
     if not gw.connection.connected:
         raise bus_unavailable("is not connected")
-    text = gw.text_policy.ingress(request.text)
+    text = gw.minimised(request.text, "text", MAX_TWEET_CHARS)
     asked = ExplainRequested(text=text, budget_ms=request.budget_ms)
     try:
         reply = await gw.nc.request(

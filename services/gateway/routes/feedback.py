@@ -70,7 +70,9 @@ async def feedback(
         id=report_id,
         prediction_id=request.prediction_id,
         correct_label=request.correct_label,
-        comment=None if request.comment is None else gw.text_policy.ingress(request.comment),
+        comment=None
+        if request.comment is None
+        else gw.minimised(request.comment, "comment", MAX_COMMENT_CHARS),
         prediction=snapshot,
     )
     published = await gw.publisher.publish_one(

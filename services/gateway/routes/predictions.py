@@ -29,6 +29,7 @@ from shared import subjects
 from shared.jetstream import Outgoing
 from shared.messages import (
     ID_PATTERN,
+    MAX_TWEET_CHARS,
     Label,
     PredictionSnapshot,
     ScoringFailed,
@@ -143,7 +144,7 @@ async def score(gw: Gateway, text: str, prediction_id: str, keyed: bool) -> Pred
     def elapsed_ms() -> float:
         return (time.perf_counter() - started) * 1000.0
 
-    text = gw.text_policy.ingress(text)
+    text = gw.minimised(text, "text", MAX_TWEET_CHARS)
     if keyed and (done := await known(gw, prediction_id)) is not None:
         # Under text_storage=none the store keeps no text to compare with ("").
         if done.text and done.text != text:
