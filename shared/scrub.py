@@ -157,7 +157,7 @@ def _lowered(handles: Iterable[str]) -> frozenset[str]:
 
 def _scrub(text: str, own: frozenset[str]) -> str:
     # The cheap `in` tests skip the regexes most tweets have nothing for.
-    if "://" in text or "www." in text or "WWW." in text:
+    if "://" in text or "www." in text.lower():
         text = _URL.sub(_url, text)
     if "@" in text and _written_address(text):
         text = _EMAIL.sub(EMAIL, text)

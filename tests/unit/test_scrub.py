@@ -46,6 +46,7 @@ SCRUBBED = [
         "see https://example.com/<path>.",
     ),
     ("www.example.com/a/b", "www.example.com/<path>"),
+    ("Www.Example.com/Jane.Doe", "Www.Example.com/<path>"),
     ("https://user:secret@host.com:8080/x#y", "https://host.com:8080/<path>"),
     ("http://bit.ly/abc123 #fb", "http://bit.ly/<path> #fb"),
 ]
