@@ -14,6 +14,7 @@ from rich.console import Console
 from airparadis.dashboards import app as dashboards_app
 from airparadis.keys import app as keys_app
 from airparadis.options import preprocess_options
+from airparadis.privacy import app as data_app
 from shared.logs import configure_logging, use_json
 from shared.preprocessing import PreprocessConfig
 from shared.settings import Settings
@@ -232,6 +233,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(keys_app, name="keys")
+app.add_typer(data_app, name="data")
 
 
 @train_app.command("simple")

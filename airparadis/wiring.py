@@ -19,9 +19,11 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import StorageType
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from services.alerter import handler as alerter
 from services.alerter.checks import Checks
@@ -34,6 +36,8 @@ from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess.handler import PreprocessHandler
 from services.store import handler as store
+from services.store.ingress import purge_ingress_forever
+from services.store.privacy import serve_privacy
 from services.store.reads import serve_reads
 from services.store.references import copy_champion_reference
 from shared import subjects
@@ -41,8 +45,10 @@ from shared.bus import ConnectionState, Streams, declare_streams, make_broker, n
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
 from shared.keys import KeyRing
+from shared.messages import DataErased
 from shared.nats_server import check_version, parse_version
 from shared.registry import Registry
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
 from shared.store_reads import BusStore
@@ -53,9 +59,9 @@ Worker = Literal["preprocess", "infer", "store", "alerter"]
 WORKERS: tuple[Worker, ...] = ("preprocess", "infer", "store", "alerter")
 
 
-def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Awaitable[KeyValue]]:
-    """Opens (creating if needed) the alerter's KV bucket; its TTL outlives window and cooldowns."""
-    ttl = float(
+def alerter_bucket_ttl_s(settings: Settings) -> float:
+    """How long the alerter's KV bucket keeps a key: longer than the window and cooldowns."""
+    return float(
         max(
             7 * 86_400,
             settings.alert_window_s * 2,
@@ -63,6 +69,11 @@ def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Await
             settings.check_cooldown_s * 2,
         )
     )
+
+
+def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Awaitable[KeyValue]]:
+    """Opens (creating if needed) the alerter's KV bucket; its TTL outlives window and cooldowns."""
+    ttl = alerter_bucket_ttl_s(settings)
 
     async def open_bucket() -> KeyValue:
         return await broker.key_value(subjects.KV_ALERTER, ttl=ttl, storage=StorageType.FILE)
@@ -106,6 +117,7 @@ class Platform:
     stages: list[BatchStage] = field(default_factory=list)
     _reader: ChdbStore | None = None
     _reads: list[Subscription] = field(default_factory=list)
+    _subscriptions: list[Subscription] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -146,6 +158,10 @@ class Platform:
         if "store" in self.workers and isinstance(self.store, ChdbStore):
             self._reader = ChdbStore(self.store.path, self.store.database, read_only=True)
             self._reads = await serve_reads(nc, self._reader, self.store)
+        if "store" in self.workers and self.store is not None:
+            self._subscriptions += await serve_privacy(nc, self.store)
+            if settings.text_storage != "full":
+                self._background(purge_ingress_forever(nc, settings.ingress_purge_s), "purge")
         # Side tasks, after the consumers: none may hold up the start (MLflow slow to answer).
         if "store" in self.workers and self.store is not None:
             self._background(copy_champion_reference(self.store, settings), "champion-reference")
@@ -180,7 +196,7 @@ class Platform:
                 )
         else:
             self.store = BusStore(nc, asyncio.get_running_loop())
-        self.repository = PredictionRepository(self.store)
+        self.repository = PredictionRepository(self.store, TextPolicy.of(self.settings))
         if self._runs_checks:
             assert self.alerter_state is not None
             self.checks = Checks(self.broker, self.settings, self.store, self.alerter_state)
@@ -207,7 +223,7 @@ class Platform:
                     subjects.DURABLE_PREPROCESS,
                     subjects.TWEETS_SUBMITTED,
                     tweets,
-                    PreprocessHandler(max_bytes),
+                    PreprocessHandler(max_bytes, TextPolicy.of(settings)),
                     max(settings.batch_max_size, 64),
                     0.0,
                 )
@@ -323,20 +339,30 @@ class Platform:
         alerts = AlertWatcher()
         alerts.register(self.broker, self.streams.alerts)
         self.consumers = ConsumerWatch(nc, self.settings.stall_after_s)
-        self.gateway = create_app(
-            Gateway(
-                settings=self.settings,
-                nc=nc,
-                publisher=publisher,
-                connection=self.connection,
-                repository=self.repository,
-                replies=replies,
-                keys=KeyRing(self.repository.store),
-                limiter=RateLimiter.of(self.settings),
-                alerts=alerts,
-                consumers=self.consumers,
-            )
+        context = Gateway(
+            settings=self.settings,
+            nc=nc,
+            publisher=publisher,
+            connection=self.connection,
+            repository=self.repository,
+            replies=replies,
+            keys=KeyRing(self.repository.store),
+            limiter=RateLimiter.of(self.settings),
+            alerts=alerts,
+            consumers=self.consumers,
         )
+        self.gateway = create_app(context)
+
+        async def on_erased(msg: Msg) -> None:
+            try:
+                erased = DataErased.model_validate_json(msg.data)
+            except ValidationError:
+                log.warning("unreadable privacy.erased event ignored")
+                return
+            dropped = context.recent.erase(erased.selector)
+            log.info("erased predictions dropped from memory", extra={"n": dropped})
+
+        self._subscriptions.append(await nc.subscribe(subjects.PRIVACY_ERASED, cb=on_erased))
 
     def _after_reconnect(self) -> None:
         for stage in self.stages:
@@ -373,10 +399,11 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        for reads in self._reads:
+        for subscription in [*self._reads, *self._subscriptions]:
             with contextlib.suppress(Exception):
-                await reads.unsubscribe()
+                await subscription.unsubscribe()
         self._reads.clear()
+        self._subscriptions.clear()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self._reader is not None:

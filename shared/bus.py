@@ -40,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared import subjects
 from shared.messages import DeadLetter, RequestFailed
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -146,6 +147,18 @@ def nats_servers(settings: Settings, servers: str | None = None) -> list[str]:
     """The server URLs to try: the configured list (comma-separated) or the local server."""
     value = servers or settings.nats_url or f"nats://127.0.0.1:{settings.nats_port}"
     return [url.strip() for url in value.split(",") if url.strip()]
+
+
+def reachable_bus_url(settings: Settings) -> str | None:
+    """Where a command reaches the platform's bus: the configured NATS URL, else the embedded
+    server's if one is listening (None: the platform is not running)."""
+    from shared.nats_server import port_open
+
+    if settings.nats_url:
+        return settings.nats_url
+    if port_open("127.0.0.1", settings.nats_port):
+        return f"nats://127.0.0.1:{settings.nats_port}"
+    return None
 
 
 def make_broker(
@@ -307,9 +320,14 @@ def backoff_s(attempt: int) -> float:
     return float(min(0.5 * 2 ** max(attempt - 1, 0), 30.0))
 
 
-def dead_letter_for(raw: Msg, reason: str, worker: str, keep_bytes: int = 8192) -> DeadLetter:
+def dead_letter_for(
+    raw: Msg, reason: str, worker: str, policy: TextPolicy, keep_bytes: int = 8192
+) -> DeadLetter:
     """The dead-letter record of a raw message: the reason, and the payload's first
-    `keep_bytes` bytes with the size and hash of the whole, so the letter stays small."""
+    `keep_bytes` bytes with the size and hash of the whole, so the letter stays small.
+
+    Unless text_storage is full, the payload is kept scrubbed (it may be a tweet as an upstream
+    app wrote it) and without its base64 copy, which would keep the bytes as sent."""
     data: bytes = raw.data or b""
     kept = data[:keep_bytes]
     try:
@@ -322,6 +340,8 @@ def dead_letter_for(raw: Msg, reason: str, worker: str, keep_bytes: int = 8192) 
         else:
             text = kept.decode("utf-8", errors="replace")
             payload_b64 = base64.b64encode(kept).decode("ascii")
+    if policy.storage != "full":
+        text, payload_b64 = policy.ingress(text), None
     headers = {
         str(k)[:DEAD_LETTER_HEADER_CHARS]: str(v)[:DEAD_LETTER_HEADER_CHARS]
         for k, v in list((raw.headers or {}).items())[:DEAD_LETTER_HEADERS]
@@ -377,11 +397,11 @@ def reason_for(raw: Msg, exc: BaseException) -> str:
 
 
 async def send_to_dead_letter(
-    broker: NatsBroker, raw: Msg, reason: str, worker: str, keep_bytes: int = 8192
+    broker: NatsBroker, raw: Msg, reason: str, worker: str, policy: TextPolicy, keep_bytes: int
 ) -> None:
     """Publish the message's dead letter to dlq.<subject>, then terminate its delivery
     (even when the dead letter could not be stored)."""
-    letter = dead_letter_for(raw, reason, worker, keep_bytes)
+    letter = dead_letter_for(raw, reason, worker, policy, keep_bytes)
     seq = stream_sequence(raw)
     try:
         await broker.publish(
@@ -435,6 +455,7 @@ class DeadLetterPolicy:
         self.worker = worker
         self.max_deliveries = settings.max_deliveries
         self.keep_bytes = settings.dead_letter_keep_bytes
+        self.text_policy = TextPolicy.of(settings)
 
     def __call__(self, msg: Any, /, *, context: ContextRepo) -> _DeadLetterScope:
         return _DeadLetterScope(msg, context=context, policy=self)
@@ -472,7 +493,12 @@ class _DeadLetterScope(BaseMiddleware):
             permanent = isinstance(exc_val, PERMANENT_ERRORS)
             if permanent or deliveries >= self.policy.max_deliveries:
                 await send_to_dead_letter(
-                    self.policy.broker, raw, reason, self.policy.worker, self.policy.keep_bytes
+                    self.policy.broker,
+                    raw,
+                    reason,
+                    self.policy.worker,
+                    self.policy.text_policy,
+                    self.policy.keep_bytes,
                 )
             else:
                 log.warning(

@@ -24,9 +24,12 @@ from pydantic import BaseModel
 from shared import subjects
 from shared.messages import (
     AlertRaised,
+    DataErased,
     DeadLetter,
     ExplainRequested,
+    ExportRequested,
     FeedbackReported,
+    ForgetRequested,
     ModelPromoted,
     StoreInsertRequested,
     StoreQueryRequested,
@@ -133,6 +136,27 @@ CHANNELS: tuple[Channel, ...] = (
         "receive",
         "Internal core request (embedded mode): a read-only query the store worker runs on chDB; "
         "answered with rows in Arrow IPC form, or a RequestFailed.",
+    ),
+    Channel(
+        subjects.STORE_FORGET,
+        ForgetRequested,
+        "receive",
+        "Core request (`airparadis data forget`): erase the rows holding some personal data; "
+        "answered with a DataForgotten (rows removed per table, the audit row), or a "
+        "RequestFailed.",
+    ),
+    Channel(
+        subjects.STORE_EXPORT,
+        ExportRequested,
+        "receive",
+        "Core request (`airparadis data export`): everything held about one prediction; "
+        "answered with a DataExported, or a RequestFailed.",
+    ),
+    Channel(
+        subjects.PRIVACY_ERASED,
+        DataErased,
+        "send",
+        "Core, not kept: rows were erased; the gateway drops them from its memory too.",
     ),
     Channel(
         subjects.STORE_INSERT,

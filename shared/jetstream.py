@@ -40,6 +40,7 @@ from shared.bus import (
     describe_payload_error,
     stream_sequence,
 )
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -609,7 +610,9 @@ async def dead_letter(
     it, even when the dead letter could not be stored: a message is never left unsettled."""
     letters = []
     for raw, reason in messages:
-        letter = dead_letter_for(raw, reason, worker, keep_bytes=settings.dead_letter_keep_bytes)
+        letter = dead_letter_for(
+            raw, reason, worker, TextPolicy.of(settings), settings.dead_letter_keep_bytes
+        )
         seq = stream_sequence(raw)
         which = seq if seq is not None else letter.payload_sha256
         letters.append(

@@ -6,12 +6,13 @@ not know: the message goes to the dead-letter subject with the validation error 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.subjects import REPLY_PREFIX
 
@@ -381,3 +382,91 @@ class StoreInsertRequested(Event):
 
     table: Literal["api_keys"]
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+
+
+# --- Right to erasure and access (airparadis data forget / export, shared/privacy.py) ---
+
+
+class DataSelector(BaseModel):
+    """Which personal data a request is about: exactly one of a prediction's id, a text its
+    tweet or a report contains (case-insensitive), or everything stored before a moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prediction_id: EventId | None = None
+    text_contains: str | None = Field(None, min_length=1, max_length=MAX_TWEET_CHARS)
+    before: datetime | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DataSelector:
+        given = [v for v in (self.prediction_id, self.text_contains, self.before) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of prediction_id, text_contains or before")
+        if self.text_contains is not None and not _VISIBLE.search(self.text_contains):
+            raise ValueError("text_contains must hold a visible character")
+        if self.before is not None and self.before.tzinfo is None:
+            raise ValueError("before must carry a time zone (UTC is fine)")
+        return self
+
+    def audited(self) -> str:
+        """What the audit keeps of the request: the id or the date, but never the searched text
+        itself (it is what is being erased): its SHA-256 and length."""
+        if self.prediction_id is not None:
+            return f"prediction_id={self.prediction_id}"
+        if self.before is not None:
+            return f"before={self.before.isoformat()}"
+        text = self.text_contains or ""
+        digest = hashlib.sha256(text.casefold().encode()).hexdigest()[:16]
+        return f"text_contains=sha256:{digest} ({len(text)} characters)"
+
+
+Requester = Annotated[
+    str, Field(min_length=1, max_length=200, description="Who asks: a person or a role.")
+]
+
+
+class ForgetRequested(Event):
+    """rpc.store.forget: remove the rows holding this data (erasure, RGPD art. 17)."""
+
+    selector: DataSelector
+    requested_by: Requester
+
+
+class ExportRequested(Event):
+    """rpc.store.export: everything held about one prediction (access, RGPD art. 15)."""
+
+    prediction_id: EventId
+    requested_by: Requester
+
+
+class DataForgotten(Event):
+    """The answer to a ForgetRequested: rows removed from each table, and the audit row."""
+
+    kind: Literal["forgotten"] = "forgotten"
+    predictions: int = Field(ge=0)
+    feedback: int = Field(ge=0)
+    alerts: int = Field(ge=0)
+    audit_id: str
+
+
+class DataExported(Event):
+    """The answer to an ExportRequested: the prediction's row (None when none is held), the
+    reports about it and the alerts that quote them, values in JSON form."""
+
+    kind: Literal["exported"] = "exported"
+    prediction_id: str
+    prediction: dict[str, Any] | None
+    feedback: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    audit_id: str
+
+    @property
+    def empty(self) -> bool:
+        return self.prediction is None and not self.feedback and not self.alerts
+
+
+class DataErased(Event):
+    """privacy.erased (core NATS, not kept): rows matching `selector` were removed; a process
+    that keeps recent predictions in memory (the gateway) drops them too."""
+
+    selector: DataSelector

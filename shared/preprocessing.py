@@ -20,6 +20,8 @@ import emoji
 import wordsegment
 
 from shared.messages import TextFeatures
+from shared.scrub import HANDLE as SCRUBBED_HANDLE
+from shared.scrub import PATH as SCRUBBED_PATH
 
 if TYPE_CHECKING:
     from nltk.tokenize import TweetTokenizer
@@ -90,9 +92,14 @@ STOP_WORDS: frozenset[str] = frozenset(
 _FUNCTION_WORDS = STOP_WORDS | NEGATIONS
 
 # A URL ends before trailing punctuation, so "see https://x.com/a." keeps its full stop.
-_URL_RE = re.compile(r"(?:\bhttps?://|\bwww\.)[^\s<>\"]*[^\s<>\".,!?;:'()\[\]{}]", re.IGNORECASE)
-# The look-behind keeps e-mail addresses (name@example.com) from counting as mentions.
-_MENTION_RE = re.compile(r"(?<![\w@])@\w+")
+# The scrubber's "https://host/<path>" (shared/scrub.py) is one URL, as the one it replaced.
+_URL_RE = re.compile(
+    rf"(?:\bhttps?://|\bwww\.)[^\s<>\"]*(?:{re.escape(SCRUBBED_PATH)}|[^\s<>\".,!?;:'()\[\]{{}}])",
+    re.IGNORECASE,
+)
+# The look-behind keeps e-mail addresses (name@example.com) from counting as mentions. The
+# scrubber's `<handle>` is the mention it replaced.
+_MENTION_RE = re.compile(rf"(?<![\w@])@\w+|{re.escape(SCRUBBED_HANDLE)}")
 # A hashtag needs a letter ("#1" is a rank, not a tag); "&#39;" is an entity, not a tag.
 _HASHTAG_RE = re.compile(r"(?<![\w&#])#(\w*[^\W\d_]\w*)")
 # The emoji package scans text one character at a time in Python, so it only gets the
@@ -239,7 +246,7 @@ class TextPreprocessor:
         if config.url_mention_tokens:
             if "://" in text or "www." in text.lower():
                 text = _URL_RE.sub(f" {_URL_PLACEHOLDER} ", text)
-            if "@" in text:
+            if "@" in text or SCRUBBED_HANDLE in text:
                 text = _MENTION_RE.sub(f" {_MENTION_PLACEHOLDER} ", text)
         if config.split_hashtags and "#" in text:
             text = _HASHTAG_RE.sub(_hashtag_words, text)

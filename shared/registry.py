@@ -451,7 +451,9 @@ class Registry:
         the bus refused: workers read the registry at their next start."""
         if self.bus is None:
             return None
-        url = announce_url(self.bus)
+        from shared.bus import reachable_bus_url
+
+        url = reachable_bus_url(self.bus)
         if url is None:
             return None
         from shared.messages import ModelPromoted
@@ -468,19 +470,6 @@ class Registry:
             log.warning("promotion of version %s not announced on %s: %s", version, url, error)
             return None
         return url
-
-
-def announce_url(settings: Settings) -> str | None:
-    """The configured NATS URL, else the embedded server's if one is listening."""
-    from shared.nats_server import port_open
-
-    if settings.nats_url:
-        return settings.nats_url
-    return (
-        f"nats://127.0.0.1:{settings.nats_port}"
-        if port_open("127.0.0.1", settings.nats_port)
-        else None
-    )
 
 
 async def publish_promotion(settings: Settings, url: str, event: ModelPromoted) -> None:

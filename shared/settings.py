@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_HANDLE = re.compile(r"\w{1,50}\Z")
 
 
 def is_loopback(host: str) -> bool:
@@ -76,7 +79,9 @@ class Settings(BaseSettings):
     publish_timeout_s: float = Field(
         5.0, gt=0, description="How long a worker waits for JetStream to confirm its publishes."
     )
-    stream_max_age_days: int = Field(7, ge=1, description="How long JetStream keeps messages.")
+    stream_max_age_days: int = Field(
+        7, ge=1, description="How long JetStream keeps messages (at most retention_days)."
+    )
     max_message_kb: int = Field(
         64, ge=4, le=1024, description="Largest message the tweet and feedback streams accept, KiB."
     )
@@ -101,6 +106,27 @@ class Settings(BaseSettings):
     )
     retention_days: int = Field(
         365, ge=1, description="TTL of predictions and feedback in ClickHouse (RGPD)."
+    )
+
+    # Personal data (shared/scrub.py, docs/rgpd.md)
+    text_storage: Literal["full", "scrubbed", "none"] = Field(
+        "scrubbed",
+        description="What text is kept: full (as written), scrubbed (e-mails, phones, URL paths "
+        "and other @handles replaced by placeholders at the ingress, before anything is stored "
+        "or emailed) or none (scrubbed on the bus for the model, empty text stored).",
+    )
+    # NoDecode: a comma-separated list in the environment, not JSON.
+    own_handles: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["AirParadis"],
+        description="The airline's own @handles, which the scrubber keeps (comma-separated, "
+        "case-insensitive).",
+    )
+    ingress_purge_s: int = Field(
+        60,
+        ge=5,
+        description="Under scrubbed or none: how often messages as upstream apps wrote them "
+        "(tweets.submitted, feedback.reported) are removed from JetStream once every worker "
+        "that reads them has acknowledged them, seconds.",
     )
 
     # MLflow
@@ -255,12 +281,31 @@ class Settings(BaseSettings):
         3, ge=1, description="Reports each key and address may send at once before the rate."
     )
 
-    @field_validator("alert_to", mode="before")
+    @field_validator("alert_to", "own_handles", mode="before")
     @classmethod
-    def _split_recipients(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("own_handles")
+    @classmethod
+    def _handles(cls, handles: list[str]) -> list[str]:
+        names = [handle.removeprefix("@") for handle in handles]
+        wrong = [name for name in names if not _HANDLE.match(name)]
+        if wrong:
+            raise ValueError(f"not @handles: {wrong} (letters, digits and _, at most 50)")
+        return names
+
+    @model_validator(mode="after")
+    def _bus_keeps_no_longer_than_the_store(self) -> Settings:
+        if self.stream_max_age_days > self.retention_days:
+            raise ValueError(
+                f"stream_max_age_days ({self.stream_max_age_days}) must not exceed "
+                f"retention_days ({self.retention_days}): JetStream would keep messages after "
+                "ClickHouse deleted their rows"
+            )
+        return self
 
     @model_validator(mode="after")
     def _threshold_bounds(self) -> Settings:

@@ -30,6 +30,7 @@ from shared.messages import (
     ThresholdSet,
     TweetScored,
 )
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,9 @@ class MigrationError(StorageError):
 class Store(Protocol):
     """What the platform needs from ClickHouse. Implementations are thread-safe."""
 
-    def command(self, sql: str) -> None:
-        """Run a statement that returns nothing useful (DDL, ALTER)."""
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing useful (DDL, ALTER, DELETE); `{name:Type}`
+        placeholders take their value from `parameters`."""
         ...
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -238,8 +240,9 @@ class ChdbStore:
             except Exception as error:
                 raise StorageError(f"chDB call failed: {error}") from error
 
-    def command(self, sql: str) -> None:
-        self._run(sql, "CSV")
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
+        bound = {name: _escaped_parameter(v) for name, v in bind_parameters(parameters).items()}
+        self._run(sql, "CSV", bound or None)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return arrow_file_rows(self.query_arrow(sql, parameters))
@@ -317,9 +320,9 @@ class ServerStore:
             self.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._client.database = self.database
 
-    def command(self, sql: str) -> None:
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
         try:
-            self._open_client().command(sql)
+            self._open_client().command(sql, parameters=bind_parameters(parameters) or None)
         except Exception as error:
             raise StorageError(f"ClickHouse command failed at {self.address}: {error}") from error
 
@@ -519,11 +522,14 @@ def _applied_checksums(store: Store) -> dict[str, str]:
 # --- Domain rows and repository ---
 
 
-def prediction_row(event: TweetScored) -> dict[str, Any]:
+# --- Domain rows: what is written, text as the policy keeps it (the last guard before storage)
+
+
+def prediction_row(event: TweetScored, policy: TextPolicy) -> dict[str, Any]:
     """A `predictions` row: the scored tweet with its text features flattened."""
     return {
         "id": event.id,
-        "text": event.text,
+        "text": policy.stored(event.text),
         "source": event.source,
         "label": event.label,
         "probability": event.probability,
@@ -540,16 +546,16 @@ def prediction_row(event: TweetScored) -> dict[str, Any]:
     }
 
 
-def feedback_row(event: FeedbackReported) -> dict[str, Any]:
+def feedback_row(event: FeedbackReported, policy: TextPolicy) -> dict[str, Any]:
     """A `feedback` row: the report with a snapshot of the prediction it is about."""
     snapshot = event.prediction
     return {
         "id": event.id,
         "prediction_id": event.prediction_id,
         "correct_label": event.correct_label,
-        "comment": event.comment or "",
+        "comment": policy.stored(event.comment or ""),
         "reported_at": as_utc(event.reported_at),
-        "text": snapshot.text,
+        "text": policy.stored(snapshot.text),
         "label": snapshot.label,
         "probability": snapshot.probability,
         "threshold": snapshot.threshold,
@@ -560,14 +566,17 @@ def feedback_row(event: FeedbackReported) -> dict[str, Any]:
     }
 
 
-def alert_row(event: AlertRaised) -> dict[str, Any]:
-    """An `alerts` row: the details as a JSON string."""
+def alert_row(event: AlertRaised, policy: TextPolicy) -> dict[str, Any]:
+    """An `alerts` row: the details as a JSON string, the texts they quote as the policy keeps
+    them."""
     return {
         "id": event.id,
         "kind": event.kind,
         "raised_at": as_utc(event.raised_at),
         "summary": event.summary,
-        "details": json.dumps(event.details, ensure_ascii=False, default=str),
+        "details": json.dumps(
+            policy.stored_details(event.details), ensure_ascii=False, default=str
+        ),
     }
 
 
@@ -592,9 +601,10 @@ LIMIT 1
 
 
 # What makes an event the same event: a re-publish of its id with other values in these
-# columns is another event trying to take the id, and is refused.
+# columns is another event trying to take the id, and is refused. (Under text_storage=none the
+# text is "": the features still tell two tweets apart.)
 IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "predictions": ("text", "source"),
+    "predictions": ("text", "source", "length", "n_words"),
     "feedback": ("prediction_id", "correct_label", "comment"),
     "alerts": ("kind", "summary"),
     "thresholds": ("model_version", "reason"),
@@ -616,10 +626,12 @@ class PredictionRepository:
     each runs in a worker thread. Times are stored to the millisecond, in UTC.
 
     Saving the same event twice (a redelivery) stores it once: reads deduplicate with FINAL.
+    Text is saved as `policy` keeps it (text_storage).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, policy: TextPolicy = TextPolicy()) -> None:
         self._store = store
+        self.policy = policy
 
     @property
     def store(self) -> Store:
@@ -627,13 +639,13 @@ class PredictionRepository:
         return self._store
 
     async def save_predictions(self, events: Sequence[TweetScored]) -> None:
-        await self._insert("predictions", [prediction_row(event) for event in events])
+        await self._insert("predictions", [prediction_row(e, self.policy) for e in events])
 
     async def save_feedback(self, events: Sequence[FeedbackReported]) -> None:
-        await self._insert("feedback", [feedback_row(event) for event in events])
+        await self._insert("feedback", [feedback_row(e, self.policy) for e in events])
 
     async def save_alerts(self, events: Sequence[AlertRaised]) -> None:
-        await self._insert("alerts", [alert_row(event) for event in events])
+        await self._insert("alerts", [alert_row(e, self.policy) for e in events])
 
     async def sort_new(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> Sorted:
         """Compare a batch's rows with the stored ones of the same ids (and with each other)."""
@@ -688,7 +700,7 @@ class PredictionRepository:
         return rows == [{"ok": 1}]
 
     async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        """Insert rows built by prediction_row, feedback_row or alert_row."""
+        """Insert rows built by prediction_row, feedback_row, alert_row or threshold_row."""
         await self._insert(table, rows)
 
     async def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:

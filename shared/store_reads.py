@@ -64,7 +64,7 @@ class BusStore:
     def _loop_thread(self) -> int | None:
         return getattr(self._loop, "_thread_id", None)
 
-    def command(self, sql: str) -> None:
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
         raise StorageError("this process reads the store through the store worker: no writes")
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -63,3 +63,18 @@ STORE_QUEUE = "store"
 # The one write the others make there: the API keys (`airparadis keys create/revoke` while the
 # platform runs, and the gateway's /v1/keys). Only the tables in store_reads.BUS_WRITABLE.
 STORE_INSERT = "rpc.store.insert"
+
+# Erasure and access (`airparadis data forget / export`): the store worker, the one writer of
+# ClickHouse, answers; after an erasure it tells the processes that keep recent predictions in
+# memory (the gateway) on PRIVACY_ERASED, a core subject no stream keeps.
+STORE_FORGET = "rpc.store.forget"
+STORE_EXPORT = "rpc.store.export"
+PRIVACY_ERASED = "privacy.erased"
+
+# The ingress: subjects upstream apps publish on, with text as they wrote it, and the durable
+# consumers that read them. Under text_storage scrubbed or none the store worker removes their
+# messages from JetStream once every one of these consumers has acknowledged them.
+INGRESS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (STREAM_TWEETS, TWEETS_SUBMITTED, (DURABLE_PREPROCESS,)),
+    (STREAM_FEEDBACK, FEEDBACK_REPORTED, (DURABLE_STORE_FEEDBACK, DURABLE_ALERTER)),
+)

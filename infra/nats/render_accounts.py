@@ -58,6 +58,7 @@ class ServiceUser:
     key_value: tuple[str, ...] = ()  # JetStream KV buckets it reads and writes
     dead_letters: bool = False  # sends what it cannot process to dlq.<subject>
     watches_consumers: bool = False  # reads every durable consumer's state (/readyz)
+    purges_ingress: bool = False  # removes processed ingress messages (services/store/ingress.py)
 
     @property
     def password_env(self) -> str:
@@ -72,6 +73,7 @@ USERS: tuple[ServiceUser, ...] = (
         publishes=(S.TWEETS_SUBMITTED, S.FEEDBACK_REPORTED),
         consumes=(Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS),),
         requests=(S.EXPLAIN_REQUESTED, S.INFER_STATUS, S.STORE_QUERY),
+        subscribes=(S.PRIVACY_ERASED,),  # drops erased predictions from its memory
         reads_replies=True,
         declares_streams=True,
         watches_consumers=True,
@@ -109,10 +111,16 @@ USERS: tuple[ServiceUser, ...] = (
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),
             Consumes(S.MODELS_THRESHOLD, S.STREAM_MODELS, S.DURABLE_STORE_THRESHOLDS),
         ),
-        # reads of the embedded chDB, and the api_keys rows `airparadis keys` writes through it
-        answers=((S.STORE_QUERY, S.STORE_QUEUE), (S.STORE_INSERT, S.STORE_QUEUE)),
+        publishes=(S.PRIVACY_ERASED,),
+        answers=(
+            (S.STORE_QUERY, S.STORE_QUEUE),  # reads of the embedded chDB
+            (S.STORE_INSERT, S.STORE_QUEUE),  # the api_keys rows `airparadis keys` writes
+            (S.STORE_FORGET, S.STORE_QUEUE),  # erasure and access requests
+            (S.STORE_EXPORT, S.STORE_QUEUE),
+        ),
         declares_streams=True,
         dead_letters=True,
+        purges_ingress=True,
     ),
     ServiceUser(
         "alerter",
@@ -130,8 +138,10 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "trainer",
-        "`airparadis train --promote` and `airparadis models promote`: announces promotions",
+        "`airparadis train --promote` and `airparadis models promote`: announces promotions; "
+        "`airparadis data forget / export`: asks the store",
         publishes=(S.MODELS_PROMOTED,),
+        requests=(S.STORE_FORGET, S.STORE_EXPORT),
     ),
     ServiceUser(
         "upstream",
@@ -203,6 +213,10 @@ def permissions_of(user: ServiceUser) -> Permissions:
             for c in other.consumes
             if c.durable is not None
         ]
+    if user.purges_ingress:
+        for stream, _, durables in subjects.INGRESS:
+            pub.append(f"{JS_API}.STREAM.PURGE.{stream}")
+            pub += [f"{JS_API}.CONSUMER.INFO.{stream}.{durable}" for durable in durables]
     for bucket in user.key_value:
         kv_stream = f"KV_{bucket}"
         pub += [

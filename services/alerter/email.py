@@ -1,4 +1,7 @@
-"""The alert email: a summary people can read, and the full JSON the team's tools can parse."""
+"""The alert email: a summary people can read, and the full JSON the team's tools can parse.
+
+The texts an alert quotes are put in the email as the `text_storage` setting keeps them
+(shared/scrub.py): the alerter minimised them already; this is the last guard."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from shared.messages import AlertRaised
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 
 
@@ -22,8 +26,10 @@ def render_summary(alert: AlertRaised) -> str:
         f"Alert {alert.id} ({alert.kind}) raised at {alert.raised_at.isoformat()}.",
     ]
     for report in alert.details.get("reports", []):
+        # Under text_storage=none no text is kept: say so rather than quote "".
+        tweet = f'"{report["tweet"]}"' if report["tweet"] else "(text not kept)"
         lines.append(
-            f'- "{report["tweet"]}" ({report["tweet_length"]} chars): predicted '
+            f"- {tweet} ({report['tweet_length']} chars): predicted "
             f"{report['predicted_label']} (p={report['probability']:.3f}, threshold "
             f"{report['threshold']:.3f}) by {report['model_name']} v{report['model_version']}, "
             f"reported {report['reported_at']}"
@@ -37,6 +43,8 @@ def render_summary(alert: AlertRaised) -> str:
 
 
 def build_alert_email(alert: AlertRaised, settings: Settings) -> EmailMessage:
+    details = TextPolicy.of(settings).stored_details(alert.details)
+    alert = alert.model_copy(update={"details": details})
     payload = json.dumps(alert.model_dump(mode="json"), indent=2, ensure_ascii=False)
     message = EmailMessage()
     message["Subject"] = f"[Air Paradis] {alert.summary}"

@@ -2,10 +2,12 @@
 
 Two durable consumers, one message at a time: the first counts wrong-prediction reports in
 the sliding window kept in KV (in the order they were reported) and raises at most one alert
-per burst; the second emails each alert once. When the SMTP server or the KV bucket is away,
-the message in hand is held and retried with back-off for as long as it takes, kept ours by
-in-progress acks (shared/jetstream.py): its deliveries are not spent, and it is never
-dead-lettered for an outage.
+per burst; the second emails each alert once. A report's texts (the tweet, the comment) are
+minimised before they enter the window, hence the alert, its email and its row
+(shared/scrub.py): an upstream app may publish a report as written. When the SMTP server or
+the KV bucket is away, the message in hand is held and retried with back-off for as long as
+it takes, kept ours by in-progress acks (shared/jetstream.py): its deliveries are not spent,
+and it is never dead-lettered for an outage.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared import subjects
 from shared.bus import RetryLater
 from shared.jetstream import Outcome, Outgoing, decode_batch
 from shared.messages import AlertRaised, FeedbackReported
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ class ReportCounter:
         self.state = state
         self.settings = settings
         self.clock = clock
+        self.policy = TextPolicy.of(settings)
 
     async def __call__(self, batch: Sequence[Msg]) -> Outcome:
         reports, rejected = decode_batch(
@@ -52,7 +56,7 @@ class ReportCounter:
         )
         outcome = Outcome(rejected=rejected)
         for index, report in reports:
-            alert = await self.count(report)
+            alert = await self.count(minimised(report, self.policy))
             if alert is not None:
                 log.info("alert raised", extra={"alert_id": alert.id, "kind": alert.kind})
                 outcome.outputs.append(
@@ -90,6 +94,13 @@ class ReportCounter:
                 raise RetryLater(f"cannot save the alert window: {error}") from error
             return alert
         raise RetryLater("the alert window kept changing under concurrent updates")
+
+
+def minimised(report: FeedbackReported, policy: TextPolicy) -> FeedbackReported:
+    """The report with its texts as the policy keeps them, ready to be quoted in an alert."""
+    snapshot = report.prediction.model_copy(update={"text": policy.stored(report.prediction.text)})
+    comment = None if report.comment is None else policy.stored(report.comment)
+    return report.model_copy(update={"prediction": snapshot, "comment": comment})
 
 
 class Mailer:

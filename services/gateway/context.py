@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from services.gateway.alerts import AlertWatcher
+from services.gateway.errors import ApiError
 from services.gateway.limits import RateLimiter
 from services.gateway.replies import ReplyWaiter
 from shared.bus import ConnectionState
 from shared.consumers import ConsumerWatch
 from shared.jetstream import JetStreamPublisher
 from shared.keys import KeyRing
-from shared.messages import PredictionSnapshot
+from shared.messages import DataSelector, PredictionSnapshot
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 from shared.storage import PredictionRepository
 
@@ -43,6 +45,20 @@ class RecentPredictions:
     def get(self, prediction_id: str) -> PredictionSnapshot | None:
         return self._items.get(prediction_id)
 
+    def erase(self, selector: DataSelector) -> int:
+        """Forget what an erasure removed from the store (privacy.erased); how many."""
+        needle = (selector.text_contains or "").casefold()
+        gone = [
+            prediction_id
+            for prediction_id, snapshot in self._items.items()
+            if prediction_id == selector.prediction_id
+            or (needle and needle in snapshot.text.casefold())
+            or (selector.before is not None and snapshot.scored_at < selector.before)
+        ]
+        for prediction_id in gone:
+            del self._items[prediction_id]
+        return len(gone)
+
 
 @dataclass
 class Gateway:
@@ -57,6 +73,23 @@ class Gateway:
     alerts: AlertWatcher | None = None
     consumers: ConsumerWatch | None = None
     recent: RecentPredictions = field(default_factory=RecentPredictions)
+    text_policy: TextPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.text_policy = TextPolicy.of(self.settings)
+
+    def minimised(self, text: str, field: str, limit: int) -> str:
+        """The text as it may go on the bus (shared/scrub.py). A placeholder can be longer than
+        what it replaces ("@a" -> "<handle>"): past `limit` characters it is a 422."""
+        kept = self.text_policy.ingress(text)
+        if len(kept) > limit:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{field}: {len(kept)} characters once e-mails, phones, URL paths and @handles "
+                f"are replaced by placeholders; at most {limit}",
+            )
+        return kept
 
 
 def gateway(request: Request) -> Gateway:

@@ -1,9 +1,10 @@
 """tweets.submitted -> tweets.preprocessed, a batch at a time.
 
 The model-specific preprocessing runs inside the model (so training and serving can never
-skew); this step does what every model needs: reject what normalises to nothing (answering a
-waiting caller at once, with the reason), and extract the features that drift monitoring
-compares with the training data.
+skew); this step does what every model needs: minimise the text (upstream apps publish tweets
+as written: past this step only the scrubbed text travels, shared/scrub.py), reject what
+normalises to nothing (answering a waiting caller at once, with the reason), and extract the
+features that drift monitoring compares with the training data.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from shared.bus import InvalidMessage
 from shared.jetstream import Outcome, Outgoing, decode_batch
 from shared.messages import ScoringFailed, TweetPreprocessed, TweetSubmitted
 from shared.preprocessing import normalize, text_features
+from shared.scrub import TextPolicy
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -23,14 +25,15 @@ if TYPE_CHECKING:
 WORKER = "preprocess"
 
 
-def preprocess_tweet(tweet: TweetSubmitted) -> TweetPreprocessed:
-    """The pure step: check the tweet has something to score, and measure it."""
-    if not normalize(tweet.text):
+def preprocess_tweet(tweet: TweetSubmitted, policy: TextPolicy) -> TweetPreprocessed:
+    """The pure step: minimise the text, check it has something to score, and measure it."""
+    text = policy.ingress(tweet.text)
+    if not normalize(text):
         raise InvalidMessage("text is empty once control characters and whitespace are removed")
     return TweetPreprocessed(
         id=tweet.id,
-        text=tweet.text,
-        features=text_features(tweet.text),
+        text=text,
+        features=text_features(text),
         source=tweet.source,
         submitted_at=tweet.submitted_at,
         reply_to=tweet.reply_to,
@@ -41,15 +44,16 @@ def preprocess_tweet(tweet: TweetSubmitted) -> TweetPreprocessed:
 class PreprocessHandler:
     """Decodes a batch of submitted tweets and turns each valid one into its preprocessed form."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, policy: TextPolicy) -> None:
         self.max_bytes = max_bytes
+        self.policy = policy
 
     async def __call__(self, batch: Sequence[Msg]) -> Outcome:
         events, rejected = decode_batch(batch, TweetSubmitted, self.max_bytes)
         outcome = Outcome(rejected=rejected)
         for index, tweet in events:
             try:
-                preprocessed = preprocess_tweet(tweet)
+                preprocessed = preprocess_tweet(tweet, self.policy)
             except InvalidMessage as error:
                 outcome.rejected[index] = str(error)
                 if tweet.reply_to:  # a caller waits for an answer: tell it why, now

@@ -2,17 +2,19 @@
 insert (and, on models.promoted, the champion's drift reference and operating curve:
 services/store/references.py).
 
-Each subject has its own durable consumer. A batch is acked only once its rows are inserted,
-so a crash redelivers it; a redelivered event finds its id stored with the same content and
-adds nothing, while an id re-published with other content is refused (dead-lettered with the
-reason), never overwriting what is stored. While ClickHouse refuses inserts the batch is held
-and retried with back-off, never dead-lettered.
+Text is written as the `text_storage` setting keeps it (shared/scrub.py): the store is the last
+guard, whatever an upstream app published. Each subject has its own durable consumer. A batch
+is acked only once its rows are inserted, so a crash redelivers it; a redelivered event finds
+its id stored with the same content and adds nothing, while an id re-published with other
+content is refused (dead-lettered with the reason), never overwriting what is stored. While
+ClickHouse refuses inserts the batch is held and retried with back-off, never dead-lettered.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -76,16 +78,25 @@ class StoreHandler(Generic[EventT]):
 def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, Any]:
     """The store's batch handler for each durable consumer."""
     max_bytes = settings.max_message_kb * 1024
+    policy = repository.policy
     return {
         subjects.DURABLE_STORE_REFERENCES: ReferenceCopier(repository.store, settings),
         subjects.DURABLE_STORE_PREDICTIONS: StoreHandler(
-            repository, "predictions", TweetScored, prediction_row, max_bytes
+            repository,
+            "predictions",
+            TweetScored,
+            partial(prediction_row, policy=policy),
+            max_bytes,
         ),
         subjects.DURABLE_STORE_FEEDBACK: StoreHandler(
-            repository, "feedback", FeedbackReported, feedback_row, max_bytes
+            repository,
+            "feedback",
+            FeedbackReported,
+            partial(feedback_row, policy=policy),
+            max_bytes,
         ),
         subjects.DURABLE_STORE_ALERTS: StoreHandler(
-            repository, "alerts", AlertRaised, alert_row, max_bytes
+            repository, "alerts", AlertRaised, partial(alert_row, policy=policy), max_bytes
         ),
         subjects.DURABLE_STORE_THRESHOLDS: StoreHandler(
             repository, "thresholds", ThresholdSet, threshold_row, max_bytes

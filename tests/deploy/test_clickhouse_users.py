@@ -47,7 +47,10 @@ def clickhouse_service() -> dict[str, object]:
 def test_users_are_the_writer_and_the_read_only_grafana_user() -> None:
     assert set(users()) == {"airparadis_writer", "airparadis_grafana"}
     writer, grafana = users()["airparadis_writer"], users()["airparadis_grafana"]
-    assert grants(writer) == ["GRANT SELECT, INSERT ON airparadis.*"]
+    assert grants(writer) == [
+        "GRANT SELECT, INSERT ON airparadis.*",
+        *(f"GRANT ALTER DELETE ON airparadis.{table}" for table in ERASABLE),
+    ]
     assert grants(grafana) == ["GRANT SELECT ON airparadis.*"]
     assert grafana.findtext("profile") == "airparadis_grafana"
     for user in users().values():
@@ -81,6 +84,8 @@ def test_grants_parse_as_clickhouse_sql(tmp_path: Path) -> None:
 # --- against a real server ---
 
 ADMIN = "airparadis_admin"
+# The tables `airparadis data forget` deletes from (shared/privacy.py), as the writer.
+ERASABLE = ("predictions", "feedback", "alerts")
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +159,16 @@ def refused(store: ServerStore, sql: str) -> str:
 
 
 @pytest.mark.integration
-def test_writer_grants_are_select_and_insert_on_the_platform_database(
+def test_writer_grants_are_select_insert_and_erasure_on_the_platform_database(
     as_user: dict[str, ServerStore],
 ) -> None:
     rows = as_user["writer"].query("SHOW GRANTS")
-    assert [next(iter(r.values())) for r in rows] == [
-        "GRANT SELECT, INSERT ON airparadis.* TO airparadis_writer"
-    ]
+    assert sorted(next(iter(r.values())) for r in rows) == sorted(
+        [
+            "GRANT SELECT, INSERT ON airparadis.* TO airparadis_writer",
+            *(f"GRANT ALTER DELETE ON airparadis.{t} TO airparadis_writer" for t in ERASABLE),
+        ]
+    )
 
 
 @pytest.mark.integration
@@ -176,7 +184,10 @@ def test_writer_inserts_and_reads_but_cannot_change_the_schema(
     for sql in (
         "DROP TABLE alerts",
         "TRUNCATE TABLE predictions",
-        "ALTER TABLE feedback DELETE WHERE 1",
+        "ALTER TABLE thresholds DELETE WHERE 1",
+        "DELETE FROM schema_migrations WHERE 1",
+        "DELETE FROM audit WHERE 1",  # the proof that requests were honoured stays
+        "ALTER TABLE feedback UPDATE comment = '' WHERE 1",
         "ALTER TABLE predictions MODIFY TTL scored_at + INTERVAL 1 DAY",
         "CREATE TABLE airparadis.spy (x UInt8) ENGINE = Memory",
         "CREATE USER intruder",
@@ -204,3 +215,21 @@ def test_a_wrong_password_is_refused(clickhouse: dict[str, str]) -> None:
     url = clickhouse["writer"].replace("airparadis_writer:", "airparadis_writer:x", 1)
     with pytest.raises(StorageError):
         ServerStore(url)
+
+
+@pytest.mark.integration
+def test_writer_erases_rows_of_the_tables_that_hold_personal_data(
+    as_user: dict[str, ServerStore],
+) -> None:
+    from shared.messages import DataSelector
+    from shared.privacy import forget
+
+    writer = as_user["writer"]
+    row = alert_row() | {"summary": "quotes jane.doe.erasure@example.com"}
+    writer.insert("alerts", [row])
+    done = forget(writer, DataSelector(text_contains="jane.doe.erasure@"), "dpo", "test")
+    assert done.alerts == 1
+    left = writer.query(
+        "SELECT count() AS n FROM alerts FINAL WHERE id = {id:String}", {"id": row["id"]}
+    )
+    assert left == [{"n": 0}]

@@ -112,6 +112,9 @@ ALLOWED_PUBLISHES = [
     ("alerter", S.ALERTS_RAISED),
     ("alerter", f"$KV.{S.KV_ALERTER}.wrong_predictions.window"),
     ("trainer", S.MODELS_PROMOTED),
+    ("trainer", S.STORE_FORGET),  # `airparadis data forget` asks the store worker
+    ("trainer", S.STORE_EXPORT),
+    ("store", S.PRIVACY_ERASED),
     ("upstream", S.TWEETS_SUBMITTED),
     ("upstream", S.FEEDBACK_REPORTED),
 ]
@@ -134,7 +137,11 @@ FORBIDDEN_PUBLISHES = [
     ("store", "_INBOX.airparadis.abc.t-1"),  # only preprocess and infer answer callers
     ("gateway", f"$KV.{S.KV_ALERTER}.wrong_predictions.window"),
     ("store", "$JS.API.STREAM.DELETE.TWEETS"),
-    ("store", "$JS.API.STREAM.PURGE.FEEDBACK"),
+    ("store", "$JS.API.STREAM.PURGE.MODELS"),  # it purges the ingress subjects' streams only
+    ("store", "$JS.API.STREAM.PURGE.DLQ"),
+    ("gateway", S.STORE_FORGET),  # erasure is the command's, through the trainer user
+    ("upstream", S.STORE_EXPORT),
+    ("gateway", S.PRIVACY_ERASED),
     ("gateway", "$JS.API.CONSUMER.CREATE.FEEDBACK"),  # no reading feedback through a consumer
     ("gateway", "$JS.API.STREAM.MSG.GET.FEEDBACK"),
     ("infer", "$JS.API.CONSUMER.DELETE.TWEETS.preprocess"),
@@ -187,6 +194,8 @@ ALLOWED_SUBSCRIPTIONS = [
     ("gateway", f"{S.REPLY_PREFIX}.gw1.*", "", "infer", f"{S.REPLY_PREFIX}.gw1.t-1"),
     ("infer", S.INFER_STATUS, "", "gateway", S.INFER_STATUS),
     ("infer", S.EXPLAIN_REQUESTED, S.INFER_QUEUE, "gateway", S.EXPLAIN_REQUESTED),
+    ("store", S.STORE_FORGET, S.STORE_QUEUE, "trainer", S.STORE_FORGET),
+    ("gateway", S.PRIVACY_ERASED, "", "store", S.PRIVACY_ERASED),
 ]
 
 FORBIDDEN_SUBSCRIPTIONS = [

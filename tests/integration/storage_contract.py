@@ -21,6 +21,7 @@ from shared.messages import (
     TweetScored,
 )
 from shared.preprocessing import text_features
+from shared.scrub import TextPolicy
 from shared.storage import (
     MIGRATIONS_DIR,
     PredictionRepository,
@@ -38,6 +39,9 @@ ALL_MIGRATIONS = [
 
 RETENTION_DAYS = 365
 MALICIOUS = "'; DROP TABLE predictions; --"
+# The contract is the store's: text comes back as given (what the platform gives it is the
+# text_storage setting's business, tests/integration/test_privacy.py).
+AS_WRITTEN = TextPolicy("full")
 # What escaped text formats and placeholders treat specially: must come back as written.
 AWKWARD = 'back\\slash, tab\tand\nnewline, `tick` "quote" {id:String} trailing\\'
 
@@ -138,7 +142,7 @@ class StoreContract:
 
     @pytest.fixture
     def repository(self, store: Store) -> PredictionRepository:
-        return PredictionRepository(store)
+        return PredictionRepository(store, AS_WRITTEN)
 
     def test_migrations_apply_once_and_reapplying_them_at_a_restart_changes_nothing(
         self, connect: Callable[[], Store]
@@ -256,7 +260,7 @@ class StoreContract:
         stored, fresh = scored_tweet(1), scored_tweet(2)
         await repository.save_predictions([stored])
         hijack = stored.model_copy(update={"text": "someone else's words"})
-        rows = [prediction_row(t) for t in (stored, fresh, hijack, fresh)]
+        rows = [prediction_row(t, AS_WRITTEN) for t in (stored, fresh, hijack, fresh)]
 
         sorted_rows = await repository.sort_new("predictions", rows)
 
@@ -277,7 +281,7 @@ class StoreContract:
 
     async def test_ping_answers_while_the_store_is_open(self, connect: Callable[[], Store]) -> None:
         store = connect()
-        repository = PredictionRepository(store)
+        repository = PredictionRepository(store, AS_WRITTEN)
         assert await repository.ping() is True
 
         store.close()

@@ -45,8 +45,8 @@ class RefusingStore:
         self.refusing = False
         self.refused = 0
 
-    def command(self, sql: str) -> None:
-        self.inner.command(sql)
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
+        self.inner.command(sql, parameters)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self.inner.query(sql, parameters)

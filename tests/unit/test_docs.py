@@ -37,6 +37,8 @@ def test_every_command_in_the_readme_table_answers_help() -> None:
         ["keys", "create"],
         ["keys", "list"],
         ["keys", "revoke"],
+        ["data", "forget"],
+        ["data", "export"],
     ):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)

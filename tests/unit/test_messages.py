@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from shared.bus import dead_letter_for, reason_for
 from shared.messages import MAX_TWEET_CHARS, TweetSubmitted
+from shared.scrub import TextPolicy
 from shared.settings import Settings
 
 
@@ -70,8 +71,11 @@ def test_combining_marks_with_nothing_to_combine_with_are_refused(text: str) -> 
     assert TweetSubmitted(text="cafe\u0301").text == "cafe\u0301"  # an accent on a letter
 
 
-def test_dead_letter_keeps_undecodable_bytes_in_base64() -> None:
-    letter = dead_letter_for(raw(b"\xff\xfe"), "bad", "preprocess")
+AS_WRITTEN = TextPolicy("full")
+
+
+def test_dead_letter_keeps_undecodable_bytes_in_base64_when_text_is_kept_as_written() -> None:
+    letter = dead_letter_for(raw(b"\xff\xfe"), "bad", "preprocess", AS_WRITTEN)
     assert letter.payload_base64 == "//4="
     assert letter.headers == {"Nats-Msg-Id": "m1"}
     assert json.loads(letter.model_dump_json())["subject"] == "tweets.submitted"
@@ -99,7 +103,7 @@ def test_ids_are_safe_in_headers_and_subjects(tweet_id: str) -> None:
 
 def test_dead_letter_of_a_large_payload_is_cut_with_its_size_and_hash() -> None:
     data = b"\xff" * 250_000
-    letter = dead_letter_for(raw(data), "bad", "preprocess", keep_bytes=8192)
+    letter = dead_letter_for(raw(data), "bad", "preprocess", AS_WRITTEN, keep_bytes=8192)
     assert letter.truncated and letter.payload_bytes == 250_000
     assert letter.payload_sha256 == hashlib.sha256(data).hexdigest()
     assert letter.payload_base64 is not None and len(letter.payload_base64) < 11_000
@@ -109,6 +113,14 @@ def test_dead_letter_of_a_large_payload_is_cut_with_its_size_and_hash() -> None:
 def test_dead_letter_keeps_a_bounded_set_of_headers() -> None:
     message = raw(b"{}")
     message.headers = {f"h{i}": "v" * 10_000 for i in range(1000)}
-    letter = dead_letter_for(message, "bad", "preprocess")
+    letter = dead_letter_for(message, "bad", "preprocess", AS_WRITTEN)
     assert len(letter.headers) == 32
     assert all(len(v) <= 256 for v in letter.headers.values())
+
+
+def test_dead_letter_of_a_tweet_keeps_it_scrubbed_and_not_its_bytes_by_default() -> None:
+    payload = b'{"text": "call me on +33 6 12 34 56 78 or jane@example.com \xff"}'
+    letter = dead_letter_for(raw(payload), "bad", "preprocess", TextPolicy())
+    assert "<phone>" in letter.payload and "<email>" in letter.payload
+    assert "jane" not in letter.payload and letter.payload_base64 is None
+    assert letter.payload_sha256 == hashlib.sha256(payload).hexdigest()

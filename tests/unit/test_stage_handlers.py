@@ -22,6 +22,7 @@ from shared.messages import (
     TweetSubmitted,
 )
 from shared.preprocessing import text_features
+from shared.scrub import TextPolicy
 from tests.fakes import keyword_model
 from tests.strategies import payloads
 
@@ -60,7 +61,9 @@ def settled_once(outcome: Outcome, size: int) -> None:
 
 async def test_preprocess_turns_a_tweet_into_its_features_under_a_derived_id() -> None:
     tweet = TweetSubmitted(id="t1", text="Loved @AirParadis! https://x.co #great", source="crm")
-    outcome = await run(PreprocessHandler(MAX_BYTES), [raw(tweet.model_dump(mode="json"))])
+    outcome = await run(
+        PreprocessHandler(MAX_BYTES, TextPolicy()), [raw(tweet.model_dump(mode="json"))]
+    )
     [out] = outcome.outputs
     assert out.subject == subjects.TWEETS_PREPROCESSED and out.msg_id == "preprocessed-t1"
     result = TweetPreprocessed.model_validate_json(out.payload)
@@ -70,6 +73,26 @@ async def test_preprocess_turns_a_tweet_into_its_features_under_a_derived_id() -
         1,
     )
     assert result.source == "crm" and outcome.rejected == {}
+
+
+@pytest.mark.parametrize(
+    ("storage", "passed_on"),
+    [
+        ("scrubbed", "<handle> call me on <phone>, @AirParadis"),
+        ("none", "<handle> call me on <phone>, @AirParadis"),  # the model still reads it
+        ("full", "@bob call me on +33 6 12 34 56 78, @AirParadis"),
+    ],
+)
+async def test_preprocess_passes_on_the_text_of_an_upstream_app_minimised(
+    storage: str, passed_on: str
+) -> None:
+    tweet = TweetSubmitted(id="t1", text="@bob call me on +33 6 12 34 56 78, @AirParadis")
+    handler = PreprocessHandler(MAX_BYTES, TextPolicy(storage))  # type: ignore[arg-type]
+    outcome = await run(handler, [raw(tweet.model_dump(mode="json"))])
+    [out] = outcome.outputs
+    result = TweetPreprocessed.model_validate_json(out.payload)
+    assert result.text == passed_on
+    assert result.features.n_mentions == 2
 
 
 @pytest.mark.parametrize(
@@ -102,7 +125,8 @@ async def test_preprocess_turns_a_tweet_into_its_features_under_a_derived_id() -
 async def test_bad_submissions_are_rejected_with_a_reason(payload: Any, reason: str) -> None:
     good = TweetSubmitted(text="Great crew, thanks!")
     outcome = await run(
-        PreprocessHandler(MAX_BYTES), [raw(payload), raw(good.model_dump(mode="json"))]
+        PreprocessHandler(MAX_BYTES, TextPolicy()),
+        [raw(payload), raw(good.model_dump(mode="json"))],
     )
     assert reason in outcome.rejected[0]
     assert [o.source for o in outcome.outputs] == [1]  # the neighbour goes through
@@ -110,7 +134,9 @@ async def test_bad_submissions_are_rejected_with_a_reason(payload: Any, reason: 
 
 async def test_a_caller_waiting_on_an_unscorable_tweet_is_answered_at_once() -> None:
     tweet = TweetSubmitted(text="&#8203;", reply_to="_INBOX.airparadis.gw.t1")
-    outcome = await run(PreprocessHandler(MAX_BYTES), [raw(tweet.model_dump(mode="json"))])
+    outcome = await run(
+        PreprocessHandler(MAX_BYTES, TextPolicy()), [raw(tweet.model_dump(mode="json"))]
+    )
     assert "empty" in outcome.rejected[0]
     [(source, subject, payload)] = outcome.replies
     assert (source, subject) == (0, "_INBOX.airparadis.gw.t1")
@@ -150,7 +176,7 @@ PAYLOADS = payloads(
 @given(st.lists(PAYLOADS, min_size=1, max_size=8))
 async def test_any_bytes_on_tweets_submitted_end_as_output_or_reason(batch: list[bytes]) -> None:
     messages = [raw(p) for p in batch]
-    settled_once(await run(PreprocessHandler(MAX_BYTES), messages), len(messages))
+    settled_once(await run(PreprocessHandler(MAX_BYTES, TextPolicy()), messages), len(messages))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

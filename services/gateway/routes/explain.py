@@ -1,5 +1,6 @@
 """POST /v1/explain: which words pushed the tweet toward positive or negative, answered by an
-infer worker over rpc.infer.explain (not stored)."""
+infer worker over rpc.infer.explain (not stored). The text is minimised first, as for
+/v1/predict: the explanation is of the text the model scores, its offsets into that text."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from services.gateway.errors import GUARDED, ApiError, bus_unavailable, response
 from services.gateway.routes.predictions import Predictor
 from shared import subjects
 from shared.messages import (
+    MAX_TWEET_CHARS,
     ExplainRequested,
     ExplanationReady,
     RequestFailed,
@@ -43,7 +45,8 @@ async def explain(request: ExplainRequest, gw: GatewayDep, caller: Predictor) ->
     """Which words pushed the tweet toward positive or negative (not stored)."""
     if not gw.connection.connected:
         raise bus_unavailable("is not connected")
-    asked = ExplainRequested(text=request.text, budget_ms=request.budget_ms)
+    text = gw.minimised(request.text, "text", MAX_TWEET_CHARS)
+    asked = ExplainRequested(text=text, budget_ms=request.budget_ms)
     try:
         reply = await gw.nc.request(
             subjects.EXPLAIN_REQUESTED,

@@ -1,5 +1,6 @@
 """POST /v1/feedback: report a wrong prediction; three reports within five minutes email the
-team (one prediction counts once, however many reports it gets)."""
+team (one prediction counts once, however many reports it gets). The comment is minimised
+before it is published, as a tweet is (shared/scrub.py)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ async def feedback(
         id=report_id,
         prediction_id=request.prediction_id,
         correct_label=request.correct_label,
-        comment=request.comment,
+        comment=None
+        if request.comment is None
+        else gw.minimised(request.comment, "comment", MAX_COMMENT_CHARS),
         prediction=snapshot,
         key_name=caller.key_name,
     )

@@ -8,6 +8,9 @@ back there once infer stored the score in JetStream. What the caller hears says 
 With an `Idempotency-Key`, the tweet's id derives from the key (and from the API key's name, so
 two API keys never share one): a retry with the same key is answered with the same prediction
 and stores nothing new; with another text, it is a 409.
+
+The text is minimised here, before it is published (shared/scrub.py, `text_storage`): the model
+scores the scrubbed text, and the answer carries the text as the platform kept it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from shared import subjects
 from shared.jetstream import Outgoing
 from shared.messages import (
     ID_PATTERN,
+    MAX_TWEET_CHARS,
     Label,
     PredictionSnapshot,
     ScoringFailed,
@@ -155,8 +159,10 @@ async def score(
     def elapsed_ms() -> float:
         return (time.perf_counter() - started) * 1000.0
 
+    text = gw.minimised(text, "text", MAX_TWEET_CHARS)
     if keyed and (done := await known(gw, prediction_id)) is not None:
-        if done.text != text:
+        # Under text_storage=none the store keeps no text to compare with ("").
+        if done.text and done.text != text:
             raise ApiError(
                 409,
                 "idempotency_conflict",
