@@ -21,7 +21,7 @@ from airparadis.wiring import Platform, build_platform
 from shared.keys import KeyRing
 from shared.settings import Settings
 from shared.storage import ChdbStore
-from tests.integration.platform import rows_in
+from tests.integration.platform import gateway_client, rows_in, started
 from tests.servers import eventually
 
 pytestmark = pytest.mark.integration
@@ -40,19 +40,13 @@ def secured_settings(platform_settings: Settings) -> Settings:
 
 @pytest.fixture
 async def platform(secured_settings: Settings) -> AsyncIterator[Platform]:
-    running = build_platform(secured_settings)
-    await running.start()
-    try:
+    async with started(secured_settings) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    assert platform.gateway is not None
-    transport = httpx.ASGITransport(app=platform.gateway)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+    async with gateway_client(platform) as c:
         yield c
 
 

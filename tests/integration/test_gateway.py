@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from airparadis.wiring import Platform, build_platform
+from airparadis.wiring import Platform
 from shared.nats_server import NatsServerProcess
 from shared.settings import Settings
-from tests.integration.platform import rows_in
+from tests.integration.platform import gateway_client, rows_in, started
 from tests.servers import eventually
 
 pytestmark = pytest.mark.integration
@@ -19,19 +19,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def platform(platform_settings: Settings) -> AsyncIterator[Platform]:
-    running = build_platform(platform_settings)
-    await running.start()
-    try:
+    async with started(platform_settings) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    assert platform.gateway is not None
-    transport = httpx.ASGITransport(app=platform.gateway)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+    async with gateway_client(platform) as c:
         yield c
 
 
