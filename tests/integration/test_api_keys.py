@@ -142,9 +142,11 @@ async def test_the_fourth_report_in_a_second_gets_429_with_retry_after(
         await client.post("/v1/predict", json={"text": "nice"}, headers=bearer(crm))
     ).json()
     started = time.monotonic()
-    answers = [
+    answers = [  # answered at once, not after waiting for an alert (wait_alert_ms=0)
         await client.post(
-            "/v1/feedback", json={"prediction_id": prediction["id"]}, headers=bearer(crm)
+            "/v1/feedback?wait_alert_ms=0",
+            json={"prediction_id": prediction["id"]},
+            headers=bearer(crm),
         )
         for _ in range(4)
     ]
@@ -271,7 +273,7 @@ async def test_keys_commands_go_through_the_store_worker_of_a_running_platform(
         # In a thread: this event loop runs the store worker that must answer the command.
         return await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "airparadis", "--plain-logs", "keys", *args],
+            [sys.executable, "-m", "airparadis", "--log-format", "text", "keys", *args],
             env=env,
             capture_output=True,
             text=True,
