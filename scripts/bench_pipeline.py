@@ -211,7 +211,8 @@ async def raw_hop(url: str, source: str, target: str | None, durable: str, total
 def measure_raw(figures: Figures, folder: Path, payloads: list[bytes]) -> None:
     """The raw chain (three hops, each its own process) and one hop, no work."""
     total = len(payloads)
-    with NatsServerProcess(folder / "raw-nats") as server:
+    # The same durability as the pipeline's `up` (always): the limit for the same guarantee.
+    with NatsServerProcess(folder / "raw-nats", sync_interval="always") as server:
 
         async def setup() -> None:
             nc = await nats.connect(server.url)

@@ -213,6 +213,11 @@ class TextPolicy:
             return ""
         return scrub(text, self.own_handles)
 
+    def past_ingress(self, text: str) -> str:
+        """What is stored of a text the ingress already minimised (every scored tweet went
+        through preprocess): as it is, or "" under `none`; no second scrub per tweet."""
+        return "" if self.storage == "none" else text
+
     def stored_details(self, details: Mapping[str, Any]) -> dict[str, Any]:
         """An alert's details with every quoted text (QUOTED_FIELDS, at any depth) as stored."""
         return {key: self._stored_value(key, value) for key, value in details.items()}

@@ -529,7 +529,8 @@ def prediction_row(event: TweetScored, policy: TextPolicy) -> dict[str, Any]:
     """A `predictions` row: the scored tweet with its text features flattened."""
     return {
         "id": event.id,
-        "text": policy.stored(event.text),
+        # Scrubbed by preprocess already (tweets.scored only comes from there).
+        "text": policy.past_ingress(event.text),
         "source": event.source,
         "label": event.label,
         "probability": event.probability,
