@@ -15,6 +15,7 @@ from airparadis.dashboards import app as dashboards_app
 from airparadis.keys import app as keys_app
 from airparadis.options import preprocess_options
 from airparadis.privacy import app as data_app
+from airparadis.tls import app as tls_app
 from shared.logs import configure_logging, use_json
 from shared.preprocessing import PreprocessConfig
 from shared.settings import Settings
@@ -234,6 +235,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(keys_app, name="keys")
 app.add_typer(data_app, name="data")
+app.add_typer(tls_app, name="tls")
 
 
 @train_app.command("simple")

@@ -20,11 +20,13 @@ import uvicorn
 
 from airparadis.wiring import WORKERS, Platform, Worker, build_platform
 from shared.settings import Settings
+from shared.tls import TlsConfigError
 
 log = logging.getLogger(__name__)
 
 EXIT_TASK_FAILED = 70
 EXIT_BUS_GONE = 75
+EXIT_CONFIG = 78  # EX_CONFIG: a setting no restart can fix (a CA file that is not there)
 
 
 class GatewayServer(uvicorn.Server):
@@ -133,4 +135,8 @@ def gateway_server(platform: Platform) -> GatewayServer:
 def run_process(
     settings: Settings, workers: tuple[Worker, ...] = WORKERS, with_gateway: bool = True
 ) -> int:
-    return asyncio.run(run(settings, workers, with_gateway))
+    try:
+        return asyncio.run(run(settings, workers, with_gateway))
+    except TlsConfigError as error:
+        log.error("cannot start: %s", error)
+        return EXIT_CONFIG

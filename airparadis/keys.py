@@ -73,7 +73,7 @@ def key_ring(settings: Settings) -> Iterator[tuple[KeyRing, str]]:
 def _through_the_bus(settings: Settings, held: StorageError) -> Iterator[KeyRing]:
     import nats
 
-    from shared.bus import nats_servers
+    from shared.bus import nats_credentials, nats_servers
     from shared.store_reads import BusStore
 
     loop = asyncio.new_event_loop()
@@ -82,8 +82,7 @@ def _through_the_bus(settings: Settings, held: StorageError) -> Iterator[KeyRing
     servers = nats_servers(settings)
     connect = nats.connect(
         servers=servers,
-        user=settings.nats_user,
-        password=settings.nats_password,
+        **nats_credentials(settings),
         connect_timeout=5,
         allow_reconnect=False,
     )

@@ -135,11 +135,12 @@ async def _ask(settings: Settings, url: str, subject: str, request: BaseModel) -
     import nats.errors
     from nats.errors import NoRespondersError
 
+    from shared.bus import nats_credentials
+
     try:
         nc = await nats.connect(
             url,
-            user=settings.nats_user,
-            password=settings.nats_password,
+            **nats_credentials(settings),
             connect_timeout=2,
             allow_reconnect=False,
             max_reconnect_attempts=0,

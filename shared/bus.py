@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from faststream import BaseMiddleware
 from faststream.nats import JStream, NatsBroker, NatsRouter
-from faststream.security import SASLPlaintext
+from faststream.nats.security import NatsSecurity, NatsUserPassword
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DiscardPolicy, StorageType
 from pydantic import BaseModel, ValidationError
@@ -42,6 +43,7 @@ from shared import subjects
 from shared.messages import DeadLetter, RequestFailed
 from shared.scrub import TextPolicy
 from shared.settings import Settings
+from shared.tls import client_context
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -149,6 +151,23 @@ def nats_servers(settings: Settings, servers: str | None = None) -> list[str]:
     return [url.strip() for url in value.split(",") if url.strip()]
 
 
+def nats_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context NATS connections verify the server with (None: plain TCP)."""
+    if settings.nats_tls_ca is None:
+        return None
+    return client_context(settings.nats_tls_ca, "AIRPARADIS_NATS_TLS_CA")
+
+
+def nats_credentials(settings: Settings) -> dict[str, Any]:
+    """What a plain nats-py `connect()` needs besides the servers: user, password and TLS,
+    the same as the broker's (for the commands that talk to the bus without a broker)."""
+    return {
+        "user": settings.nats_user,
+        "password": settings.nats_password,
+        "tls": nats_tls(settings),
+    }
+
+
 def reachable_bus_url(settings: Settings) -> str | None:
     """Where a command reaches the platform's bus: the configured NATS URL, else the embedded
     server's if one is listening (None: the platform is not running)."""
@@ -169,13 +188,14 @@ def make_broker(
 ) -> NatsBroker:
     """A broker for `servers` (or the configured URLs), with the configured credentials and
     reconnection policy; `state` follows the connection's ups and downs."""
-    auth: dict[str, Any] = {}
+    tls = nats_tls(settings)
+    security: NatsSecurity | None = None
     if settings.nats_user:
-        auth = {
-            "security": SASLPlaintext(
-                username=settings.nats_user, password=settings.nats_password or ""
-            )
-        }
+        security = NatsUserPassword(
+            username=settings.nats_user, password=settings.nats_password or "", ssl_context=tls
+        )
+    elif tls is not None:
+        security = NatsSecurity(ssl_context=tls)
     read_headers_fast()
     if state is not None:
         kwargs |= _state_callbacks(state, settings)
@@ -185,7 +205,7 @@ def make_broker(
     kwargs.setdefault("log_level", logging.DEBUG)
     return NatsBroker(
         nats_servers(settings, servers),
-        **auth,
+        security=security,
         allow_reconnect=True,
         max_reconnect_attempts=settings.nats_max_reconnect_attempts,
         reconnect_time_wait=settings.nats_reconnect_wait_s,  # type: ignore[arg-type]

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     nats_port: int = Field(4222, description="Port of the local nats-server (embedded mode).")
     nats_user: str | None = Field(None, description="NATS user (compose mode).")
     nats_password: str | None = Field(None, description="NATS password (compose mode).")
+    nats_tls_ca: Path | None = Field(
+        None,
+        description="CA certificate (PEM) of the NATS server's; set, every connection to NATS "
+        "is TLS and checks the server against it (compose: /tls/ca.crt, made by the tls "
+        "one-shot).",
+    )
     durability: str = Field(
         "always",
         pattern=r"^(always|[1-9][0-9]*(ms|s|m|h))$",
@@ -102,7 +108,13 @@ class Settings(BaseSettings):
     # ClickHouse
     clickhouse_url: str | None = Field(
         None,
-        description="ClickHouse URL (http://user:pass@host:8123/db); unset uses chDB in home.",
+        description="ClickHouse URL (http://user:pass@host:8123/db, or https://...:8443/db); "
+        "unset uses chDB in home.",
+    )
+    clickhouse_tls_ca: Path | None = Field(
+        None,
+        description="CA certificate (PEM) that an https ClickHouse URL is checked against "
+        "(compose: /tls/ca.crt); unset: the system's CAs.",
     )
     retention_days: int = Field(
         365, ge=1, description="TTL of predictions and feedback in ClickHouse (RGPD)."

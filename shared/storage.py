@@ -32,6 +32,7 @@ from shared.messages import (
 )
 from shared.scrub import TextPolicy
 from shared.settings import Settings
+from shared.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,9 @@ class ServerStore:
     runs without a ClickHouse session, which makes it safe to share between threads.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, ca_file: Path | None = None, connect_timeout_s: float = 10.0
+    ) -> None:
         import clickhouse_connect
 
         parts = urlsplit(url)
@@ -292,12 +295,18 @@ class ServerStore:
         # The URL without credentials: the only form that goes into logs and errors.
         self.address = f"{parts.scheme}://{parts.hostname}{port}/{self.database}"
         self._closed = False
+        tls: dict[str, Any] = {}
+        if ca_file is not None and parts.scheme == "https":
+            # Read once here for a clear error; clickhouse-connect then trusts only this CA.
+            client_context(ca_file, "AIRPARADIS_CLICKHOUSE_TLS_CA")
+            tls = {"verify": True, "ca_cert": str(ca_file)}
         try:
             self._client: Any = clickhouse_connect.get_client(
                 dsn=urlunsplit(parts._replace(path="")),
                 interface=parts.scheme,
                 autogenerate_session_id=False,
                 connect_timeout=connect_timeout_s,
+                **tls,
             )
         except Exception as error:
             raise StorageError(
@@ -365,7 +374,7 @@ def open_store(settings: Settings) -> Store:
     """The store the settings ask for: a ClickHouse server if `clickhouse_url` is set, else
     chDB in the home folder. The only place where the backend is chosen."""
     if settings.clickhouse_url:
-        return ServerStore(settings.clickhouse_url)
+        return ServerStore(settings.clickhouse_url, ca_file=settings.clickhouse_tls_ca)
     return ChdbStore(settings.chdb_path)
 
 

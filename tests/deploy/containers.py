@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -26,14 +27,20 @@ def require_docker() -> None:
         pytest.skip(reason)
 
 
-def wait_http(url: str, within: float = 120.0, headers: dict[str, str] | None = None) -> None:
-    """Wait until `url` answers 200 (a container's start time varies a lot on CI)."""
+def wait_http(
+    url: str,
+    within: float = 120.0,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Wait until `url` answers 200 (a container's start time varies a lot on CI); an https
+    URL is checked with `context`."""
     deadline = time.monotonic() + within
     last: object = None
     while time.monotonic() < deadline:
         try:
             request = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(request, timeout=3) as answer:
+            with urllib.request.urlopen(request, timeout=3, context=context) as answer:
                 if answer.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:

@@ -3,8 +3,10 @@
 chDB has no access control (CREATE USER and GRANT are refused in-process), so here:
 - always: the grants of the XML parse as ClickHouse SQL (chDB's formatQuery) and name the
   database compose creates;
-- with Docker (CI): a real ClickHouse server with that file and compose's environment; the
-  migrations run as the schema owner, then SQL proves what each user can and cannot do.
+- with Docker (CI): a real ClickHouse server with that file, compose's environment and its TLS
+  config (infra/clickhouse/config.d/tls.xml, certificates from `airparadis tls init`); the
+  migrations run as the schema owner over HTTPS, then SQL proves what each user can and cannot
+  do, and that the plain HTTP port is closed.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airparadis.tls import SERVER_KEY, ensure_certificates
 from shared.storage import ChdbStore, ServerStore, StorageError, apply_migrations
+from shared.tls import client_context
 from tests.deploy.containers import require_docker, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS_XML = ROOT / "infra/clickhouse/users.d/airparadis-users.xml"
+TLS_XML = ROOT / "infra/clickhouse/config.d/tls.xml"
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8"
 
 
@@ -89,7 +94,20 @@ ERASABLE = ("predictions", "feedback", "alerts")
 
 
 @pytest.fixture(scope="module")
-def clickhouse() -> Iterator[dict[str, str]]:
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tls` volume's files. Compose's one-shot runs as root and gives the key to group 101
+    (clickhouse); a test runner is not root, so here the key is left readable to the server."""
+    tls = tmp_path_factory.mktemp("tls")
+    ensure_certificates(
+        tls, tmp_path_factory.mktemp("authority"), ["clickhouse"], ["localhost", "127.0.0.1"]
+    )
+    (tls / "clickhouse").chmod(0o755)
+    (tls / "clickhouse" / SERVER_KEY).chmod(0o644)
+    return tls
+
+
+@pytest.fixture(scope="module")
+def clickhouse(certificates: Path) -> Iterator[dict[str, str]]:
     """URLs of each user of a ClickHouse server configured as compose configures it."""
     require_docker()
     from testcontainers.core.container import DockerContainer
@@ -104,17 +122,20 @@ def clickhouse() -> Iterator[dict[str, str]]:
         .with_env("CLICKHOUSE_WRITER_PASSWORD", passwords["writer"])
         .with_env("CLICKHOUSE_GRAFANA_PASSWORD", passwords["grafana"])
         .with_volume_mapping(USERS_XML, f"/etc/clickhouse-server/users.d/{USERS_XML.name}")
-        .with_exposed_ports(8123)
+        .with_volume_mapping(TLS_XML, f"/etc/clickhouse-server/config.d/{TLS_XML.name}")
+        .with_volume_mapping(certificates, "/tls")
+        .with_exposed_ports(8123, 8443)
     )
     with container:
-        host = f"{container.get_container_host_ip()}:{container.get_exposed_port(8123)}"
-        wait_http(f"http://{host}/ping")
+        host = f"localhost:{container.get_exposed_port(8443)}"
+        wait_http(f"https://{host}/ping", context=client_context(certificates / "ca.crt", "CA"))
         urls = {
-            "admin": f"http://{ADMIN}:{passwords['admin']}@{host}/airparadis",
-            "writer": f"http://airparadis_writer:{passwords['writer']}@{host}/airparadis",
-            "grafana": f"http://airparadis_grafana:{passwords['grafana']}@{host}/airparadis",
+            "admin": f"https://{ADMIN}:{passwords['admin']}@{host}/airparadis",
+            "writer": f"https://airparadis_writer:{passwords['writer']}@{host}/airparadis",
+            "grafana": f"https://airparadis_grafana:{passwords['grafana']}@{host}/airparadis",
+            "plain": f"http://localhost:{container.get_exposed_port(8123)}/airparadis",
         }
-        admin = _open_when_ready(urls["admin"])
+        admin = _open_when_ready(urls["admin"], certificates / "ca.crt")
         try:
             apply_migrations(admin, retention_days=30)
         finally:
@@ -122,12 +143,12 @@ def clickhouse() -> Iterator[dict[str, str]]:
         yield urls
 
 
-def _open_when_ready(url: str, within: float = 60.0) -> ServerStore:
+def _open_when_ready(url: str, ca_file: Path, within: float = 60.0) -> ServerStore:
     """The server answers /ping while its entrypoint may still be setting the users up."""
     deadline = time.monotonic() + within
     while True:
         try:
-            return ServerStore(url)
+            return ServerStore(url, ca_file=ca_file)
         except StorageError:
             if time.monotonic() > deadline:
                 raise
@@ -135,8 +156,12 @@ def _open_when_ready(url: str, within: float = 60.0) -> ServerStore:
 
 
 @pytest.fixture
-def as_user(clickhouse: dict[str, str]) -> Iterator[dict[str, ServerStore]]:
-    stores = {name: ServerStore(url) for name, url in clickhouse.items()}
+def as_user(clickhouse: dict[str, str], certificates: Path) -> Iterator[dict[str, ServerStore]]:
+    stores = {
+        name: ServerStore(url, ca_file=certificates / "ca.crt")
+        for name, url in clickhouse.items()
+        if name != "plain"
+    }
     yield stores
     for store in stores.values():
         store.close()
@@ -211,10 +236,24 @@ def test_grafana_user_reads_and_cannot_write(as_user: dict[str, ServerStore]) ->
 
 
 @pytest.mark.integration
-def test_a_wrong_password_is_refused(clickhouse: dict[str, str]) -> None:
+def test_a_wrong_password_is_refused(clickhouse: dict[str, str], certificates: Path) -> None:
     url = clickhouse["writer"].replace("airparadis_writer:", "airparadis_writer:x", 1)
     with pytest.raises(StorageError):
-        ServerStore(url)
+        ServerStore(url, ca_file=certificates / "ca.crt")
+
+
+@pytest.mark.integration
+def test_only_https_is_served_and_only_with_the_stacks_certificate(
+    clickhouse: dict[str, str], tmp_path: Path
+) -> None:
+    # The plain HTTP port is removed from the server's config: nothing answers there.
+    with pytest.raises(StorageError):
+        ServerStore(clickhouse["plain"], connect_timeout_s=3)
+    # A client that trusts another authority refuses the server's certificate.
+    stranger = tmp_path / "stranger"
+    ensure_certificates(stranger, tmp_path / "stranger-authority", ["clickhouse"])
+    with pytest.raises(StorageError, match=r"(?i)certificate verify failed"):
+        ServerStore(clickhouse["writer"], ca_file=stranger / "ca.crt", connect_timeout_s=3)
 
 
 @pytest.mark.integration

@@ -30,7 +30,7 @@ COMPOSE = ROOT / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
 SECRET_NAME = re.compile(r"_(PASSWORD|SECRET_KEY)$")
-ONE_SHOTS = {"preflight", "migrate", "minio-init", "trainer"}
+ONE_SHOTS = {"preflight", "tls", "migrate", "minio-init", "trainer"}
 
 
 def compose() -> dict[str, Any]:
@@ -262,6 +262,96 @@ def test_gateway_is_reached_only_through_the_tls_proxy() -> None:
                 assert str(port).startswith(("127.0.0.1:", "${NATS_BIND_ADDRESS")), (name, port)
 
 
+def tls_one_shot() -> dict[str, Any]:
+    """The options the tls one-shot runs `airparadis tls init` with: dir, authority, servers."""
+    command = services()["tls"]["command"]
+    assert command[:2] == ["tls", "init"]
+    options: dict[str, Any] = {"server": [], "name": []}
+    for argument in command[2:]:
+        key, _, value = argument.removeprefix("--").partition("=")
+        if isinstance(options.get(key), list):
+            options[key].append(value)
+        else:
+            options[key] = value
+    return options
+
+
+def test_the_tls_one_shot_certifies_nats_and_clickhouse_and_keeps_its_authority_apart() -> None:
+    tls = tls_one_shot()
+    assert set(tls["server"]) == {"nats", "clickhouse"}
+    assert tls["key-gid"] == "101"  # the clickhouse user of the ClickHouse image
+    assert {"localhost", "127.0.0.1"} <= set(tls["name"])  # upstream apps on the host
+    one_shot = services()["tls"]
+    assert one_shot["network_mode"] == "none" and one_shot["networks"] == []
+    assert one_shot["cap_add"] == ["CHOWN"]
+    assert f"tls:{tls['dir']}" in one_shot["volumes"]
+    # The authority's key is mounted nowhere else; the rest read certificates, read-only.
+    for name, service in services().items():
+        mounts = [str(m) for m in service.get("volumes", [])]
+        if name != "tls":
+            assert not any(m.startswith("tls-authority:") for m in mounts), name
+            assert not any(m.startswith("tls:") and not m.endswith(":ro") for m in mounts), name
+    for server in ("nats", "clickhouse"):
+        depends = services()[server]["depends_on"]
+        assert depends["tls"] == {"condition": "service_completed_successfully"}
+        assert f"tls:{tls['dir']}:ro" in services()[server]["volumes"]
+
+
+def test_nats_serves_only_tls_with_the_one_shots_certificate() -> None:
+    tls = tls_one_shot()
+    config = (ROOT / "infra" / "nats" / "nats-server.conf").read_text(encoding="utf-8")
+    active = [line.strip() for line in config.splitlines() if not line.strip().startswith("#")]
+    assert "tls {" in active
+    assert f'cert_file: "{tls["dir"]}/nats/tls.crt"' in active
+    assert f'key_file: "{tls["dir"]}/nats/tls.key"' in active
+    assert 'min_version: "1.2"' in active
+
+
+def test_clickhouse_serves_only_https_with_the_one_shots_certificate() -> None:
+    import xml.etree.ElementTree as ET
+
+    tls = tls_one_shot()
+    clickhouse = services()["clickhouse"]
+    mount = "./infra/clickhouse/config.d/tls.xml:/etc/clickhouse-server/config.d/tls.xml:ro"
+    assert mount in clickhouse["volumes"]
+    config = ET.parse(ROOT / "infra/clickhouse/config.d/tls.xml").getroot()
+    assert config.find("http_port").attrib == {"remove": "1"}  # type: ignore[union-attr]
+    assert config.findtext("https_port") == "8443"
+    server = config.find("openSSL/server")
+    assert server is not None
+    assert server.findtext("certificateFile") == f"{tls['dir']}/clickhouse/tls.crt"
+    assert server.findtext("privateKeyFile") == f"{tls['dir']}/clickhouse/tls.key"
+    assert "tlsv1_1" in (server.findtext("disableProtocols") or "")
+    check = " ".join(clickhouse["healthcheck"]["test"])
+    assert f"--ca-certificate={tls['dir']}/ca.crt https://localhost:8443/ping" in check
+
+
+def test_every_client_of_nats_and_clickhouse_checks_them_with_the_stacks_authority() -> None:
+    ca = f"{tls_one_shot()['dir']}/ca.crt"
+    clients = 0
+    for name, service in services().items():
+        environment = service.get("environment", {})
+        if "AIRPARADIS_NATS_URL" not in environment:
+            continue
+        clients += 1
+        assert environment["AIRPARADIS_NATS_TLS_CA"] == ca, name
+        assert f"tls:{ca.rsplit('/', 1)[0]}:ro" in service["volumes"], name
+        url = environment.get("AIRPARADIS_CLICKHOUSE_URL")
+        if url is not None:
+            assert url.startswith("https://") and "@clickhouse:8443/" in url, name
+            assert environment["AIRPARADIS_CLICKHOUSE_TLS_CA"] == ca, name
+    assert clients >= 7  # migrate, the four workers, the gateway, the trainer
+    datasource = yaml.safe_load(
+        (ROOT / "infra/grafana/provisioning/datasources/clickhouse.yaml").read_text()
+    )["datasources"][0]
+    assert datasource["jsonData"]["port"] == 8443
+    assert datasource["jsonData"]["secure"] is True
+    assert datasource["jsonData"]["tlsAuthWithCACert"] is True
+    assert datasource["jsonData"].get("tlsSkipVerify") is not True
+    assert datasource["secureJsonData"]["tlsCACert"] == f"$__file{{{ca}}}"
+    assert f"tls:{ca.rsplit('/', 1)[0]}:ro" in services()["grafana"]["volumes"]
+
+
 def test_grafana_reads_clickhouse_as_the_read_only_user_with_anonymous_access_off() -> None:
     grafana = services()["grafana"]["environment"]
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
@@ -407,7 +497,7 @@ def test_compose_cli_resolves_the_stack_with_a_complete_env(cli: list[str], tmp_
     assert resolved["services"]["infer"]["deploy"]["replicas"] == 2
     assert set(resolved["services"]) == set(services())
     gateway = resolved["services"]["gateway"]["environment"]
-    assert gateway["AIRPARADIS_CLICKHOUSE_URL"].startswith("http://airparadis_writer:")
+    assert gateway["AIRPARADIS_CLICKHOUSE_URL"].startswith("https://airparadis_writer:")
     assert "${" not in json.dumps(resolved["services"])
 
 

@@ -1,8 +1,9 @@
 """The compose stack's NATS and Grafana configs on the real images (testcontainers).
 
 Skipped, with the reason, where no Docker engine answers; CI runs them. The NATS image gets the
-committed nats-server.conf as compose mounts it; Grafana gets the provisioning folders and
-the ClickHouse plugin, and must load the data source and the dashboard provider.
+committed nats-server.conf as compose mounts it, with certificates `airparadis tls init` made
+(as the `tls` one-shot does); Grafana gets the provisioning folders, the ClickHouse plugin and
+the CA, and must load the data source (TLS, checked against that CA) and the dashboard provider.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import nats
 import pytest
 import yaml
 
+from airparadis.tls import ensure_certificates
 from infra.nats.render_accounts import CONFIG_PATH, USERS
 from shared import subjects
+from shared.tls import client_context
 from tests.deploy.containers import require_docker, wait_http
 from tests.servers import eventually
 
@@ -37,7 +40,26 @@ def compose_image(service: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def nats_container() -> Iterator[tuple[str, dict[str, str]]]:
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the tls one-shot puts in the `tls` volume."""
+    tls = tmp_path_factory.mktemp("tls")
+    ensure_certificates(tls, tmp_path_factory.mktemp("authority"), ["nats", "clickhouse"])
+    return tls
+
+
+def login(user: str, passwords: dict[str, str], certificates: Path) -> dict[str, Any]:
+    """A service's connect() arguments; the certificate is checked for the name `nats`, the
+    host name compose gives the server, whatever address Docker maps its port to."""
+    return {
+        "user": user,
+        "password": passwords[user],
+        "tls": client_context(certificates / "ca.crt", "test CA"),
+        "tls_hostname": "nats",
+    }
+
+
+@pytest.fixture(scope="module")
+def nats_container(certificates: Path) -> Iterator[tuple[str, dict[str, str]]]:
     require_docker()
     from testcontainers.core.container import DockerContainer
 
@@ -46,6 +68,8 @@ def nats_container() -> Iterator[tuple[str, dict[str, str]]]:
         DockerContainer(compose_image("nats"))
         .with_command("--config /etc/nats/nats-server.conf")
         .with_volume_mapping(CONFIG_PATH, "/etc/nats/nats-server.conf")
+        .with_volume_mapping(certificates, "/tls")
+        .with_env("AIRPARADIS_DURABILITY", "always")
         .with_exposed_ports(4222, 8222)
     )
     for user in USERS:
@@ -57,18 +81,34 @@ def nats_container() -> Iterator[tuple[str, dict[str, str]]]:
 
 
 async def test_nats_image_accepts_each_service_user_and_refuses_anonymous(
-    nats_container: tuple[str, dict[str, str]],
+    nats_container: tuple[str, dict[str, str]], certificates: Path
 ) -> None:
     url, passwords = nats_container
+    anonymous = login("gateway", passwords, certificates) | {"user": None, "password": None}
     with pytest.raises(Exception, match=r"(?i)authorization"):
-        await nats.connect(url, allow_reconnect=False, connect_timeout=3)
+        await nats.connect(url, allow_reconnect=False, connect_timeout=3, **anonymous)
     for user in USERS:
-        nc = await nats.connect(url, user=user.name, password=passwords[user.name])
+        nc = await nats.connect(url, **login(user.name, passwords, certificates))
         await nc.close()
 
 
+async def test_nats_image_serves_only_tls_with_the_stacks_certificate(
+    nats_container: tuple[str, dict[str, str]], certificates: Path
+) -> None:
+    url, passwords = nats_container
+    # A client that trusts only the system's authorities cannot check the stack's own.
+    with pytest.raises(Exception, match=r"(?i)certificate verify failed"):
+        await nats.connect(
+            url,
+            user="gateway",
+            password=passwords["gateway"],
+            allow_reconnect=False,
+            connect_timeout=3,
+        )
+
+
 async def test_nats_image_refuses_a_forbidden_publish(
-    nats_container: tuple[str, dict[str, str]],
+    nats_container: tuple[str, dict[str, str]], certificates: Path
 ) -> None:
     url, passwords = nats_container
     errors: list[str] = []
@@ -76,7 +116,7 @@ async def test_nats_image_refuses_a_forbidden_publish(
     async def on_error(error: Exception) -> None:
         errors.append(str(error))
 
-    store = await nats.connect(url, user="store", password=passwords["store"], error_cb=on_error)
+    store = await nats.connect(url, **login("store", passwords, certificates), error_cb=on_error)
     try:
         await store.publish(subjects.TWEETS_SUBMITTED, b"{}")
         await store.flush()
@@ -90,7 +130,7 @@ GRAFANA_PASSWORD = uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
-def grafana() -> Iterator[tuple[str, Any]]:
+def grafana(certificates: Path) -> Iterator[tuple[str, Any]]:
     require_docker()
     from testcontainers.core.container import DockerContainer
 
@@ -106,6 +146,7 @@ def grafana() -> Iterator[tuple[str, Any]]:
         .with_volume_mapping(provisioning / "datasources", "/etc/grafana/provisioning/datasources")
         .with_volume_mapping(provisioning / "dashboards", "/etc/grafana/provisioning/dashboards")
         .with_volume_mapping(ROOT / "dashboards", "/etc/grafana/dashboards")
+        .with_volume_mapping(certificates, "/tls")
         .with_exposed_ports(3000)
     )
     with container:
@@ -142,6 +183,11 @@ def test_grafana_loads_the_provisioned_clickhouse_data_source(grafana: tuple[str
     assert source["jsonData"]["username"] == "airparadis_grafana"
     assert source["jsonData"]["defaultDatabase"] == "airparadis"
     assert source["secureJsonFields"].get("password") is True
+    # TLS to ClickHouse, checked against the stack's authority (the CA came from /tls).
+    assert source["jsonData"]["secure"] is True
+    assert source["jsonData"]["port"] == 8443
+    assert source["jsonData"]["tlsAuthWithCACert"] is True
+    assert source["secureJsonFields"].get("tlsCACert") is True
 
 
 def test_grafana_loads_the_dashboard_provider(grafana: tuple[str, Any]) -> None:

@@ -69,8 +69,7 @@ async def connected(server: AccountsServer, user: str) -> AsyncIterator[Connecti
 
     await connection.nc.connect(
         server.url,
-        user=user,
-        password=server.passwords[user],
+        **server.login(user),
         error_cb=on_error,
         allow_reconnect=False,
     )
@@ -268,7 +267,9 @@ async def test_forbidden_subscription_is_refused(
 
 async def _connect_fails(server: AccountsServer, **credentials: str) -> str:
     with pytest.raises(Exception) as refused:  # nats-py raises a plain Error
-        await nats.connect(server.url, allow_reconnect=False, connect_timeout=2, **credentials)
+        await nats.connect(
+            server.url, allow_reconnect=False, connect_timeout=2, tls=server.tls(), **credentials
+        )
     return str(refused.value) + repr(refused.value)
 
 

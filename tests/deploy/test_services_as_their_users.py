@@ -41,6 +41,7 @@ async def test_make_broker_logs_in_as_the_configured_user(
     as_gateway = settings.model_copy(
         update={
             "nats_url": nats_accounts.url,
+            "nats_tls_ca": nats_accounts.ca_file,
             "nats_user": "gateway",
             "nats_password": nats_accounts.passwords["gateway"],
         }
@@ -76,7 +77,7 @@ async def observed(server: AccountsServer, subject: str) -> AsyncIterator[list[M
         seen.append(msg)
 
     nc = Client()
-    await nc.connect(server.url, user="observer", password=server.passwords["observer"])
+    await nc.connect(server.url, **server.login("observer"))
     await nc.subscribe(subject, cb=on_msg)
     await nc.flush()
     try:
@@ -92,6 +93,7 @@ async def test_pipeline_runs_with_each_service_as_its_own_nats_user(
         base = settings.model_copy(
             update={
                 "nats_url": nats_accounts.url,
+                "nats_tls_ca": nats_accounts.ca_file,
                 "mlflow_tracking_uri": registry,
                 "smtp_host": "127.0.0.1",
                 "smtp_port": smtp.port,
@@ -142,9 +144,7 @@ async def test_pipeline_runs_with_each_service_as_its_own_nats_user(
 
             # An upstream app's bad payload is dead-lettered by preprocess.
             upstream = Client()
-            await upstream.connect(
-                nats_accounts.url, user="upstream", password=nats_accounts.passwords["upstream"]
-            )
+            await upstream.connect(nats_accounts.url, **nats_accounts.login("upstream"))
             await upstream.jetstream().publish(subjects.TWEETS_SUBMITTED, b"{not json")
             await upstream.close()
             await eventually(lambda: len(dead_letters) == 1, what="a dead letter")
