@@ -331,6 +331,7 @@ def _train(
         sample=size if size < len(frame) else None,
         data_source=str(source),
         run_name=f"{run_name}-smoke" if smoke else run_name,
+        languages=settings.data_languages,
     )
     _print_trained(result)
     if promote_it:
@@ -505,7 +506,7 @@ def train_lstm_command(
 
 @models_app.command("list")
 def models_list(home: HomeOption = None) -> None:
-    """Every registered version with its aliases, family and threshold."""
+    """Every registered version with its aliases, family, training languages and threshold."""
     from rich.table import Table
 
     from shared.registry import Registry
@@ -513,7 +514,8 @@ def models_list(home: HomeOption = None) -> None:
 
     settings = registry_settings(home)
     table = Table(title=f"{settings.model_name} ({settings.tracking_uri})")
-    for column in ("version", "aliases", "family", "candidate", "threshold", "created"):
+    columns = ("version", "aliases", "family", "candidate", "languages", "threshold", "created")
+    for column in columns:
         table.add_column(column)
     for summary in compare_versions(Registry.of(settings)):
         table.add_row(
@@ -521,6 +523,7 @@ def models_list(home: HomeOption = None) -> None:
             ", ".join(summary.aliases),
             summary.family or "",
             summary.candidate or "",
+            ",".join(summary.languages),
             _figure(summary.threshold, 4),
             summary.created.isoformat(timespec="seconds") if summary.created else "",
         )

@@ -186,7 +186,8 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         title="Air Paradis: drift",
         description="Population stability index (PSI) of the predicted probability and of "
         "text features against the validation set of the model version, per hour: above "
-        f"{PSI_WARN} is worth a look, above {PSI_ALERT} is drift.",
+        f"{PSI_WARN} is worth a look, above {PSI_ALERT} is drift. And the language mix: tweets "
+        "in a language the model did not learn are a drift no word feature shows.",
         time_from="now-2d",
         refresh="5m",
         tags=("drift",),
@@ -224,6 +225,26 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 min=0,
                 max=1,
             ),
+            Panel(
+                "language_mix",
+                "Language mix (tweets per interval)",
+                "timeseries",
+                legend="${__field.labels.language}",
+                bars=True,
+                min=0,
+            ),
+            Panel(
+                "unreliable_share",
+                "Tweets in a language the model did not learn",
+                "timeseries",
+                width=16,
+                unit="percentunit",
+                legend=BY_VERSION,
+                min=0,
+                max=1,
+            ),
+            Panel("unreliable_by_version", "Not its language, by version", "table", width=8),
+            Panel("language_totals", "Languages over the range", "table", width=24, height=7),
         ),
     ),
 )

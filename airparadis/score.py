@@ -3,8 +3,9 @@ app would, and write them back with their label.
 
 Input: a CSV with a `text` column (other columns are kept), or JSON lines with a `text` field
 (`.jsonl`, `.ndjson`). Output: the same rows, in the same order, with `id`, `label`,
-`probability`, `threshold`, `model_version` and `error` added (`error` says why a line could not
-be scored: blank, too long, refused by the pipeline).
+`probability`, `threshold`, `model_version`, `language` (its code; empty when too short to tell),
+`reliable` (false: a language the model did not learn, the label is a guess) and `error` added
+(`error` says why a line could not be scored: blank, too long, refused by the pipeline).
 
 Each line's id is derived from the file's content and the line number, so a run that stops
 (Ctrl-C, a lost connection) resumes where it was: lines already in the output are kept, lines
@@ -42,7 +43,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ADDED = ("id", "label", "probability", "threshold", "model_version", "error")
+ADDED = (
+    "id",
+    "label",
+    "probability",
+    "threshold",
+    "model_version",
+    "language",
+    "reliable",
+    "error",
+)
 JSON_LINES = {".jsonl", ".ndjson"}
 SOURCE = "file"
 IN_FLIGHT = 256
@@ -50,7 +60,7 @@ LOOKUP_CHUNK = 1000
 QUIET_S = 1.0  # without an answer for this long, look the lines left up in ClickHouse
 
 _STORED = """
-SELECT id, label, probability, threshold, model_version
+SELECT id, label, probability, threshold, model_version, language, reliable
 FROM predictions FINAL
 WHERE id IN {ids:Array(String)}
 """
@@ -184,11 +194,15 @@ def result_of(answer: Mapping[str, Any]) -> dict[str, Any]:
     """The columns scoring adds, from a TweetScored, a stored row, or a ScoringFailed."""
     if "label" not in answer:
         return {"error": str(answer.get("reason", "refused by the pipeline"))}
+    language = answer.get("language")
     return {
         "label": answer["label"],
         "probability": answer["probability"],
         "threshold": answer["threshold"],
         "model_version": answer["model_version"],
+        # A TweetScored carries a LanguageGuess (or None), a stored row its code.
+        "language": (language.get("code") if isinstance(language, Mapping) else language) or "",
+        "reliable": "true" if answer.get("reliable", True) else "false",
         "error": "",
     }
 

@@ -45,6 +45,7 @@ from shared.bus import ConnectionState, Streams, declare_streams, make_broker, n
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
 from shared.keys import KeyRing
+from shared.language import LanguageDetector
 from shared.messages import DataErased
 from shared.nats_server import check_version, parse_version
 from shared.registry import Registry
@@ -223,7 +224,9 @@ class Platform:
                     subjects.DURABLE_PREPROCESS,
                     subjects.TWEETS_SUBMITTED,
                     tweets,
-                    PreprocessHandler(max_bytes, TextPolicy.of(settings)),
+                    PreprocessHandler(
+                        max_bytes, TextPolicy.of(settings), LanguageDetector.of(settings)
+                    ),
                     max(settings.batch_max_size, 64),
                     0.0,
                 )

@@ -147,6 +147,26 @@ class TextFeatures(BaseModel):
     n_emojis: int
 
 
+LanguageStatus = Literal["detected", "uncertain", "too_short"]
+
+
+class LanguageGuess(BaseModel):
+    """The language preprocess detected in a tweet (shared/language.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str | None = Field(
+        None,
+        pattern=r"^[a-z]{2,3}$",
+        description="ISO 639-1 code of the most likely language; None when too short to tell.",
+    )
+    confidence: float = Field(0.0, ge=0, le=1, description="The detector's probability of it.")
+    status: LanguageStatus = Field(
+        description="detected (confident), uncertain (below the confidence floor) or too_short "
+        "(too few letters to tell: no guess)."
+    )
+
+
 class TweetSubmitted(Event):
     """A tweet to score. Upstream apps publish it on tweets.submitted."""
 
@@ -168,6 +188,7 @@ class TweetPreprocessed(Event):
     submitted_at: datetime
     reply_to: ReplySubject = None
     key_name: KeyName = None
+    language: LanguageGuess | None = Field(None, description="None from older producers.")
 
 
 class TweetScored(Event):
@@ -196,6 +217,15 @@ class TweetScored(Event):
         "model has no word vocabulary or the tweet no word.",
     )
     key_name: KeyName = None
+    language: LanguageGuess | None = None
+    reliable: bool = Field(
+        True,
+        description="False when the tweet is confidently in a language the model did not learn: "
+        "its label is then a guess.",
+    )
+    reliability_note: str | None = Field(
+        None, description="Why it is unreliable, or what could not be told, in plain words."
+    )
 
 
 class PredictionSnapshot(BaseModel):
@@ -211,6 +241,9 @@ class PredictionSnapshot(BaseModel):
     model_version: str
     scored_at: datetime
     latency_ms: float | None = Field(None, description="From submission to scoring.")
+    language: LanguageGuess | None = None
+    reliable: bool = True
+    reliability_note: str | None = None
 
     @classmethod
     def of(cls, scored: TweetScored) -> PredictionSnapshot:
@@ -229,7 +262,7 @@ class FeedbackReported(Event):
     key_name: KeyName = None
 
 
-AlertKind = Literal["wrong_predictions", "drift", "error_rate", "precision_risk"]
+AlertKind = Literal["wrong_predictions", "drift", "error_rate", "precision_risk", "language_shift"]
 
 
 class AlertRaised(Event):

@@ -183,6 +183,8 @@ class LoadedModel:
     model: ServingModel
     # The threshold set by models.threshold (adaptive mode); None: the version's own.
     threshold_set: float | None = None
+    # The languages of its training data (registry tag `languages`): the ones it can read.
+    languages: tuple[str, ...] = ("en",)
 
     @property
     def threshold(self) -> float:

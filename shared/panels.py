@@ -23,6 +23,11 @@ VERSION_FILTER = (
     "$__conditionalAll(model_version IN (${model_version:singlequote}), $model_version)"
 )
 _REPORTED_IDS = "(SELECT prediction_id FROM feedback WHERE reported_at >= $__fromTime_ms)"
+# A prediction's language as the dashboards show it: its code, or why there is none.
+LANGUAGE_LABEL = (
+    "multiIf(language_status = 'detected', language, language_status = 'uncertain', "
+    "'uncertain', language_status = 'too_short', 'too short', 'not detected')"
+)
 
 
 def _per_interval(
@@ -198,6 +203,46 @@ _QUERIES: tuple[PanelQuery, ...] = (
         "table",
         "Each move of the adaptive threshold, with the estimate that caused it.",
     ),
+    PanelQuery(
+        "language_mix",
+        "SELECT\n    $__timeInterval(scored_at) AS t,\n"
+        f"    {LANGUAGE_LABEL} AS language,\n    count() AS tweets\n"
+        f"FROM predictions FINAL\nWHERE $__timeFilter_ms(scored_at) AND {VERSION_FILTER}\n"
+        "GROUP BY t, language\nORDER BY t, language",
+        "time_series",
+        "Tweets per interval by detected language (shared/language.py); 'too short' and "
+        "'uncertain' where it could not be told with confidence.",
+    ),
+    PanelQuery(
+        "language_totals",
+        f"SELECT\n    {LANGUAGE_LABEL} AS language,\n    count() AS tweets,\n"
+        "    tweets / sum(tweets) OVER () AS share,\n"
+        "    countIf(reliable = 0) AS unreliable\n"
+        f"FROM predictions FINAL\nWHERE $__timeFilter_ms(scored_at) AND {VERSION_FILTER}\n"
+        "GROUP BY language\nORDER BY tweets DESC, language",
+        "table",
+        "Tweets of each language over the range, their share, and how many were in a language "
+        "the serving version did not learn (its verdict a guess).",
+    ),
+    PanelQuery(
+        "unreliable_share",
+        _per_interval("avg(reliable = 0) AS unreliable_share"),
+        "time_series",
+        "Share of tweets confidently in a language the serving version did not learn: a drift "
+        "of the audience the model cannot see in the words (alert at "
+        "AIRPARADIS_LANGUAGE_ALERT_SHARE).",
+    ),
+    PanelQuery(
+        "unreliable_by_version",
+        "SELECT\n    model_version,\n    count() AS predictions,\n"
+        "    countIf(reliable = 0) AS unreliable,\n"
+        "    unreliable / predictions AS unreliable_share\n"
+        f"FROM predictions FINAL\nWHERE $__timeFilter_ms(scored_at) AND {VERSION_FILTER}\n"
+        "GROUP BY model_version\nORDER BY model_version",
+        "table",
+        "Predictions of each version over the range and how many were in a language it did "
+        "not learn.",
+    ),
 )
 QUERIES: dict[str, PanelQuery] = {query.name: query for query in (*_QUERIES, *PSI_QUERIES)}
 
@@ -251,6 +296,7 @@ def model_versions(
 # The per-interval queries the /monitor page draws (`over_time`).
 PER_INTERVAL = frozenset(
     {
+        "unreliable_share",
         "traffic_per_minute",
         "latency_quantiles",
         "batch_sizes",
@@ -318,3 +364,30 @@ def recent_alerts(
 ) -> list[dict[str, Any]]:
     """The latest alerts, newest first: {raised_at, kind, summary}."""
     return run_query(store, "recent_alerts", since, until)[:limit]
+
+
+class LanguageShare(TypedDict):
+    """Predictions made in a window and how many were in a language their version did not
+    learn, and the share (None when there was no prediction)."""
+
+    predictions: int
+    unreliable: int
+    unreliable_share: float | None
+
+
+def language_totals(store: Store, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Rows {language, tweets, share, unreliable} over the window, the most frequent first."""
+    return run_query(store, "language_totals", since, until, variables=_versions(None))
+
+
+def unreliable_share(store: Store, since: datetime, until: datetime) -> LanguageShare:
+    """Of the predictions made in [since, until], how many were confidently in a language the
+    version serving them did not learn."""
+    rows = run_query(store, "unreliable_by_version", since, until, variables=_versions(None))
+    predictions = sum(int(row["predictions"]) for row in rows)
+    unreliable = sum(int(row["unreliable"]) for row in rows)
+    return {
+        "predictions": predictions,
+        "unreliable": unreliable,
+        "unreliable_share": unreliable / predictions if predictions else None,
+    }

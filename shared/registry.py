@@ -53,6 +53,10 @@ _PREVIOUS_ALIAS = {CHAMPION: PREVIOUS}
 THRESHOLD_TAG = "threshold"
 TARGET_PRECISION_TAG = "target_precision"
 FAMILY_TAG = "family"
+# The languages of the training data, comma-separated ISO 639-1 codes (shared/language.py).
+LANGUAGES_TAG = "languages"
+# What a version registered before the tag existed was trained on: Sentiment140, English.
+DEFAULT_LANGUAGES = ("en",)
 # Why a version was last given an alias (the promotion rule's reason, with its figures); the
 # registered model also keeps it per alias, e.g. `champion_reason`.
 PROMOTION_REASON_TAG = "promotion_reason"
@@ -104,6 +108,11 @@ class ModelVersionInfo:
     run_id: str | None
     tags: Mapping[str, str]
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages its training data was in."""
+        return languages_of(self.tags)
+
     @classmethod
     def of(cls, version: ModelVersion) -> ModelVersionInfo:
         tags = dict(version.tags or {})
@@ -116,6 +125,13 @@ class ModelVersionInfo:
             run_id=version.run_id,
             tags=tags,
         )
+
+
+def languages_of(tags: Mapping[str, str]) -> tuple[str, ...]:
+    """A version's training languages from its tags (DEFAULT_LANGUAGES when it has none)."""
+    recorded = tags.get(LANGUAGES_TAG, "")
+    codes = tuple(code.strip() for code in recorded.split(",") if code.strip())
+    return codes or DEFAULT_LANGUAGES
 
 
 class HoldoutError(Exception):
@@ -275,7 +291,8 @@ class Registry:
                 f"version {version} of model {self.model_name!r} is a "
                 f"{type(python_model).__name__}, not an Air Paradis SentimentModel"
             )
-        return LoadedModel(self.model_name, version, python_model)
+        languages = languages_of(self.client.get_model_version(self.model_name, version).tags or {})
+        return LoadedModel(self.model_name, version, python_model, languages=languages)
 
     # --- Drift references and operating curves, logged with each version ---
 

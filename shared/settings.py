@@ -214,6 +214,37 @@ class Settings(BaseSettings):
     error_rate_min_predictions: int = Field(
         100, ge=1, description="Predictions the window needs before its error rate counts."
     )
+
+    # Languages (shared/language.py)
+    # NoDecode: a comma-separated list in the environment, not JSON.
+    data_languages: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["en"],
+        description="Languages of the training data (Sentiment140: en), comma-separated ISO "
+        "639-1 codes, recorded with each version trained: serving flags tweets in others.",
+    )
+    language_min_letters: int = Field(
+        12,
+        ge=1,
+        description="Letters a tweet needs (without handles, URLs, emojis, digits) before its "
+        "language is told; fewer: too short to tell, no guess.",
+    )
+    language_min_confidence: float = Field(
+        0.90,
+        ge=0.5,
+        le=1,
+        description="Detector probability under which a language is only uncertain (and never "
+        "makes a verdict unreliable).",
+    )
+    language_alert_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of a window's tweets confidently in a language the serving model did "
+        "not learn that raises a language_shift alert (drift window and cooldown).",
+    )
+    language_min_predictions: int = Field(
+        50, ge=1, description="Predictions the window needs before its language share counts."
+    )
     check_cooldown_s: int = Field(
         3600,
         ge=0,
@@ -293,7 +324,7 @@ class Settings(BaseSettings):
         3, ge=1, description="Reports each key and address may send at once before the rate."
     )
 
-    @field_validator("alert_to", "own_handles", mode="before")
+    @field_validator("alert_to", "own_handles", "data_languages", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str) and not value.lstrip().startswith("["):
@@ -308,6 +339,15 @@ class Settings(BaseSettings):
         if wrong:
             raise ValueError(f"not @handles: {wrong} (letters, digits and _, at most 50)")
         return names
+
+    @field_validator("data_languages")
+    @classmethod
+    def _language_codes(cls, codes: list[str]) -> list[str]:
+        lowered = [code.lower() for code in codes]
+        wrong = [code for code in lowered if not re.fullmatch(r"[a-z]{2,3}", code)]
+        if wrong or not lowered:
+            raise ValueError(f"expected ISO 639-1 codes such as en,fr; got {codes}")
+        return lowered
 
     @model_validator(mode="after")
     def _bus_keeps_no_longer_than_the_store(self) -> Settings:

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from shared.messages import (
     AlertRaised,
     FeedbackReported,
+    LanguageGuess,
     PredictionSnapshot,
     ThresholdSet,
     TweetScored,
@@ -552,8 +553,33 @@ def prediction_row(event: TweetScored, policy: TextPolicy) -> dict[str, Any]:
         "batch_size": event.batch_size,
         "oov_rate": event.oov_rate,
         "key_name": event.key_name or "",
+        **language_columns(event.language),
+        "reliable": int(event.reliable),
+        "reliability_note": event.reliability_note or "",
         **event.features.model_dump(),
     }
+
+
+def language_columns(guess: LanguageGuess | None) -> dict[str, Any]:
+    """The `predictions` columns of a tweet's language ('' where nothing was detected)."""
+    if guess is None:
+        return {"language": "", "language_confidence": 0.0, "language_status": ""}
+    return {
+        "language": guess.code or "",
+        "language_confidence": guess.confidence,
+        "language_status": guess.status,
+    }
+
+
+def language_guess(row: Mapping[str, Any]) -> LanguageGuess | None:
+    """The LanguageGuess a `predictions` row keeps (None: stored before detection)."""
+    if not row.get("language_status"):
+        return None
+    return LanguageGuess(
+        code=row["language"] or None,
+        confidence=round(float(row["language_confidence"]), 4),
+        status=row["language_status"],
+    )
 
 
 def feedback_row(event: FeedbackReported, policy: TextPolicy) -> dict[str, Any]:
@@ -602,7 +628,8 @@ def threshold_row(event: ThresholdSet) -> dict[str, Any]:
 
 
 _GET_PREDICTION = """
-SELECT text, label, probability, threshold, model_name, model_version, scored_at, latency_ms
+SELECT text, label, probability, threshold, model_name, model_version, scored_at, latency_ms,
+       language, language_confidence, language_status, reliable, reliability_note
 FROM predictions FINAL
 WHERE id = {id:String}
 ORDER BY scored_at DESC
@@ -691,7 +718,18 @@ class PredictionRepository:
     async def get_prediction(self, prediction_id: str) -> PredictionSnapshot | None:
         """The prediction as it was served, or None if it is unknown (or expired)."""
         rows = await asyncio.to_thread(self._store.query, _GET_PREDICTION, {"id": prediction_id})
-        return PredictionSnapshot.model_validate(rows[0]) if rows else None
+        if not rows:
+            return None
+        row = rows[0]
+        guess = language_guess(row)
+        return PredictionSnapshot.model_validate(
+            {
+                **row,
+                "language": guess,
+                "reliable": bool(row["reliable"]),
+                "reliability_note": row["reliability_note"] or None,
+            }
+        )
 
     async def count(self, table: Table) -> int:
         """Rows in the table, each event counted once however often it was inserted."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -48,8 +49,10 @@ from shared.estimators.base import ProbabilityEstimator, estimator_oov_rates
 from shared.models import SentimentModel, SentimentModelConfig
 from shared.preprocessing import PreprocessConfig, TextPreprocessor
 from shared.registry import (
+    DEFAULT_LANGUAGES,
     FAMILY_TAG,
     HOLDOUT_EXPERIMENT,
+    LANGUAGES_TAG,
     TARGET_PRECISION_TAG,
     THRESHOLD_TAG,
     Registry,
@@ -170,12 +173,14 @@ def train_family(
     data_source: str | None = None,
     run_name: str | None = None,
     progress: bool = True,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
 ) -> TrainResult:
     """Train one family, evaluate, log and register it; return the new version and its figures.
 
     data is a loaded Sentiment140 frame (optionally downsampled to `sample` balanced tweets, then
-    split with `val`, `test` and `seed`) or a ready Split. Runs and artifacts go to the
-    registry's tracking URI and artifacts_dir only.
+    split with `val`, `test` and `seed`) or a ready Split, in `languages` (recorded with the
+    version: serving flags tweets in others). Runs and artifacts go to the registry's tracking
+    URI and artifacts_dir only.
     """
     # Promotions are judged on the registry's frozen holdout: its tweets stay out of this
     # training (before sampling, so the sample keeps its size); without one yet, this run's test
@@ -284,6 +289,7 @@ def train_family(
                     **serving,
                 },
                 calibration=calibration.calibration.method,
+                languages=languages,
             ),
         )
         mlflow.set_tag("registered_version", version.version)
@@ -459,8 +465,10 @@ def _version_tags(
     n_train: int,
     figures: dict[str, float],
     calibration: str,
+    languages: Sequence[str],
 ) -> dict[str, str]:
     return {
+        LANGUAGES_TAG: ",".join(languages),
         CALIBRATION_TAG: calibration,
         THRESHOLD_TAG: str(choice.threshold),
         TARGET_PRECISION_TAG: str(target_precision),

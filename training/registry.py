@@ -25,7 +25,15 @@ from mlflow.exceptions import MlflowException
 
 from shared.drift import build_reference
 from shared.estimators.base import ModelNotFoundError
-from shared.registry import FAMILY_TAG, THRESHOLD_TAG, Holdout, Promotion, Registry
+from shared.registry import (
+    DEFAULT_LANGUAGES,
+    FAMILY_TAG,
+    THRESHOLD_TAG,
+    Holdout,
+    Promotion,
+    Registry,
+    languages_of,
+)
 from shared.shift import OperatingCurve
 from training.data import load_sentiment140
 from training.evaluate import classification_metrics
@@ -83,6 +91,8 @@ class VersionSummary:
     calibration: str | None = None
     ece: float | None = None
     brier: float | None = None
+    # The languages of its training data (shared/registry.py, LANGUAGES_TAG).
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
 
     @property
     def precision(self) -> float | None:
@@ -311,6 +321,7 @@ def _summary(client: mlflow.MlflowClient, version: ModelVersion) -> VersionSumma
         if version.creation_timestamp
         else None,
         run_id=version.run_id,
+        languages=languages_of(tags),
         calibration=tags.get(CALIBRATION_TAG) or params.get(CALIBRATION_PARAM),
         ece=figure(f"{TEST_CALIBRATION_PREFIX}ece"),
         brier=figure(f"{TEST_CALIBRATION_PREFIX}brier"),

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from faststream.nats import NatsBroker
 
@@ -33,8 +34,16 @@ from services.alerter.state import AlerterState
 from shared import subjects
 from shared.bus import publish_event
 from shared.drift import psi_by_feature
+from shared.language import language_name
 from shared.messages import AlertRaised, ThresholdSet
-from shared.panels import ErrorRate, error_rate, model_versions
+from shared.panels import (
+    ErrorRate,
+    LanguageShare,
+    error_rate,
+    language_totals,
+    model_versions,
+    unreliable_share,
+)
 from shared.settings import Settings
 from shared.shift import (
     OperatingCurve,
@@ -135,6 +144,43 @@ def error_rate_alert(
             "predictions": rate["predictions"],
             "threshold": threshold,
             "window_s": window_s,
+        },
+    )
+
+
+def language_shift_alert(
+    share: LanguageShare,
+    languages: list[dict[str, Any]],
+    *,
+    threshold: float,
+    min_predictions: int,
+    window_s: float,
+    now: datetime,
+) -> AlertRaised | None:
+    """A language_shift alert when enough predictions were made and the share of tweets in a
+    language their model did not learn reaches the threshold: the audience moved where the
+    model cannot read (their verdicts are guesses). `languages` is the window's mix."""
+    value = share["unreliable_share"]
+    if share["predictions"] < min_predictions or value is None or value < threshold:
+        return None
+    mix = [
+        f"{language_name(str(row['language']))} {float(row['share']):.0%}" for row in languages[:4]
+    ]
+    return AlertRaised(
+        kind="language_shift",
+        raised_at=now,
+        summary=(
+            f"Language shift: {value:.0%} of the last {_duration(window_s)}'s tweets were in a "
+            f"language the model did not learn ({share['unreliable']} of "
+            f"{share['predictions']}; alert at {threshold:.0%}); mix: {', '.join(mix)}"
+        ),
+        details={
+            "unreliable_share": round(value, 4),
+            "unreliable": share["unreliable"],
+            "predictions": share["predictions"],
+            "threshold": threshold,
+            "window_s": window_s,
+            "languages": {str(row["language"]): int(row["tweets"]) for row in languages},
         },
     )
 
@@ -249,6 +295,7 @@ class Checks:
             ("drift", self._drift),
             ("error_rate", self._error_rate),
             ("precision_risk", self._precision),
+            ("language_shift", self._language),
         )
         for kind, decide in checks:
             try:
@@ -324,6 +371,26 @@ class Checks:
             threshold=settings.error_rate_alert,
             min_predictions=settings.error_rate_min_predictions,
             window_s=settings.error_rate_window_s,
+            now=now,
+        )
+
+    async def _language(self, now: datetime) -> AlertRaised | None:
+        settings = self.settings
+        since = now - timedelta(seconds=settings.drift_window_s)
+
+        def figures() -> tuple[LanguageShare, list[dict[str, Any]]]:
+            return (
+                unreliable_share(self.store, since, now),
+                language_totals(self.store, since, now),
+            )
+
+        share, languages = await asyncio.to_thread(figures)
+        return language_shift_alert(
+            share,
+            languages,
+            threshold=settings.language_alert_share,
+            min_predictions=settings.language_min_predictions,
+            window_s=settings.drift_window_s,
             now=now,
         )
 

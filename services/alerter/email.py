@@ -35,6 +35,18 @@ def render_summary(alert: AlertRaised) -> str:
             f"reported {report['reported_at']}"
             + (f", correct label: {report['correct_label']}" if report.get("correct_label") else "")
         )
+        if report.get("reliable") is False:
+            lines.append(
+                f"  NOTE: {report.get('reliability_note') or 'not a language the model learnt.'}"
+            )
+    unreadable = sum(r.get("reliable") is False for r in alert.details.get("reports", []))
+    if unreadable:
+        lines += [
+            "",
+            f"{unreadable} of these tweets {'was' if unreadable == 1 else 'were'} in a language "
+            "the model did not learn: its verdict was a guess, so the report says more about the "
+            "language than about the model.",
+        ]
     figures = {k: v for k, v in alert.details.items() if k not in {"reports", "report_ids"}}
     if figures:
         lines += ["", "Figures: " + ", ".join(f"{k}={v}" for k, v in figures.items())]

@@ -50,6 +50,9 @@ def report_summary(report: FeedbackReported) -> dict[str, Any]:
         "correct_label": report.correct_label,
         "comment": report.comment,
         "reported_at": report.reported_at.isoformat(),
+        "language": p.language.code if p.language else None,
+        "reliable": p.reliable,
+        "reliability_note": p.reliability_note,
     }
 
 

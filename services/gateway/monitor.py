@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.drift import MIN_PREDICTIONS_FOR_PSI, psi_over_time
 from shared.grafana_sql import auto_interval_s
-from shared.panels import model_versions, over_time, recent_alerts
+from shared.panels import language_totals, model_versions, over_time, recent_alerts, run_query
 from shared.storage import Store
 
 
@@ -57,6 +57,9 @@ def monitor_figures(
         "psi_interval_s": psi_interval,
         "psi_min_predictions": MIN_PREDICTIONS_FOR_PSI,
         "alerts": recent_alerts(store, since, until, limit=20),
+        "languages": {},
+        "language_totals": [],
+        "unreliable_share": [],
     }
     if version is None:
         return figures
@@ -83,5 +86,19 @@ def monitor_figures(
         figures[key] = _columns(rows, columns)
     figures["psi"] = psi_over_time(
         store, since, until, model_name, version, interval_s=psi_interval
+    )
+    # The language mix of the whole traffic (every version reads the same tweets) and the share
+    # of this version's tweets in a language it did not learn.
+    languages: dict[str, list[dict[str, Any]]] = {}
+    for row in run_query(
+        store, "language_mix", since, until, interval_s=interval, variables={"model_version": None}
+    ):
+        languages.setdefault(row["language"], []).append({"t": row["t"], "tweets": row["tweets"]})
+    figures["languages"] = languages
+    figures["language_totals"] = [
+        {**row, "share": _finite(row["share"])} for row in language_totals(store, since, until)
+    ]
+    figures["unreliable_share"] = _series(
+        over_time(store, "unreliable_share", since, until, version, interval), "unreliable_share"
     )
     return figures

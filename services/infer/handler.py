@@ -25,6 +25,7 @@ from faststream.nats import DeliverPolicy, NatsBroker, NatsRouter
 from shared import subjects
 from shared.bus import RetryLater, Streams, worker_router
 from shared.jetstream import Outcome, Outgoing, decode_batch
+from shared.language import reliability
 from shared.messages import (
     ExplainRequested,
     ExplanationReady,
@@ -96,6 +97,8 @@ def score_batch(
         else [None if math.isnan(rate) else float(rate) for rate in scores.oov_rates]
     )
     scored_at = now or datetime.now(UTC)
+    # Whether the model can read each tweet's language (the one preprocess detected).
+    readable = [reliability(t.language, model.languages) for t in tweets]
     return [
         TweetScored(
             id=t.id,
@@ -113,8 +116,13 @@ def score_batch(
             batch_size=len(tweets),
             oov_rate=oov,
             key_name=t.key_name,
+            language=t.language,
+            reliable=reliable,
+            reliability_note=note,
         )
-        for t, p, oov in zip(tweets, scores.probabilities, oov_rates, strict=True)
+        for t, p, oov, (reliable, note) in zip(
+            tweets, scores.probabilities, oov_rates, readable, strict=True
+        )
     ]
 
 

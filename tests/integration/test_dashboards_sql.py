@@ -121,9 +121,30 @@ def _predictions(rng: np.random.Generator) -> list[dict[str, Any]]:
                     **{name: int(features[name][i]) for name in COUNTED},
                     # Stored as Float32: keep what ClickHouse keeps.
                     "oov_rate": float(np.float32(features["oov_rate"][i])),
+                    **_language(version, hour, i),
                 }
             )
     return rows
+
+
+def _language(version: str, hour: int, i: int) -> dict[str, Any]:
+    """Hour A in English with a few tweets too short to tell; in hour B the serving version
+    also reads French tweets (one in four: not its language) and a few uncertain ones."""
+    if i % 20 == 0:
+        return {"language": "", "language_confidence": 0.0, "language_status": "too_short"}
+    if hour == 1 and version == SERVING and i % 4 == 1:
+        note = "This reads as French."
+        return {"language": "fr", "language_confidence": 0.99, "language_status": "detected",
+                "reliable": 0, "reliability_note": note}  # fmt: skip
+    if hour == 1 and version == SERVING and i % 20 == 3:
+        return {"language": "es", "language_confidence": 0.6, "language_status": "uncertain"}
+    return {"language": "en", "language_confidence": 0.99, "language_status": "detected"}
+
+
+def _label_of(row: dict[str, Any]) -> str:
+    """A prediction's language as the dashboards name it (shared/panels.py LANGUAGE_LABEL)."""
+    status = row["language_status"]
+    return row["language"] if status == "detected" else status.replace("_", " ")
 
 
 def _feedback(rows: list[dict[str, Any]], rng: np.random.Generator) -> tuple[list[dict], set[str]]:
@@ -325,6 +346,19 @@ COLUMNS = {
     "drift/PSI of text features": ["t", "feature", "psi"],
     "drift/PSI over the selected range": ["feature", "psi", "predictions"],
     "drift/Positive rate": ["t", "model_version", "positive_rate"],
+    "drift/Language mix (tweets per interval)": ["t", "language", "tweets"],
+    "drift/Tweets in a language the model did not learn": [
+        "t",
+        "model_version",
+        "unreliable_share",
+    ],
+    "drift/Not its language, by version": [
+        "model_version",
+        "predictions",
+        "unreliable",
+        "unreliable_share",
+    ],
+    "drift/Languages over the range": ["language", "tweets", "share", "unreliable"],
 }
 WHOLE = TimeWindow(START, START + 2 * HOUR - timedelta(milliseconds=1), interval_s=3600)
 HOUR_A = TimeWindow(START, START + HOUR - timedelta(milliseconds=1), interval_s=3600)
@@ -659,3 +693,41 @@ def test_reported_false_positives_count_each_prediction_once(store: Store, seede
         expected = sum(start <= at < start + HOUR for at in reported_at.values())
         assert expected > 0 and by_hour[start] == expected
     assert {r["false_negatives"] for r in rows} == {0}  # every report here says negative
+
+
+def test_the_language_mix_counts_each_language_per_interval(store: Store, seeded: Seeded) -> None:
+    rows = run_panel(store, "drift/Language mix (tweets per interval)", WHOLE, ALL_VERSIONS)
+    got = {(int((r["t"] - START) / HOUR), r["language"]): r["tweets"] for r in rows}
+    expected: dict[tuple[int, str], int] = {}
+    for p in seeded.predictions:
+        key = (int((p["scored_at"] - START) / HOUR), _label_of(p))
+        expected[key] = expected.get(key, 0) + 1
+    assert got == expected
+    assert {language for _, language in got} == {"en", "fr", "uncertain", "too short"}
+
+
+def test_the_share_outside_the_models_languages_is_counted_per_version(
+    store: Store, seeded: Seeded
+) -> None:
+    from shared.panels import language_totals, unreliable_share
+
+    rows = run_panel(
+        store,
+        "drift/Tweets in a language the model did not learn",
+        WHOLE,
+        {"model_version": SERVING},
+    )
+    for hour, row in enumerate(rows):
+        served = seeded.of(SERVING, hour)
+        french = sum(1 for p in served if p.get("reliable") == 0)
+        assert row["unreliable_share"] == pytest.approx(french / len(served))
+    assert rows[0]["unreliable_share"] == 0 and rows[1]["unreliable_share"] > 0.2
+
+    since, until = START + HOUR, START + 2 * HOUR - timedelta(milliseconds=1)
+    share = unreliable_share(store, since, until)
+    hour_b = [p for p in seeded.predictions if since <= p["scored_at"] <= until]
+    assert share["predictions"] == len(hour_b)
+    assert share["unreliable"] == sum(1 for p in hour_b if p.get("reliable") == 0)
+    totals = {row["language"]: row for row in language_totals(store, since, until)}
+    assert totals["fr"]["unreliable"] == share["unreliable"]
+    assert sum(row["share"] for row in totals.values()) == pytest.approx(1.0)

@@ -126,6 +126,7 @@ async def test_an_alert_that_cannot_be_published_gives_its_cooldown_back(
     checks._drift = drifted  # type: ignore[method-assign]
     checks._error_rate = broken  # type: ignore[method-assign]
     checks._precision = quiet  # type: ignore[method-assign]
+    checks._language = quiet  # type: ignore[method-assign]
 
     assert await checks.run_once() == []
     assert checks.failures == 2  # the publish, and the error-rate check: neither stops the other

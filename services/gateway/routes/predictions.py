@@ -33,6 +33,7 @@ from shared.messages import (
     ID_PATTERN,
     MAX_TWEET_CHARS,
     Label,
+    LanguageGuess,
     PredictionSnapshot,
     ScoringFailed,
     TweetSubmitted,
@@ -107,6 +108,21 @@ class Prediction(BaseModel):
     latency_ms: float = Field(
         description="Time from submission to answer, measured by the gateway (for a stored "
         "prediction: from submission to scoring)."
+    )
+    language: LanguageGuess | None = Field(
+        None,
+        description="The tweet's language as detected (code None and status too_short when it "
+        "is too short to tell); None for predictions made before detection.",
+    )
+    reliable: bool = Field(
+        True,
+        description="False when the tweet is confidently in a language the model did not learn "
+        "(every model here learnt English): the label is then a guess.",
+    )
+    reliability_note: str | None = Field(
+        None,
+        description="Why the label is unreliable, or that the language could not be told, in "
+        "plain words for the reader.",
     )
 
     @classmethod

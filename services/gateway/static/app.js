@@ -86,7 +86,15 @@ function render(p, explanation) {
   const safe = p.label === "positive";
   $("result").hidden = false;
   $("verdict").textContent = safe ? "Safe to post" : "Risk of negative reading";
-  $("verdict").className = "verdict " + (safe ? "safe" : "risk");
+  $("verdict").className = "verdict " + (safe ? "safe" : "risk") + (p.reliable === false ? " unsure" : "");
+  // A tweet in a language the model did not learn: its verdict is a guess, said beside it.
+  const warning = $("language-warning");
+  warning.hidden = p.reliable !== false;
+  warning.textContent = p.reliable === false ? `⚠ Not reliable. ${p.reliability_note || ""}` : "";
+  const note = $("language-note");
+  note.hidden = p.reliable === false || !p.reliability_note;
+  note.textContent = p.reliable === false ? "" : (p.reliability_note || "");
+  $("language").textContent = languageText(p.language);
   $("gauge-fill").style.width = `${(p.probability * 100).toFixed(1)}%`;
   $("gauge-threshold").style.left = `${(p.threshold * 100).toFixed(1)}%`;
   $("gauge").setAttribute("aria-label",
@@ -100,6 +108,16 @@ function render(p, explanation) {
   $("report-status").textContent = "";
   $("report-form").reset();
   $("send-report").disabled = false;
+}
+
+const LANGUAGE_NAMES = { en: "English", fr: "French", es: "Spanish", de: "German", it: "Italian", pt: "Portuguese", nl: "Dutch" };
+
+function languageText(language) {
+  if (!language) return "not detected";
+  if (language.status === "too_short") return "too short to tell";
+  const name = LANGUAGE_NAMES[language.code] || language.code;
+  const sure = `${(language.confidence * 100).toFixed(0)}%`;
+  return language.status === "uncertain" ? `perhaps ${name} (${sure})` : `${name} (${sure})`;
 }
 
 function renderWhy(text, explanation) {
@@ -218,7 +236,7 @@ function renderCompare() {
 
 const FILE_ROWS = 5000;
 const BATCH = 64;
-const ADDED = ["id", "label", "probability", "threshold", "model_version", "error"];
+const ADDED = ["id", "label", "probability", "threshold", "model_version", "language", "reliable", "reliability_note", "error"];
 
 // RFC 4180 CSV: quoted fields with commas, quotes ("") and line breaks inside.
 function parseCsv(text) {
@@ -284,7 +302,9 @@ async function scoreFile() {
     $("file-progress").hidden = true;
   }
   const columns = [...header, ...ADDED];
-  const values = (r) => [...header.map((_, i) => r.cells[i] ?? ""), ...ADDED.map((k) => r.answer[k] ?? "")];
+  // The language column holds its code ("" when too short to tell), not the whole object.
+  const added = (answer, k) => (k === "language" ? answer.language?.code : answer[k]) ?? "";
+  const values = (r) => [...header.map((_, i) => r.cells[i] ?? ""), ...ADDED.map((k) => added(r.answer, k))];
   const csv = [columns, ...results.map(values)].map((row) => row.map(csvField).join(",")).join("\r\n") + "\r\n";
   const link = $("file-download");
   link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));

@@ -33,6 +33,9 @@ function formatTime(t, spanMs) {
 // otherwise flatten the 0.1 and 0.25 lines into the axis). empty: what the chart will show and
 // when, said while there is nothing yet. Points are drawn as dots too while they are few, so a
 // single bucket is visible, and series that coincide stay visible (the first drawn largest).
+const LANGUAGE_NAMES = { en: "English", fr: "French", es: "Spanish", de: "German", it: "Italian", pt: "Portuguese", nl: "Dutch" };
+function languageName(code) { return LANGUAGE_NAMES[code] || code; }
+
 function lineChart(container, series, { lines = [], yMax = null, percent = false, clampAt = null, unit = "", empty = "No data in this window yet." } = {}) {
   container.textContent = "";
   const width = container.clientWidth || 400;
@@ -151,6 +154,15 @@ async function refresh() {
     { name: "called positive, reported negative", points: points(data.reported_wrong, "false_positives") },
     { name: "called negative, reported positive", points: points(data.reported_wrong, "false_negatives") },
   ], { empty: "No report with a correct label in this window: they appear when users report a wrong prediction." });
+  const languages = Object.keys(data.languages || {});
+  lineChart($("languages"), languages.map((l) => ({ name: languageName(l), points: points(data.languages[l], "tweets") })),
+    { empty: noTweets });
+  const totals = (data.language_totals || []).map((r) => `${languageName(r.language)} ${(r.share * 100).toFixed(0)}%`);
+  $("languages-caption").textContent = totals.length
+    ? `Language mix: tweets per interval (${totals.slice(0, 5).join(", ")})`
+    : "Language mix: tweets per interval";
+  lineChart($("unreliable"), [{ name: "not a language the model learnt", points: points(data.unreliable_share, "unreliable_share") }],
+    { yMax: 1, percent: true, empty: noTweets });
   const bucket = data.psi_interval_s >= 3600 ? "hour" : `${data.psi_interval_s / 60} min`;
   $("psi-caption").textContent =
     `Drift: PSI per ${bucket} against the training reference of v${data.model_version ?? "?"} (0.1 warn, 0.25 alert)`;
