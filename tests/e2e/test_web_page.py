@@ -102,6 +102,19 @@ def test_check_a_draft_see_why_and_report_it(
     page.get_by_role("button", name="Send report").click()
     page.wait_for_function("document.querySelector('#report-status').textContent.length > 0")
     assert page.locator("#report-status").inner_text().startswith("Thank you: report received")
+    assert page.locator("#language-warning").is_hidden()
+    assert page.locator("#language").inner_text().startswith("English")
+
+    # A French draft: the model learnt English only, and the page says so beside the verdict.
+    page.get_by_label("Tweet text").fill("Vol annulé encore une fois, service client injoignable")
+    page.get_by_role("button", name="Analyse").click()
+    page.locator("#language-warning").wait_for(state="visible")
+    warning = page.locator("#language-warning").inner_text()
+    assert warning.startswith("⚠ Not reliable.") and "French" in warning, warning
+    assert "English" in warning
+    assert "unsure" in (page.locator("#verdict").get_attribute("class") or "")
+    assert page.locator("#language").inner_text().startswith("French")
+    page.screenshot(path=str(screenshot_path(tmp_path, "web-page-french.png")), full_page=True)
     # The key is in this tab's sessionStorage only: not in the page, not in a URL.
     assert key not in page.content() and key not in page.url
     assert page.evaluate("sessionStorage.getItem('airparadis.api-key')") == key
@@ -158,6 +171,7 @@ def test_monitor_page_draws_the_traffic_of_the_last_hour(
     crm = {"Authorization": f"Bearer {create_key(platform, 'crm', 'predict')}"}
     ops = create_key(platform, "ops", "monitor")
     texts = [f"Flight {n} was lovely, thank you crew" for n in range(8)]
+    texts += ["Vol annulé encore une fois, service client injoignable"]
     answer = httpx.post(
         platform.base_url + "/v1/predict", json={"texts": texts}, headers=crm, timeout=30
     )
@@ -169,7 +183,8 @@ def test_monitor_page_draws_the_traffic_of_the_last_hour(
             params={"hours": 1},
             headers={"Authorization": f"Bearer {ops}"},
         ).json()
-        if sum(point["predictions"] for point in figures["traffic"]) > 0:
+        languages = {row["language"] for row in figures["language_totals"]}
+        if sum(point["predictions"] for point in figures["traffic"]) > 0 and "fr" in languages:
             break
         time.sleep(0.5)
 
@@ -195,6 +210,12 @@ def test_monitor_page_draws_the_traffic_of_the_last_hour(
     page.screenshot(path=str(screenshot_path(tmp_path, "monitor-few.png")), full_page=True)
     assert page.locator("#psi-caption").inner_text().startswith("Drift: PSI per 5 min")
     assert page.locator("#version").input_value() == "1"
+    # The language mix: English and French, their shares in the caption.
+    assert page.locator("#languages svg path").count() == len(figures["language_totals"]) >= 2
+    caption = page.locator("#languages-caption").inner_text()
+    shares = {row["language"]: row["share"] for row in figures["language_totals"]}
+    assert f"English {shares['en']:.0%}" in caption and f"French {shares['fr']:.0%}" in caption
+    assert page.locator("#unreliable svg circle").count() >= 1
     # The only stylesheet and scripts are the gateway's own: no CDN.
     sources = page.evaluate(
         "[...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"

@@ -264,3 +264,40 @@ async def test_explain_without_a_model_says_so(
     response = await client.post("/v1/explain", json={"text": "hello"})
     assert response.status_code == 503
     assert response.json()["error"] == "model_not_ready"
+
+
+async def test_a_french_tweet_is_answered_unreliable_with_its_language_and_stored_so(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    texts = [
+        "Vol annulé encore une fois, service client injoignable",
+        "Lovely crew on the flight to Lisbon, thank you so much",
+        "merci !",
+    ]
+    answered = await client.post("/v1/predict", json={"texts": texts})
+    assert answered.status_code == 200, answered.text
+    french, english, short = answered.json()["predictions"]
+
+    assert french["language"]["code"] == "fr" and french["language"]["status"] == "detected"
+    assert french["reliable"] is False
+    assert "French" in french["reliability_note"] and "English" in french["reliability_note"]
+    assert english["language"]["code"] == "en" and english["reliable"] is True
+    assert english["reliability_note"] is None
+    # Too short to tell: said, not guessed, and not flagged.
+    assert short["language"] == {"code": None, "confidence": 0.0, "status": "too_short"}
+    assert short["reliable"] is True and "Too short" in short["reliability_note"]
+
+    await eventually(rows_in(platform, "predictions", 3), what="the stored predictions")
+    assert platform.store is not None
+    rows = platform.store.query(
+        "SELECT id, language, language_status, reliable, reliability_note FROM predictions FINAL"
+    )
+    stored = {row["id"]: row for row in rows}
+    assert stored[french["id"]]["language"] == "fr" and stored[french["id"]]["reliable"] == 0
+    assert stored[english["id"]]["language"] == "en" and stored[english["id"]]["reliable"] == 1
+    assert stored[short["id"]]["language_status"] == "too_short"
+    # Read back from the store, the answer is the same.
+    again = (await client.get(f"/v1/predictions/{french['id']}")).json()
+    assert {k: again[k] for k in ("language", "reliable", "reliability_note")} == {
+        k: french[k] for k in ("language", "reliable", "reliability_note")
+    }

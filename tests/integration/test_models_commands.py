@@ -276,6 +276,10 @@ def test_models_list_and_compare_show_the_champion_alias(home: Home) -> None:
     assert "simple" in listed.output
     assert CHAMPION in row_of(listed, "1")
     assert CHAMPION in row_of(compared, "1")
+    # The languages its training data was in (Sentiment140: English), recorded at training.
+    assert "languages" in listed.output
+    assert "en" in [cell.strip() for cell in row_of(listed, "1").split("│")]
+    assert home.registry.version("1").tags["languages"] == "en"
 
 
 def test_evaluate_prints_the_metrics_at_half_and_at_the_threshold(home: Home) -> None:

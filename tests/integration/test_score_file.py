@@ -86,6 +86,9 @@ async def test_a_file_interrupted_and_resumed_is_scored_once_line_by_line(
     good = [row for i, row in enumerate(rows) if i not in (7, 11)]
     assert all(row["label"] in {"positive", "negative"} and not row["error"] for row in good)
     assert all(0 <= float(row["probability"]) <= 1 and row["model_version"] for row in good)
+    # The language too, whether the answer came from the bus or from ClickHouse on resume.
+    assert all(row["reliable"] in {"true", "false"} for row in good)
+    assert sum(row["language"] == "en" for row in good) >= len(good) // 2
     assert "empty" in rows[7]["error"] and rows[7]["label"] == ""
     assert "1000" in rows[11]["error"]
     # In ClickHouse too: every scorable line once, none twice.

@@ -207,7 +207,8 @@ function renderHistory() {
     box.addEventListener("change", renderCompare);
     const tag = document.createElement("span");
     tag.className = `tag ${h.label}`;
-    tag.textContent = `${h.label} ${(h.probability * 100).toFixed(0)}%`;
+    tag.textContent = `${h.label} ${(h.probability * 100).toFixed(0)}%` + (h.reliable === false ? " ⚠" : "");
+    if (h.reliable === false) tag.title = h.reliability_note || "Not a language the model learnt";
     const text = document.createElement("span");
     text.textContent = h.text;
     li.append(box, tag, text);
