@@ -49,7 +49,8 @@ class Holding:
 TABLES: dict[str, Holding] = {
     "predictions": Holding(
         "every scored tweet: its text, its features (length, words, URLs, mentions, hashtags, "
-        "emojis), the score, label, threshold and model version, its source",
+        "emojis), its detected language, the score, label, threshold and model version, its "
+        "source",
         "the tweet's text",
     ),
     "feedback": Holding(
