@@ -63,6 +63,11 @@ TABLES: dict[str, Holding] = {
         "the quoted tweets and comments",
     ),
     "thresholds": Holding("live precision estimates and the thresholds applied", "none"),
+    "shadow_predictions": Holding(
+        "the challenger's score of each tweet the champion scored (shadow scoring): the "
+        "prediction's id, version, score and label, no text",
+        "none (no text: an erased prediction leaves its id and scores here, which name no one)",
+    ),
     "drift_reference": Holding(
         "binned distributions of each model version's validation set", "none (aggregates)"
     ),

@@ -48,7 +48,7 @@ from shared.keys import KeyRing
 from shared.language import LanguageDetector
 from shared.messages import DataErased
 from shared.nats_server import check_version, parse_version
-from shared.registry import Registry
+from shared.registry import CHALLENGER, Registry
 from shared.scrub import TextPolicy
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
@@ -87,6 +87,16 @@ def model_loader(settings: Settings) -> infer.ModelLoader:
     return Registry.of(settings).load
 
 
+def challenger_version(settings: Settings) -> Callable[[], str | None]:
+    registry = Registry.of(settings)
+
+    def version() -> str | None:
+        challenger = registry.alias(CHALLENGER)
+        return challenger.version if challenger is not None else None
+
+    return version
+
+
 def champion_version(settings: Settings) -> Callable[[], str | None]:
     registry = Registry.of(settings)
 
@@ -111,6 +121,7 @@ class Platform:
     store: Store | None = None
     repository: PredictionRepository | None = None
     holder: infer.ModelHolder = field(default_factory=infer.ModelHolder)
+    challenger: infer.Challenger = field(default_factory=infer.Challenger)
     gateway: FastAPI | None = None
     checks: Checks | None = None
     consumers: ConsumerWatch | None = None
@@ -175,6 +186,15 @@ class Platform:
                     settings.champion_poll_s,
                 ),
                 "follow-champion",
+            )
+            self._background(
+                infer.follow_challenger(
+                    self.challenger,
+                    model_loader(settings),
+                    challenger_version(settings),
+                    settings.champion_poll_s,
+                ),
+                "follow-challenger",
             )
         if self.checks is not None:
             self._background(self.checks.run_forever(), "checks")
@@ -243,6 +263,17 @@ class Platform:
                     settings.batch_max_wait_ms / 1000.0,
                 )
             )
+            table.append(
+                (
+                    "infer",
+                    subjects.DURABLE_SHADOW,
+                    subjects.TWEETS_PREPROCESSED,
+                    tweets,
+                    infer.ShadowHandler(self.challenger, self.holder, max_bytes),
+                    max(settings.batch_max_size, 64),
+                    0.05,  # nobody waits for a shadow score: fuller batches cost less
+                )
+            )
         if "store" in self.workers:
             assert self.repository is not None
             handlers = store.handlers(self.repository, settings)
@@ -255,6 +286,15 @@ class Platform:
                     subjects.TWEETS_SCORED,
                     tweets,
                     handlers[subjects.DURABLE_STORE_PREDICTIONS],
+                    size,
+                    linger,
+                ),
+                (
+                    "store",
+                    subjects.DURABLE_STORE_SHADOW,
+                    subjects.TWEETS_SHADOW_SCORED,
+                    tweets,
+                    handlers[subjects.DURABLE_STORE_SHADOW],
                     size,
                     linger,
                 ),
@@ -459,7 +499,14 @@ def build_platform(
     )
     if "infer" in chosen:
         broker.include_router(
-            infer.build_router(broker, settings, streams, platform.holder, model_loader(settings))
+            infer.build_router(
+                broker,
+                settings,
+                streams,
+                platform.holder,
+                model_loader(settings),
+                platform.challenger,
+            )
         )
     if "alerter" in chosen:
         platform.alerter_state = alerter_state or KvAlerterState(alerter_bucket(broker, settings))

@@ -31,6 +31,7 @@ from shared.messages import (
     FeedbackReported,
     ForgetRequested,
     ModelPromoted,
+    ShadowScored,
     StoreInsertRequested,
     StoreQueryRequested,
     ThresholdSet,
@@ -76,6 +77,13 @@ CHANNELS: tuple[Channel, ...] = (
         "send",
         "Every scored tweet, with its label, probability, threshold and model version. Apps "
         "subscribe here to read scores; the store keeps each in ClickHouse.",
+    ),
+    Channel(
+        subjects.TWEETS_SHADOW_SCORED,
+        ShadowScored,
+        "send",
+        "Internal: the challenger's score of each tweet the champion scored (shadow scoring), "
+        "stored beside the champion's prediction; never an answer to a caller.",
     ),
     Channel(
         f"{subjects.REPLY_PREFIX}.>",

@@ -228,6 +228,21 @@ class TweetScored(Event):
     )
 
 
+class ShadowScored(Event):
+    """The challenger's score of a tweet the champion answered: stored beside the champion's
+    prediction (same tweet id), never sent to a caller."""
+
+    id: str = Field(description="Of this shadow prediction: the version and the tweet's id.")
+    prediction_id: str = Field(description="The tweet's id, the champion's prediction's.")
+    model_name: str
+    model_version: str
+    label: Label
+    probability: float = Field(ge=0, le=1)
+    threshold: float = Field(ge=0, le=1)
+    submitted_at: datetime
+    scored_at: datetime
+
+
 class PredictionSnapshot(BaseModel):
     """What a feedback report refers to: the prediction as it was served."""
 
@@ -276,12 +291,14 @@ class AlertRaised(Event):
 
 
 class ModelPromoted(Event):
-    """A registered model version now holds an alias (champion)."""
+    """A registered model version now holds an alias (champion, or challenger: scored in shadow),
+    or, with `removed`, no longer holds it."""
 
     model_name: str
     version: str
     alias: str = "champion"
     promoted_at: datetime = Field(default_factory=utc_now)
+    removed: bool = Field(False, description="The alias was taken off the version.")
 
 
 class ThresholdSet(Event):

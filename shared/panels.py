@@ -23,6 +23,16 @@ VERSION_FILTER = (
     "$__conditionalAll(model_version IN (${model_version:singlequote}), $model_version)"
 )
 _REPORTED_IDS = "(SELECT prediction_id FROM feedback WHERE reported_at >= $__fromTime_ms)"
+# The champion's predictions of the range, to join the challenger's shadow scores with.
+_SERVED = (
+    "(SELECT id, label, model_version FROM predictions FINAL "
+    "WHERE scored_at >= $__fromTime_ms - INTERVAL 1 HOUR)"
+)
+# The correct label users gave each reported prediction (the latest report wins).
+_CORRECTED = (
+    "(SELECT prediction_id, argMax(ifNull(correct_label, ''), reported_at) AS correct_label "
+    "FROM feedback FINAL WHERE correct_label IS NOT NULL GROUP BY prediction_id)"
+)
 # A prediction's language as the dashboards show it: its code, or why there is none.
 LANGUAGE_LABEL = (
     "multiIf(language_status = 'detected', language, language_status = 'uncertain', "
@@ -202,6 +212,37 @@ _QUERIES: tuple[PanelQuery, ...] = (
         f"ORDER BY estimated_at DESC\nLIMIT {RECENT_ROWS}",
         "table",
         "Each move of the adaptive threshold, with the estimate that caused it.",
+    ),
+    PanelQuery(
+        "shadow_agreement",
+        "SELECT\n    $__timeInterval(s.scored_at) AS t,\n    s.model_version AS challenger,\n"
+        "    avg(s.label = p.label) AS agreement,\n"
+        "    avg(p.label = 'positive') AS champion_positive_rate,\n"
+        "    avg(s.label = 'positive') AS challenger_positive_rate\n"
+        f"FROM shadow_predictions AS s FINAL\nINNER JOIN {_SERVED} AS p ON p.id = s.prediction_id\n"
+        "WHERE $__timeFilter_ms(s.scored_at)\n"
+        "GROUP BY t, challenger\nORDER BY t, challenger",
+        "time_series",
+        "Champion and challenger on the same tweets (shadow scoring): the share where their "
+        "labels agree, and the positive rate of each.",
+    ),
+    PanelQuery(
+        "shadow_summary",
+        "SELECT\n    s.model_version AS challenger,\n    any(p.model_version) AS champion,\n"
+        "    count() AS tweets,\n    avg(s.label = p.label) AS agreement,\n"
+        "    avg(p.label = 'positive') AS champion_positive_rate,\n"
+        "    avg(s.label = 'positive') AS challenger_positive_rate,\n"
+        "    countIf(f.correct_label != '') AS reported,\n"
+        "    countIf(f.correct_label != '' AND p.label = f.correct_label) AS champion_right,\n"
+        "    countIf(f.correct_label != '' AND s.label = f.correct_label) AS challenger_right\n"
+        f"FROM shadow_predictions AS s FINAL\nINNER JOIN {_SERVED} AS p ON p.id = s.prediction_id\n"
+        f"LEFT JOIN {_CORRECTED} AS f ON f.prediction_id = s.prediction_id\n"
+        "WHERE $__timeFilter_ms(s.scored_at)\n"
+        "GROUP BY challenger\nORDER BY challenger",
+        "table",
+        "Each challenger against the champion that served the same tweets: how often they "
+        "agree, their positive rates, and on the tweets users reported with a correct label, "
+        "how many each got right.",
     ),
     PanelQuery(
         "language_mix",
@@ -391,3 +432,80 @@ def unreliable_share(store: Store, since: datetime, until: datetime) -> Language
         "unreliable": unreliable,
         "unreliable_share": unreliable / predictions if predictions else None,
     }
+
+
+class LiveComparison(TypedDict):
+    """A challenger against the champion on the same tweets over a window (shadow scoring):
+    agreement, positive rates, the estimated precision of each on that traffic (None without
+    an operating curve), and on reported tweets, how many each got right."""
+
+    challenger: str
+    champion: str
+    tweets: int
+    agreement: float
+    champion_positive_rate: float
+    challenger_positive_rate: float
+    champion_precision: float | None
+    challenger_precision: float | None
+    reported: int
+    champion_right: int
+    challenger_right: int
+
+
+_SHADOW_PAIRS = """
+SELECT p.probability AS champion, p.threshold AS champion_threshold,
+       s.probability AS challenger, s.threshold AS challenger_threshold
+FROM shadow_predictions AS s FINAL
+INNER JOIN (SELECT id, probability, threshold FROM predictions FINAL
+            WHERE scored_at >= fromUnixTimestamp64Milli({since_ms:Int64}) - INTERVAL 1 HOUR) AS p
+    ON p.id = s.prediction_id
+WHERE s.model_version = {challenger:String}
+  AND s.scored_at >= fromUnixTimestamp64Milli({since_ms:Int64})
+  AND s.scored_at <= fromUnixTimestamp64Milli({until_ms:Int64})
+ORDER BY s.scored_at DESC
+LIMIT {limit:UInt32}
+"""
+
+
+def compare_live(
+    store: Store, model_name: str, since: datetime, until: datetime, limit: int = 5000
+) -> list[LiveComparison]:
+    """Each challenger scored in shadow over [since, until] against the champion that served
+    the same tweets (shadow_summary), with the live precision of each estimated from those
+    tweets' scores and its operating curve (shared/shift.py)."""
+    from shared.shift import estimate, load_curve
+
+    comparisons: list[LiveComparison] = []
+    for row in run_query(store, "shadow_summary", since, until):
+        window = {
+            "since_ms": int(since.timestamp() * 1000),
+            "until_ms": int(until.timestamp() * 1000),
+        }
+        pairs = store.query(
+            _SHADOW_PAIRS, {"challenger": row["challenger"], "limit": limit, **window}
+        )
+        precision: dict[str, float | None] = {"champion": None, "challenger": None}
+        for side in ("champion", "challenger"):
+            curve = load_curve(store, model_name, str(row[side]))
+            if curve is None or not pairs:
+                continue
+            scores = [float(pair[side]) for pair in pairs]
+            found = estimate(scores, curve, float(pairs[0][f"{side}_threshold"]), resamples=50)
+            value = found.precision.value
+            precision[side] = None if value != value else round(float(value), 4)
+        comparisons.append(
+            {
+                "challenger": str(row["challenger"]),
+                "champion": str(row["champion"]),
+                "tweets": int(row["tweets"]),
+                "agreement": float(row["agreement"]),
+                "champion_positive_rate": float(row["champion_positive_rate"]),
+                "challenger_positive_rate": float(row["challenger_positive_rate"]),
+                "champion_precision": precision["champion"],
+                "challenger_precision": precision["challenger"],
+                "reported": int(row["reported"]),
+                "champion_right": int(row["champion_right"]),
+                "challenger_right": int(row["challenger_right"]),
+            }
+        )
+    return comparisons

@@ -459,13 +459,25 @@ class Registry:
             alias,
             former.version if former else None,
         )
-        return Promotion(self.version(str(version)), alias, self.announce(str(version)))
+        return Promotion(self.version(str(version)), alias, self.announce(str(version), alias))
 
-    def announce(self, version: str) -> str | None:
-        """Publish models.promoted for `version` on the platform's bus, so infer reloads and the
-        store copies its drift reference. Returns where, or None when there is nobody to tell
-        (a registry without settings, no NATS server reachable, no stream declared yet) or
-        the bus refused: workers read the registry at their next start."""
+    def remove_alias(self, alias: str) -> tuple[ModelVersionInfo | None, str | None]:
+        """Take `alias` off the version holding it and announce it (infer stops scoring a
+        removed challenger in shadow); the version that held it (None: nobody did) and where it
+        was announced."""
+        holder = self.alias(alias)
+        if holder is None:
+            return None, None
+        self.client.delete_registered_model_alias(self.model_name, alias)
+        log.info("%s version %s no longer holds %s", self.model_name, holder.version, alias)
+        return holder, self.announce(holder.version, alias, removed=True)
+
+    def announce(self, version: str, alias: str = CHAMPION, *, removed: bool = False) -> str | None:
+        """Publish models.promoted for `version` and `alias` on the platform's bus (infer
+        reloads the champion or the challenger; the store copies the drift reference), or its
+        removal. Returns where, or None when there is nobody to tell (a registry without
+        settings, no NATS server reachable, no stream declared yet) or the bus refused:
+        workers read the registry at their next start."""
         if self.bus is None:
             return None
         from shared.bus import reachable_bus_url
@@ -475,7 +487,9 @@ class Registry:
             return None
         from shared.messages import ModelPromoted
 
-        event = ModelPromoted(model_name=self.model_name, version=str(version))
+        event = ModelPromoted(
+            model_name=self.model_name, version=str(version), alias=alias, removed=removed
+        )
         try:
             asyncio.run(publish_promotion(self.bus, url, event))
         except nats.js.errors.NoStreamResponseError:
@@ -501,7 +515,8 @@ async def publish_promotion(settings: Settings, url: str, event: ModelPromoted) 
             broker,
             event,
             subjects.MODELS_PROMOTED,
-            msg_id=f"promoted-{event.model_name}-{event.version}-{event.promoted_at.timestamp()}",
+            msg_id=f"{'removed' if event.removed else 'promoted'}-{event.alias}-"
+            f"{event.model_name}-{event.version}-{event.promoted_at.timestamp()}",
             stream=subjects.STREAM_MODELS,
         )
     finally:

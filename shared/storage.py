@@ -28,6 +28,7 @@ from shared.messages import (
     FeedbackReported,
     LanguageGuess,
     PredictionSnapshot,
+    ShadowScored,
     ThresholdSet,
     TweetScored,
 )
@@ -40,8 +41,10 @@ log = logging.getLogger(__name__)
 DEFAULT_DATABASE = "airparadis"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
 
-Table = Literal["predictions", "feedback", "alerts", "thresholds"]
-TABLES: frozenset[str] = frozenset({"predictions", "feedback", "alerts", "thresholds"})
+Table = Literal["predictions", "feedback", "alerts", "thresholds", "shadow_predictions"]
+TABLES: frozenset[str] = frozenset(
+    {"predictions", "feedback", "alerts", "thresholds", "shadow_predictions"}
+)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Arrow results: the same Python types from both backends (tz-aware datetimes, ints, str).
@@ -616,6 +619,14 @@ def alert_row(event: AlertRaised, policy: TextPolicy) -> dict[str, Any]:
     }
 
 
+def shadow_row(event: ShadowScored) -> dict[str, Any]:
+    """A `shadow_predictions` row: the challenger's score of a tweet, no text."""
+    row = event.model_dump(exclude={"schema_version"})
+    row["submitted_at"] = as_utc(event.submitted_at)
+    row["scored_at"] = as_utc(event.scored_at)
+    return row
+
+
 def threshold_row(event: ThresholdSet) -> dict[str, Any]:
     """A `thresholds` row: the estimate and the threshold applied from then on (NaN where the
     event has None: nothing called positive, or the version's own threshold)."""
@@ -645,6 +656,7 @@ IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "feedback": ("prediction_id", "correct_label", "comment"),
     "alerts": ("kind", "summary"),
     "thresholds": ("model_version", "reason"),
+    "shadow_predictions": ("prediction_id", "model_version"),
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 TWEETS_SUBMITTED = "tweets.submitted"
 TWEETS_PREPROCESSED = "tweets.preprocessed"
 TWEETS_SCORED = "tweets.scored"
+# The challenger's scores of the same tweets (shadow scoring): stored, never answered.
+TWEETS_SHADOW_SCORED = "tweets.shadow_scored"
 FEEDBACK_REPORTED = "feedback.reported"
 ALERTS_RAISED = "alerts.raised"
 MODELS_PROMOTED = "models.promoted"
@@ -29,7 +31,9 @@ STREAMS: dict[str, list[str]] = {
 # Durable consumers: one per worker and subject, shared by its replicas.
 DURABLE_PREPROCESS = "preprocess"
 DURABLE_INFER = "infer"
+DURABLE_SHADOW = "infer-shadow"
 DURABLE_STORE_PREDICTIONS = "store-predictions"
+DURABLE_STORE_SHADOW = "store-shadow"
 DURABLE_STORE_FEEDBACK = "store-feedback"
 DURABLE_STORE_ALERTS = "store-alerts"
 DURABLE_STORE_REFERENCES = "store-references"

@@ -89,10 +89,12 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "infer",
-        "worker: tweets.preprocessed -> tweets.scored, model swaps, thresholds, explanations",
-        publishes=(S.TWEETS_SCORED,),
+        "worker: tweets.preprocessed -> tweets.scored (and tweets.shadow_scored by the "
+        "challenger), model swaps, thresholds, explanations",
+        publishes=(S.TWEETS_SCORED, S.TWEETS_SHADOW_SCORED),
         consumes=(
             Consumes(S.TWEETS_PREPROCESSED, S.STREAM_TWEETS, S.DURABLE_INFER),
+            Consumes(S.TWEETS_PREPROCESSED, S.STREAM_TWEETS, S.DURABLE_SHADOW),
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS),
             Consumes(S.MODELS_THRESHOLD, S.STREAM_MODELS),
         ),
@@ -106,6 +108,7 @@ USERS: tuple[ServiceUser, ...] = (
         "worker: scored tweets, reports, alerts, thresholds and drift references -> ClickHouse",
         consumes=(
             Consumes(S.TWEETS_SCORED, S.STREAM_TWEETS, S.DURABLE_STORE_PREDICTIONS),
+            Consumes(S.TWEETS_SHADOW_SCORED, S.STREAM_TWEETS, S.DURABLE_STORE_SHADOW),
             Consumes(S.FEEDBACK_REPORTED, S.STREAM_FEEDBACK, S.DURABLE_STORE_FEEDBACK),
             Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS, S.DURABLE_STORE_ALERTS),
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),

@@ -8,7 +8,14 @@ from typing import Any
 
 from shared.drift import MIN_PREDICTIONS_FOR_PSI, psi_over_time
 from shared.grafana_sql import auto_interval_s
-from shared.panels import language_totals, model_versions, over_time, recent_alerts, run_query
+from shared.panels import (
+    compare_live,
+    language_totals,
+    model_versions,
+    over_time,
+    recent_alerts,
+    run_query,
+)
 from shared.storage import Store
 
 
@@ -57,6 +64,8 @@ def monitor_figures(
         "psi_interval_s": psi_interval,
         "psi_min_predictions": MIN_PREDICTIONS_FOR_PSI,
         "alerts": recent_alerts(store, since, until, limit=20),
+        # Champion vs challenger on the same tweets (shadow scoring), whatever the version shown.
+        "challengers": compare_live(store, model_name, since, until),
         "languages": {},
         "language_totals": [],
         "unreliable_share": [],

@@ -6,6 +6,12 @@ traffic queues up. Each batch is scored in one call of whatever model is current
 starts; a models.promoted event loads the new version beside the old one and swaps the
 reference between batches, so no message is lost or scored twice while the model changes.
 The answer to a waiting caller goes out once its scored tweet is stored in JetStream.
+
+Shadow scoring: while a version holds the `challenger` alias, a second durable consumer of the
+same tweets (`infer-shadow`, shared by the replicas) scores each one submitted since the alias
+was set with it, in a worker thread, and publishes tweets.shadow_scored for the store; nothing
+goes to the caller. Its own consumer keeps the champion's batches from waiting for it (README,
+"Shadow scoring", has the measured cost). Taking the alias off stops it at the next batch.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ from shared.messages import (
     InferStatus,
     ModelPromoted,
     RequestFailed,
+    ShadowScored,
     ThresholdSet,
     TweetPreprocessed,
     TweetScored,
     WordContribution,
 )
 from shared.models import LoadedModel
+from shared.registry import CHALLENGER, CHAMPION
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -126,6 +134,85 @@ def score_batch(
     ]
 
 
+@dataclass
+class Challenger:
+    """The version scored in shadow (None: no challenger), and since when: tweets submitted
+    before the alias was set are not its to score."""
+
+    model: LoadedModel | None = None
+    since: datetime | None = None
+
+    def set(self, model: LoadedModel, since: datetime) -> None:
+        self.model, self.since = model, since
+        log.info(
+            "challenger set: scoring in shadow",
+            extra={"model_version": model.version, "since": since.isoformat()},
+        )
+
+    def clear(self) -> None:
+        if self.model is not None:
+            log.info(
+                "challenger removed: shadow scoring stops",
+                extra={"model_version": self.model.version},
+            )
+        self.model, self.since = None, None
+
+
+def shadow_batch(
+    model: LoadedModel, tweets: Sequence[TweetPreprocessed], now: datetime | None = None
+) -> list[ShadowScored]:
+    """The challenger's scores of tweets, each at its own threshold (its version's)."""
+    if not tweets:
+        return []
+    probabilities = model.predict_proba([t.text for t in tweets])
+    scored_at = now or datetime.now(UTC)
+    return [
+        ShadowScored(
+            id=f"{model.version}-{t.id}",
+            prediction_id=t.id,
+            model_name=model.name,
+            model_version=model.version,
+            label="positive" if float(p) >= model.threshold else "negative",
+            probability=min(max(float(p), 0.0), 1.0),
+            threshold=model.threshold,
+            submitted_at=t.submitted_at,
+            scored_at=scored_at,
+        )
+        for t, p in zip(tweets, probabilities, strict=True)
+    ]
+
+
+class ShadowHandler:
+    """Scores a batch of preprocessed tweets with the challenger, if there is one; without one
+    the batch is acknowledged untouched."""
+
+    def __init__(self, challenger: Challenger, champion: ModelHolder, max_bytes: int) -> None:
+        self.challenger = challenger
+        self.champion = champion
+        self.max_bytes = max_bytes
+
+    async def __call__(self, batch: Sequence[Msg]) -> Outcome:
+        model, since = self.challenger.model, self.challenger.since
+        champion = self.champion.current
+        if model is None or (champion is not None and champion.version == model.version):
+            return Outcome()  # no challenger, or it became the champion: nothing to compare
+        events, rejected = decode_batch(batch, TweetPreprocessed, self.max_bytes)
+        outcome = Outcome(rejected=rejected)
+        chosen = [(i, t) for i, t in events if since is None or t.submitted_at >= since]
+        # In a worker thread: the champion's batches go on while the challenger scores.
+        scored = await asyncio.to_thread(shadow_batch, model, [t for _, t in chosen])
+        for (index, tweet), result in zip(chosen, scored, strict=True):
+            outcome.outputs.append(
+                Outgoing(
+                    subjects.TWEETS_SHADOW_SCORED,
+                    result.model_dump_json().encode(),
+                    f"shadow-{result.model_version}-{tweet.id}",
+                    index,
+                )
+            )
+        return outcome
+
+
 def explain_tweet(model: LoadedModel, request: ExplainRequested) -> ExplanationReady:
     """Score the tweet and say which words pushed it, within the request's time budget."""
     started = time.perf_counter()
@@ -180,9 +267,11 @@ def build_router(
     streams: Streams,
     holder: ModelHolder,
     load_model: ModelLoader,
+    challenger: Challenger | None = None,
 ) -> NatsRouter:
     """The control side of infer: promotions, explanations and status, on FastStream."""
     router = worker_router(broker, "infer", settings)
+    shadow = challenger if challenger is not None else Challenger()
 
     @router.subscriber(
         subjects.MODELS_PROMOTED,
@@ -191,9 +280,12 @@ def build_router(
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_model_promoted(event: ModelPromoted) -> None:
-        if event.model_name != settings.model_name or event.alias != "champion":
+        if event.model_name != settings.model_name:
             return
-        await swap_to(holder, load_model, event.version)
+        if event.alias == CHALLENGER:
+            await follow_alias_event(shadow, load_model, event)
+        elif event.alias == CHAMPION and not event.removed:
+            await swap_to(holder, load_model, event.version)
 
     # The last threshold set at start (a restart keeps the adaptive threshold), then each new
     # one; applied between batches, as a swap is.
@@ -251,6 +343,45 @@ async def swap_to(holder: ModelHolder, load_model: ModelLoader, version: str | N
     holder.set(model)
     log.info("model swapped", extra={"model_name": model.name, "model_version": model.version})
     return True
+
+
+async def follow_alias_event(
+    challenger: Challenger, load_model: ModelLoader, event: ModelPromoted
+) -> None:
+    """A challenger set (loaded, then scored in shadow from the event's time) or removed."""
+    if event.removed:
+        current = challenger.model
+        if current is None or current.version == event.version:
+            challenger.clear()
+        return
+    current = challenger.model
+    if current is not None and current.version == event.version:
+        return
+    model = await asyncio.to_thread(load_model, event.version)
+    challenger.set(model, event.promoted_at)
+
+
+async def follow_challenger(
+    challenger: Challenger,
+    load_model: ModelLoader,
+    challenger_version: Callable[[], str | None],
+    every_s: float,
+) -> None:
+    """At start and now and then: the registry's challenger, loaded or cleared (the backstop
+    for an event missed while the bus was down). A challenger found at start is scored in
+    shadow from then on."""
+    while True:
+        try:
+            version = await asyncio.to_thread(challenger_version)
+            current = challenger.model
+            if version is None:
+                challenger.clear()
+            elif current is None or current.version != version:
+                model = await asyncio.to_thread(load_model, version)
+                challenger.set(model, datetime.now(UTC))
+        except Exception as error:
+            log.warning("could not check the challenger", extra={"reason": str(error)})
+        await asyncio.sleep(every_s)
 
 
 async def follow_champion(

@@ -1,4 +1,5 @@
-"""tweets.scored, feedback.reported, alerts.raised, models.threshold -> ClickHouse, a batch per
+"""tweets.scored, tweets.shadow_scored, feedback.reported, alerts.raised, models.threshold ->
+ClickHouse, a batch per
 insert (and, on models.promoted, the champion's drift reference and operating curve:
 services/store/references.py).
 
@@ -23,7 +24,13 @@ from services.store.references import ReferenceCopier
 from shared import subjects
 from shared.bus import RetryLater
 from shared.jetstream import Outcome, decode_batch
-from shared.messages import AlertRaised, FeedbackReported, ThresholdSet, TweetScored
+from shared.messages import (
+    AlertRaised,
+    FeedbackReported,
+    ShadowScored,
+    ThresholdSet,
+    TweetScored,
+)
 from shared.settings import Settings
 from shared.storage import (
     PredictionRepository,
@@ -31,6 +38,7 @@ from shared.storage import (
     alert_row,
     feedback_row,
     prediction_row,
+    shadow_row,
     threshold_row,
 )
 
@@ -100,5 +108,8 @@ def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, 
         ),
         subjects.DURABLE_STORE_THRESHOLDS: StoreHandler(
             repository, "thresholds", ThresholdSet, threshold_row, max_bytes
+        ),
+        subjects.DURABLE_STORE_SHADOW: StoreHandler(
+            repository, "shadow_predictions", ShadowScored, shadow_row, max_bytes
         ),
     }

@@ -19,7 +19,7 @@ from shared.drift import DriftReferenceError, save_reference
 from shared.estimators.base import ModelNotFoundError
 from shared.jetstream import Outcome, decode_batch
 from shared.messages import ModelPromoted
-from shared.registry import Registry
+from shared.registry import CHALLENGER, CHAMPION, Registry
 from shared.settings import Settings
 from shared.shift import OperatingCurveError, save_curve
 from shared.storage import Store
@@ -41,7 +41,9 @@ class ReferenceCopier:
         events, rejected = decode_batch(batch, ModelPromoted, 64 * 1024)
         outcome = Outcome(rejected=rejected)
         for index, event in events:
-            if event.model_name != self.settings.model_name or event.alias != "champion":
+            # The champion's reference for drift, the challenger's curve for its live precision.
+            wanted = event.alias in (CHAMPION, CHALLENGER) and not event.removed
+            if event.model_name != self.settings.model_name or not wanted:
                 continue
             try:
                 await copy_reference(self.store, self.settings, event.version)

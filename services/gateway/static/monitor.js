@@ -170,6 +170,22 @@ async function refresh() {
   lineChart($("psi"), features.map((f) => ({ name: f, points: points(data.psi[f], "psi") })),
     { lines: [{ value: 0.1, label: "warn 0.1" }, { value: 0.25, label: "alert 0.25" }], clampAt: 1,
       empty: `No drift figure yet: the PSI of a ${bucket} needs enough predictions in it (${data.psi_min_predictions ?? 50} at least) and the version's training reference.` });
+  const percent = (v) => (v === null || v === undefined ? "no estimate" : `${(v * 100).toFixed(1)}%`);
+  const versus = $("challengers");
+  versus.textContent = "";
+  for (const c of data.challengers || []) {
+    const row = versus.insertRow();
+    row.insertCell().textContent = `v${c.challenger}`;
+    row.insertCell().textContent = `v${c.champion}`;
+    row.insertCell().textContent = c.tweets.toLocaleString("en");
+    row.insertCell().textContent = percent(c.agreement);
+    row.insertCell().textContent = `${percent(c.champion_positive_rate)} / ${percent(c.challenger_positive_rate)}`;
+    row.insertCell().textContent = `${percent(c.champion_precision)} / ${percent(c.challenger_precision)}`;
+    row.insertCell().textContent = c.reported ? `${c.champion_right} / ${c.challenger_right} of ${c.reported}` : "no report yet";
+  }
+  if (!(data.challengers || []).length) {
+    versus.insertRow().insertCell().textContent = "No challenger in this window: airparadis models promote N --alias challenger";
+  }
   const body = $("alerts");
   body.textContent = "";
   for (const a of data.alerts) {
