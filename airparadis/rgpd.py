@@ -114,6 +114,10 @@ def stream_holdings(settings: Settings) -> dict[str, Holding]:
             + ("none (text not kept)" if mode == "none" else _TEXT[mode]),
         ),
         subjects.STREAM_MODELS: Holding("model promotions and thresholds", "none"),
+        subjects.STREAM_GATEWAY: Holding(
+            "the gateways' summaries of the requests their rate limits refused",
+            "API key names (never a client address), as in the refusals table",
+        ),
         subjects.STREAM_DLQ: Holding(
             "messages no worker could process, with the reason",
             f"the first {settings.dead_letter_keep_bytes:,} bytes of each, "

@@ -257,6 +257,7 @@ class Streams:
         self.feedback = stream(subjects.STREAM_FEEDBACK, max_msg_size=max_msg)
         self.alerts = stream(subjects.STREAM_ALERTS)
         self.models = stream(subjects.STREAM_MODELS)
+        self.gateway = stream(subjects.STREAM_GATEWAY)
         self.dlq = stream(
             subjects.STREAM_DLQ,
             max_msgs=settings.dlq_max_messages,
@@ -265,7 +266,7 @@ class Streams:
         )
 
     def all(self) -> list[JStream]:
-        return [self.tweets, self.feedback, self.alerts, self.models, self.dlq]
+        return [self.tweets, self.feedback, self.alerts, self.models, self.gateway, self.dlq]
 
 
 async def declare_streams(broker: NatsBroker, streams: Streams) -> None:
