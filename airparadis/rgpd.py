@@ -78,6 +78,11 @@ TABLES: dict[str, Holding] = {
         "and last use",
         "the key's name when it names a person",
     ),
+    "refusals": Holding(
+        "requests the rate limits refused (429), summed per gateway, window, limit, kind of "
+        "bucket and key name; never the client address",
+        "the key's name when it names a person",
+    ),
     "schema_migrations": Holding("the migrations applied", "none"),
 }
 
@@ -175,7 +180,7 @@ def settings_block(settings: Settings) -> str:
             "AIRPARADIS_OWN_HANDLES",
         ),
         (
-            "Rows of predictions, reports, alerts and thresholds",
+            "Rows of predictions, reports, alerts, thresholds and refusals",
             f"{settings.retention_days} days",
             "AIRPARADIS_RETENTION_DAYS",
         ),

@@ -284,6 +284,15 @@ class Platform:
                 ),
                 (
                     "store",
+                    subjects.DURABLE_STORE_REFUSALS,
+                    subjects.GATEWAY_REFUSED,
+                    subjects.STREAM_GATEWAY,
+                    handlers[subjects.DURABLE_STORE_REFUSALS],
+                    size,
+                    linger,
+                ),
+                (
+                    "store",
                     subjects.DURABLE_STORE_REFERENCES,
                     subjects.MODELS_PROMOTED,
                     subjects.STREAM_MODELS,

@@ -6,3 +6,4 @@ ALTER TABLE {database}.predictions MODIFY TTL scored_at + INTERVAL {retention_da
 ALTER TABLE {database}.feedback MODIFY TTL reported_at + INTERVAL {retention_days} DAY;
 ALTER TABLE {database}.alerts MODIFY TTL raised_at + INTERVAL {retention_days} DAY;
 ALTER TABLE {database}.thresholds MODIFY TTL estimated_at + INTERVAL {retention_days} DAY;
+ALTER TABLE {database}.refusals MODIFY TTL window_end + INTERVAL {retention_days} DAY;
