@@ -79,8 +79,9 @@ TABLES: dict[str, Holding] = {
         "the key's name when it names a person",
     ),
     "refusals": Holding(
-        "requests the rate limits refused (429), summed per gateway, window, limit, kind of "
-        "bucket and key name; never the client address",
+        "requests the rate limits refused (429), summed per gateway, window of about "
+        "`AIRPARADIS_REFUSALS_FLUSH_S`, limit, kind of bucket and key name; never the client "
+        "address",
         "the key's name when it names a person",
     ),
     "schema_migrations": Holding("the migrations applied", "none"),

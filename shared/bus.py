@@ -288,13 +288,17 @@ async def publish_event(
     *,
     msg_id: str,
     stream: str | None = None,
+    ack_within_s: float | None = None,
 ) -> None:
-    """Publish on JetStream with a Nats-Msg-Id, so a re-publish after a crash is dropped."""
+    """Publish on JetStream with a Nats-Msg-Id, so a re-publish after a crash is dropped;
+    `ack_within_s`: how long to wait for JetStream's acknowledgement (None: the client's
+    default)."""
     await broker.publish(
         event.model_dump(mode="json"),
         subject,
         headers={MSG_ID_HEADER: msg_id},
         stream=stream,
+        timeout=ack_within_s,
     )
 
 
