@@ -1,12 +1,14 @@
 """The figures of the dashboards, each written once as a named query in Grafana-macro SQL
-(shared/grafana_sql.py): traffic, latency, batch sizes, error rate, reports, alerts, positive
-rate, live precision and the threshold in use, and the PSI queries of shared/drift.py.
+(shared/grafana_sql.py): traffic, latency, batch sizes, requests refused for their rate, error
+rate, reports, alerts, positive rate, live precision and the threshold in use, and the PSI
+queries of shared/drift.py.
 airparadis/dashboards.py renders the dashboards from `QUERIES`; the functions below run the same
 queries for the /monitor page and the alerter's checks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypedDict
@@ -97,6 +99,19 @@ _QUERIES: tuple[PanelQuery, ...] = (
         "GROUP BY model_version\nORDER BY last_seen DESC",
         "table",
         "Predictions, latency and batch size of each model version over the range.",
+    ),
+    PanelQuery(
+        "refused_per_minute",
+        "SELECT\n    $__timeInterval(window_end) AS t,\n    rate_limit,\n"
+        "    if(who = 'key', concat('key ', key_name), 'client address') AS refused_by,\n"
+        "    sum(refused) * 60 / $__interval_s AS refused_per_minute\n"
+        "FROM refusals FINAL\nWHERE $__timeFilter_ms(window_end)\n"
+        "GROUP BY t, rate_limit, refused_by\nORDER BY t, rate_limit, refused_by",
+        "time_series",
+        "Requests the gateways refused with a 429 (rate limit), per minute: by limit (api: "
+        "predict, explain, monitor, keys; feedback: reports) and by whose bucket was empty, an "
+        "API key (named) or a client address (never named). Each gateway sums its refusals and "
+        "sends them every AIRPARADIS_REFUSALS_FLUSH_S (10 s).",
     ),
     PanelQuery(
         "error_rate",
@@ -318,3 +333,12 @@ def recent_alerts(
 ) -> list[dict[str, Any]]:
     """The latest alerts, newest first: {raised_at, kind, summary}."""
     return run_query(store, "recent_alerts", since, until)[:limit]
+
+
+def refused_totals(store: Store, since: datetime, until: datetime) -> dict[str, int]:
+    """Requests every gateway refused for their rate in the window, as stored (the Grafana
+    panel's query, a bucket a minute): {total, api, feedback}."""
+    per_limit: Counter[str] = Counter()
+    for row in run_query(store, "refused_per_minute", since, until, interval_s=60):
+        per_limit[row["rate_limit"]] += round(row["refused_per_minute"])
+    return {"total": per_limit.total(), "api": per_limit["api"], "feedback": per_limit["feedback"]}

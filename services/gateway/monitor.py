@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.drift import MIN_PREDICTIONS_FOR_PSI, psi_over_time
 from shared.grafana_sql import auto_interval_s
-from shared.panels import model_versions, over_time, recent_alerts
+from shared.panels import model_versions, over_time, recent_alerts, refused_totals
 from shared.storage import Store
 
 
@@ -29,7 +29,8 @@ def monitor_figures(
     store: Store, model_name: str, hours: int, model_version: str | None
 ) -> dict[str, Any]:
     """Traffic, latency, error rate, positive rate, live precision and the threshold in use,
-    reported wrong labels, drift and alerts over the last hours."""
+    reported wrong labels, drift, alerts and the requests refused for their rate (all gateways,
+    as stored) over the last hours."""
     # Up to the end of the current minute: time filters work in whole seconds, and the last
     # tweets, scored a moment ago, must count.
     until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -57,6 +58,7 @@ def monitor_figures(
         "psi_interval_s": psi_interval,
         "psi_min_predictions": MIN_PREDICTIONS_FOR_PSI,
         "alerts": recent_alerts(store, since, until, limit=20),
+        "rate_limited_stored": refused_totals(store, since, until),
     }
     if version is None:
         return figures

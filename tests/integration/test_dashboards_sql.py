@@ -29,6 +29,7 @@ from shared.drift import (
     save_reference,
 )
 from shared.grafana_sql import TimeWindow, run_sql
+from shared.messages import RefusalCount, RequestsRefused
 from shared.panels import (
     RECENT_ROWS,
     error_rate,
@@ -37,7 +38,7 @@ from shared.panels import (
     recent_alerts,
     run_query,
 )
-from shared.storage import ChdbStore, Store, apply_migrations
+from shared.storage import ChdbStore, Store, apply_migrations, refusal_rows
 from tests.drift import has_reference, reference_shares
 
 pytestmark = pytest.mark.integration
@@ -196,6 +197,40 @@ ALERTS = [
 ]
 
 
+def _summary(gateway: str, number: int, end: datetime, *counts: RefusalCount) -> RequestsRefused:
+    return RequestsRefused(
+        id=f"{gateway}-{number}",
+        gateway=gateway,
+        window_start=end - timedelta(seconds=9),
+        window_end=end,
+        counts=list(counts),
+    )
+
+
+def _refused(limit: str, key_name: str, count: int) -> RefusalCount:
+    """Refused by the key's bucket when it is named, else by the client address's."""
+    who = "key" if key_name else "address"
+    return RefusalCount.model_validate(
+        {"limit": limit, "who": who, "key_name": key_name, "count": count}
+    )
+
+
+# Two gateways. Hour A, 10:03: api by client address 5 + 3, feedback by key crm 2 + 1; hour B,
+# 11:30: api by key crm 7.
+REFUSALS = [
+    _summary(
+        "gw-a",
+        0,
+        START + timedelta(minutes=3, seconds=10),
+        _refused("api", "", 5),
+        _refused("feedback", "crm", 2),
+    ),
+    _summary("gw-a", 1, START + timedelta(minutes=3, seconds=20), _refused("api", "", 3)),
+    _summary("gw-b", 0, START + timedelta(minutes=3, seconds=40), _refused("feedback", "crm", 1)),
+    _summary("gw-a", 2, START + HOUR + timedelta(minutes=30), _refused("api", "crm", 7)),
+]
+
+
 @pytest.fixture(scope="module")
 def seeded_database(chdb_folder: Path) -> Iterator[tuple[str, Seeded]]:
     """A database of this module, migrated and seeded once; its stores are closed at once."""
@@ -222,6 +257,8 @@ def seeded_database(chdb_folder: Path) -> Iterator[tuple[str, Seeded]]:
         store.insert("alerts", alerts)
         store.insert("thresholds", THRESHOLDS)
         store.insert("thresholds", THRESHOLDS[:1])  # a redelivery
+        store.insert("refusals", [row for summary in REFUSALS for row in refusal_rows(summary)])
+        store.insert("refusals", refusal_rows(REFUSALS[0]))  # a redelivery
     finally:
         store.close()
     yield name, Seeded(predictions, reference, reported, len(reports), alerts)
@@ -260,6 +297,12 @@ COLUMNS = {
     "traffic/Predictions per minute": ["t", "model_version", "predictions_per_minute"],
     "traffic/Latency p50 / p95 / p99": ["t", "model_version", "p50", "p95", "p99"],
     "traffic/Infer batch size": ["t", "model_version", "mean_batch_size", "max_batch_size"],
+    "traffic/Requests refused for their rate (429)": [
+        "t",
+        "rate_limit",
+        "refused_by",
+        "refused_per_minute",
+    ],
     "traffic/By model version": [
         "model_version",
         "predictions",
@@ -375,6 +418,27 @@ def test_predictions_per_minute_count_each_minute_by_version(store: Store) -> No
         (START, OLD): OLD_PER_MINUTE,
         (START + HOUR, SERVING): PER_MINUTE,
     }
+
+
+def test_refused_requests_are_summed_per_minute_by_limit_and_key_once_each(
+    store: Store,
+) -> None:
+    by_minute = TimeWindow(START, START + 2 * HOUR - timedelta(milliseconds=1), interval_s=60)
+
+    rows = run_panel(store, "traffic/Requests refused for their rate (429)", by_minute, {})
+
+    assert [(r["t"], r["rate_limit"], r["refused_by"], r["refused_per_minute"]) for r in rows] == [
+        (START + timedelta(minutes=3), "api", "client address", 8),
+        (START + timedelta(minutes=3), "feedback", "key crm", 3),
+        (START + HOUR + timedelta(minutes=30), "api", "key crm", 7),
+    ]
+    # Wider buckets still read per minute.
+    hourly = run_panel(store, "traffic/Requests refused for their rate (429)", WHOLE, {})
+    assert [(r["t"], r["refused_by"], r["refused_per_minute"]) for r in hourly] == [
+        (START, "client address", pytest.approx(8 / 60)),
+        (START, "key crm", pytest.approx(3 / 60)),
+        (START + HOUR, "key crm", pytest.approx(7 / 60)),
+    ]
 
 
 def test_latency_quantiles_are_numpys_on_the_stored_latencies(store: Store, seeded: Seeded) -> None:

@@ -25,6 +25,7 @@ from shared import subjects
 from shared.keys import KeyRing
 from shared.messages import DeadLetter, RefusalCount, RequestsRefused
 from shared.nats_server import NatsServerProcess
+from shared.panels import run_query
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations
 from tests.integration.platform import started
@@ -119,6 +120,7 @@ async def test_a_flood_past_the_limits_is_stored_as_exactly_the_429s_the_clients
     crm = {"Authorization": f"Bearer {keys.create('crm', ['predict']).secret}"}
     monitor = {"Authorization": f"Bearer {keys.create('dashboard', ['monitor']).secret}"}
     got: Counter[str] = Counter()
+    started_at = datetime.now(UTC)
     async with AsyncExitStack() as stack:
         # One key from three addresses, 14 calls each: its own bucket (burst 20) runs dry, the
         # addresses' do not. Then one address without a key: its bucket runs dry.
@@ -144,6 +146,15 @@ async def test_a_flood_past_the_limits_is_stored_as_exactly_the_429s_the_clients
         what=f"the refusals stored: {expected}",
     )
 
+    # Grafana's panel reads the same total.
+    panel = run_query(
+        secured.store,
+        "refused_per_minute",
+        started_at - timedelta(minutes=1),
+        datetime.now(UTC) + timedelta(minutes=1),
+        interval_s=60,
+    )
+    assert sum(row["refused_per_minute"] for row in panel) == got.total()
     # A few summaries, not a message per refusal; and no address anywhere.
     rows = secured.store.query("SELECT * FROM refusals")
     assert len({row["id"] for row in rows}) < got.total()
@@ -154,10 +165,17 @@ async def test_a_flood_past_the_limits_is_stored_as_exactly_the_429s_the_clients
         assert 1 <= info.state.messages < got.total()
     finally:
         await nc.close()
-    # The gateway's own figure (since it started, in memory) agrees.
+    # /monitor shows both: the gateway's own figure (since it started, in memory) and the
+    # stored one (every gateway, in the window).
     async with client_at(secured, "10.0.0.20") as ops:
         limits = (await ops.get("/v1/limits", headers=monitor)).json()
-    assert limits["rate_limited"]["total"] == got.total()
+        figures = (await ops.get("/v1/monitor?hours=1", headers=monitor)).json()
+    assert limits["rate_limited"]["total"] == figures["rate_limited"]["total"] == got.total()
+    assert figures["rate_limited_stored"] == {
+        "total": got.total(),
+        "api": got.total(),
+        "feedback": 0,
+    }
 
 
 async def test_refusals_made_while_the_bus_is_away_are_stored_once_it_is_back(
