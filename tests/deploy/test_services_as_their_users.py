@@ -101,6 +101,7 @@ async def test_pipeline_runs_with_each_service_as_its_own_nats_user(
                 "store_flush_ms": 50,
                 "ack_wait_s": 3.0,
                 "refusals_flush_s": 0.2,
+                "rate_limit_per_s": 1.0,  # 30 quick calls run the bucket dry, however slow
             }
         )
 

@@ -34,6 +34,8 @@ from tests.servers import eventually
 pytestmark = pytest.mark.integration
 
 FLUSH_S = 0.2
+# Tokens come back slowly, so that a flood runs a bucket dry however slow this machine is.
+SLOW_REFILL = {"rate_limit_per_s": 1.0}
 
 
 def refused_by(store: Store) -> dict[tuple[str, str, str], int]:
@@ -107,7 +109,9 @@ async def test_the_store_keeps_each_summary_once_and_refuses_an_id_with_other_co
 
 @pytest.fixture
 async def secured(platform_settings: Settings) -> AsyncIterator[Platform]:
-    settings = platform_settings.model_copy(update={"auth": "on", "refusals_flush_s": FLUSH_S})
+    settings = platform_settings.model_copy(
+        update={"auth": "on", "refusals_flush_s": FLUSH_S, **SLOW_REFILL}
+    )
     async with started(settings) as running:
         yield running
 
@@ -182,7 +186,7 @@ async def test_refusals_made_while_the_bus_is_away_are_stored_once_it_is_back(
     platform_settings: Settings, nats: NatsServerProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="services.gateway.refusals")
-    settings = platform_settings.model_copy(update={"refusals_flush_s": FLUSH_S})
+    settings = platform_settings.model_copy(update={"refusals_flush_s": FLUSH_S, **SLOW_REFILL})
     async with started(settings) as platform, client_at(platform, "10.0.0.7") as client:
         assert platform.store is not None
         nats.stop()
@@ -214,7 +218,7 @@ async def test_refusals_made_while_the_bus_is_away_are_stored_once_it_is_back(
 async def test_refusals_of_the_last_moments_are_published_at_stop(
     platform_settings: Settings,
 ) -> None:
-    settings = platform_settings.model_copy(update={"refusals_flush_s": 3600.0})
+    settings = platform_settings.model_copy(update={"refusals_flush_s": 3600.0, **SLOW_REFILL})
     async with started(settings) as platform, client_at(platform, "10.0.0.8") as client:
         answers = [(await client.get("/v1/whoami")).status_code for _ in range(30)]
         refused = answers.count(429)
