@@ -83,7 +83,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         file="traffic.json",
         title="Air Paradis: traffic and latency",
         description="Predictions per minute, latency from submission to score, infer batch "
-        "sizes, by model version.",
+        "sizes, by model version; requests refused for their rate (429).",
         time_from="now-6h",
         refresh="30s",
         tags=("traffic",),
@@ -111,6 +111,16 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 min=0,
             ),
             Panel("traffic_by_version", "By model version", "table"),
+            Panel(
+                "refused_per_minute",
+                "Requests refused for their rate (429)",
+                "timeseries",
+                width=24,
+                legend="${__field.labels.rate_limit} by ${__field.labels.refused_by}",
+                bars=True,
+                interval="1m",
+                min=0,
+            ),
         ),
     ),
     Dashboard(

@@ -84,6 +84,12 @@ TABLES: dict[str, Holding] = {
         "and last use",
         "the key's name when it names a person",
     ),
+    "refusals": Holding(
+        "requests the rate limits refused (429), summed per gateway, window of about "
+        "`AIRPARADIS_REFUSALS_FLUSH_S`, limit, kind of bucket and key name; never the client "
+        "address",
+        "the key's name when it names a person",
+    ),
     "schema_migrations": Holding("the migrations applied", "none"),
 }
 
@@ -120,6 +126,10 @@ def stream_holdings(settings: Settings) -> dict[str, Holding]:
             + ("none (text not kept)" if mode == "none" else _TEXT[mode]),
         ),
         subjects.STREAM_MODELS: Holding("model promotions and thresholds", "none"),
+        subjects.STREAM_GATEWAY: Holding(
+            "the gateways' summaries of the requests their rate limits refused",
+            "API key names (never a client address), as in the refusals table",
+        ),
         subjects.STREAM_DLQ: Holding(
             "messages no worker could process, with the reason",
             f"the first {settings.dead_letter_keep_bytes:,} bytes of each, "
@@ -177,7 +187,7 @@ def settings_block(settings: Settings) -> str:
             "AIRPARADIS_OWN_HANDLES",
         ),
         (
-            "Rows of predictions, reports, alerts and thresholds",
+            "Rows of predictions, reports, alerts, thresholds and refusals",
             f"{settings.retention_days} days",
             "AIRPARADIS_RETENTION_DAYS",
         ),

@@ -32,6 +32,7 @@ from services.gateway.alerts import AlertWatcher
 from services.gateway.app import create_app
 from services.gateway.context import Gateway
 from services.gateway.limits import RateLimiter
+from services.gateway.refusals import RefusalReporter
 from services.gateway.replies import ReplyWaiter
 from services.infer import handler as infer
 from services.preprocess.handler import PreprocessHandler
@@ -125,6 +126,7 @@ class Platform:
     gateway: FastAPI | None = None
     checks: Checks | None = None
     consumers: ConsumerWatch | None = None
+    refusals: RefusalReporter | None = None
     clock: alerter.Clock = alerter.utc_now
     stages: list[BatchStage] = field(default_factory=list)
     _reader: ChdbStore | None = None
@@ -200,6 +202,8 @@ class Platform:
             self._background(self.checks.run_forever(), "checks")
         if self.consumers is not None:
             self._background(self.consumers.run_forever(), "consumer-watch")
+        if self.refusals is not None:
+            self._background(self.refusals.run_forever(), "refusals")
         # Every subscription is registered at the server before the process says it runs.
         await nc.flush(timeout=10)
 
@@ -327,6 +331,15 @@ class Platform:
                 ),
                 (
                     "store",
+                    subjects.DURABLE_STORE_REFUSALS,
+                    subjects.GATEWAY_REFUSED,
+                    subjects.STREAM_GATEWAY,
+                    handlers[subjects.DURABLE_STORE_REFUSALS],
+                    size,
+                    linger,
+                ),
+                (
+                    "store",
                     subjects.DURABLE_STORE_REFERENCES,
                     subjects.MODELS_PROMOTED,
                     subjects.STREAM_MODELS,
@@ -382,6 +395,13 @@ class Platform:
         alerts = AlertWatcher()
         alerts.register(self.broker, self.streams.alerts)
         self.consumers = ConsumerWatch(nc, self.settings.stall_after_s)
+        limiter = RateLimiter.of(self.settings)
+        self.refusals = RefusalReporter(
+            limiter.unreported,
+            self.broker,
+            every_s=self.settings.refusals_flush_s,
+            timeout_s=self.settings.publish_timeout_s,
+        )
         context = Gateway(
             settings=self.settings,
             nc=nc,
@@ -390,7 +410,7 @@ class Platform:
             repository=self.repository,
             replies=replies,
             keys=KeyRing(self.repository.store),
-            limiter=RateLimiter.of(self.settings),
+            limiter=limiter,
             alerts=alerts,
             consumers=self.consumers,
         )
@@ -439,6 +459,8 @@ class Platform:
             await asyncio.wait(stage_tasks, timeout=10.0)
         await cancel_all(self._tasks)
         self._tasks.clear()
+        if self.refusals is not None:  # the last summary, while the bus is still here
+            await self.refusals.stop()
         for subscription in [*self._reads, *self._subscriptions]:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

@@ -277,6 +277,7 @@ class Streams:
         self.feedback = stream(subjects.STREAM_FEEDBACK, max_msg_size=max_msg)
         self.alerts = stream(subjects.STREAM_ALERTS)
         self.models = stream(subjects.STREAM_MODELS)
+        self.gateway = stream(subjects.STREAM_GATEWAY)
         self.dlq = stream(
             subjects.STREAM_DLQ,
             max_msgs=settings.dlq_max_messages,
@@ -285,7 +286,7 @@ class Streams:
         )
 
     def all(self) -> list[JStream]:
-        return [self.tweets, self.feedback, self.alerts, self.models, self.dlq]
+        return [self.tweets, self.feedback, self.alerts, self.models, self.gateway, self.dlq]
 
 
 async def declare_streams(broker: NatsBroker, streams: Streams) -> None:
@@ -307,13 +308,17 @@ async def publish_event(
     *,
     msg_id: str,
     stream: str | None = None,
+    ack_within_s: float | None = None,
 ) -> None:
-    """Publish on JetStream with a Nats-Msg-Id, so a re-publish after a crash is dropped."""
+    """Publish on JetStream with a Nats-Msg-Id, so a re-publish after a crash is dropped;
+    `ack_within_s`: how long to wait for JetStream's acknowledgement (None: the client's
+    default)."""
     await broker.publish(
         event.model_dump(mode="json"),
         subject,
         headers={MSG_ID_HEADER: msg_id},
         stream=stream,
+        timeout=ack_within_s,
     )
 
 

@@ -31,6 +31,7 @@ from shared.messages import (
     FeedbackReported,
     ForgetRequested,
     ModelPromoted,
+    RequestsRefused,
     ShadowScored,
     StoreInsertRequested,
     StoreQueryRequested,
@@ -118,6 +119,14 @@ CHANNELS: tuple[Channel, ...] = (
         "send",
         "The live precision estimate of the serving version every check round, and the "
         "threshold infer applies from then on.",
+    ),
+    Channel(
+        subjects.GATEWAY_REFUSED,
+        RequestsRefused,
+        "send",
+        "Internal: the requests a gateway refused for their rate (429), summed per limit, kind "
+        "of bucket and key name over a window, one message every refusals_flush_s while there "
+        "are any; the store keeps them in the refusals table (Grafana). No client address.",
     ),
     Channel(
         f"{subjects.DLQ_PREFIX}>",

@@ -334,6 +334,70 @@ class ThresholdSet(Event):
     reason: str
 
 
+LimitName = Literal["api", "feedback"]
+Who = Literal["key", "address"]
+# Counts in one summary at most (about 130 bytes each): more wait for the next summary.
+MAX_REFUSAL_COUNTS = 256
+
+
+class RefusalCount(BaseModel):
+    """Requests refused for one limit, by one kind of bucket, in a window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: LimitName = Field(
+        description="api (predict, explain, monitor, keys) or feedback (wrong-prediction reports)."
+    )
+    who: Who = Field(
+        description="Whose bucket was empty: the API key's, or the client address's (counted "
+        "before the key is read)."
+    )
+    key_name: str = Field(
+        "",
+        max_length=64,
+        pattern=f"^$|{KEY_NAME_PATTERN}",
+        description="The key's name when its own bucket refused; '' for a refusal by client "
+        "address (the address itself never travels: it is personal data).",
+    )
+    count: int = Field(ge=1, description="Requests refused.")
+
+    @model_validator(mode="after")
+    def _key_only_by_key(self) -> RefusalCount:
+        if (self.who == "key") != bool(self.key_name):
+            raise ValueError("key_name names the key of a refusal by key, and only then")
+        return self
+
+
+class RequestsRefused(Event):
+    """gateway.refused: the requests one gateway refused for their rate (429) in a window, summed
+    per limit, per kind of bucket and per key name. Published every refusals_flush_s while
+    there are refusals to report; the store keeps them in the refusals table (Grafana)."""
+
+    id: EventId = Field(
+        description="<gateway>-<window number>: also the Nats-Msg-Id, so a retry of the same "
+        "window is stored once."
+    )
+    gateway: EventId = Field(description="The gateway instance that refused (one per process).")
+    window_start: datetime = Field(description="The first refusal counted here, UTC.")
+    window_end: datetime = Field(description="When the window was closed, UTC.")
+    counts: list[RefusalCount] = Field(min_length=1, max_length=MAX_REFUSAL_COUNTS)
+
+    @model_validator(mode="after")
+    def _one_window(self) -> RequestsRefused:
+        if self.window_start.tzinfo is None or self.window_end.tzinfo is None:
+            raise ValueError("window_start and window_end must carry a time zone (UTC is fine)")
+        if self.window_end < self.window_start:
+            raise ValueError("window_end is before window_start")
+        keys = [(c.limit, c.who, c.key_name) for c in self.counts]
+        if len(set(keys)) != len(keys):
+            raise ValueError("counts name the same limit, who and key_name more than once")
+        return self
+
+    @property
+    def total(self) -> int:
+        return sum(c.count for c in self.counts)
+
+
 class ExplainRequested(Event):
     """Which words push this tweet toward positive or negative? (request-reply, not stored)"""
 

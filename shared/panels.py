@@ -1,12 +1,14 @@
 """The figures of the dashboards, each written once as a named query in Grafana-macro SQL
-(shared/grafana_sql.py): traffic, latency, batch sizes, error rate, reports, alerts, positive
-rate, live precision and the threshold in use, and the PSI queries of shared/drift.py.
+(shared/grafana_sql.py): traffic, latency, batch sizes, requests refused for their rate, error
+rate, reports, alerts, positive rate, live precision and the threshold in use, and the PSI
+queries of shared/drift.py.
 airparadis/dashboards.py renders the dashboards from `QUERIES`; the functions below run the same
 queries for the /monitor page and the alerter's checks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypedDict
@@ -30,7 +32,7 @@ _SERVED = (
 )
 # The correct label users gave each reported prediction (the latest report wins).
 _CORRECTED = (
-    "(SELECT prediction_id, argMax(ifNull(correct_label, ''), reported_at) AS correct_label "
+    "(SELECT prediction_id, argMax(ifNull(correct_label, ''), reported_at) AS truth "
     "FROM feedback FINAL WHERE correct_label IS NOT NULL GROUP BY prediction_id)"
 )
 # A prediction's language as the dashboards show it: its code, or why there is none.
@@ -112,6 +114,19 @@ _QUERIES: tuple[PanelQuery, ...] = (
         "GROUP BY model_version\nORDER BY last_seen DESC",
         "table",
         "Predictions, latency and batch size of each model version over the range.",
+    ),
+    PanelQuery(
+        "refused_per_minute",
+        "SELECT\n    $__timeInterval(window_end) AS t,\n    rate_limit,\n"
+        "    if(who = 'key', concat('key ', key_name), 'client address') AS refused_by,\n"
+        "    sum(refused) * 60 / $__interval_s AS refused_per_minute\n"
+        "FROM refusals FINAL\nWHERE $__timeFilter_ms(window_end)\n"
+        "GROUP BY t, rate_limit, refused_by\nORDER BY t, rate_limit, refused_by",
+        "time_series",
+        "Requests the gateways refused with a 429 (rate limit), per minute: by limit (api: "
+        "predict, explain, monitor, keys; feedback: reports) and by whose bucket was empty, an "
+        "API key (named) or a client address (never named). Each gateway sums its refusals and "
+        "sends them every AIRPARADIS_REFUSALS_FLUSH_S (10 s).",
     ),
     PanelQuery(
         "error_rate",
@@ -232,9 +247,9 @@ _QUERIES: tuple[PanelQuery, ...] = (
         "    count() AS tweets,\n    avg(s.label = p.label) AS agreement,\n"
         "    avg(p.label = 'positive') AS champion_positive_rate,\n"
         "    avg(s.label = 'positive') AS challenger_positive_rate,\n"
-        "    countIf(f.correct_label != '') AS reported,\n"
-        "    countIf(f.correct_label != '' AND p.label = f.correct_label) AS champion_right,\n"
-        "    countIf(f.correct_label != '' AND s.label = f.correct_label) AS challenger_right\n"
+        "    countIf(f.truth != '') AS reported,\n"
+        "    countIf(f.truth != '' AND p.label = f.truth) AS champion_right,\n"
+        "    countIf(f.truth != '' AND s.label = f.truth) AS challenger_right\n"
         f"FROM shadow_predictions AS s FINAL\nINNER JOIN {_SERVED} AS p ON p.id = s.prediction_id\n"
         f"LEFT JOIN {_CORRECTED} AS f ON f.prediction_id = s.prediction_id\n"
         "WHERE $__timeFilter_ms(s.scored_at)\n"
@@ -509,3 +524,12 @@ def compare_live(
             }
         )
     return comparisons
+
+
+def refused_totals(store: Store, since: datetime, until: datetime) -> dict[str, int]:
+    """Requests every gateway refused for their rate in the window, as stored (the Grafana
+    panel's query, a bucket a minute): {total, api, feedback}."""
+    per_limit: Counter[str] = Counter()
+    for row in run_query(store, "refused_per_minute", since, until, interval_s=60):
+        per_limit[row["rate_limit"]] += round(row["refused_per_minute"])
+    return {"total": per_limit.total(), "api": per_limit["api"], "feedback": per_limit["feedback"]}

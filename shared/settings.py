@@ -323,6 +323,12 @@ class Settings(BaseSettings):
     feedback_rate_burst: int = Field(
         3, ge=1, description="Reports each key and address may send at once before the rate."
     )
+    refusals_flush_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often the gateway publishes the requests its rate limits refused since "
+        "its last summary (one message, stored for Grafana), seconds; a last one at shutdown.",
+    )
 
     @field_validator("alert_to", "own_handles", "data_languages", mode="before")
     @classmethod

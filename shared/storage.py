@@ -28,6 +28,7 @@ from shared.messages import (
     FeedbackReported,
     LanguageGuess,
     PredictionSnapshot,
+    RequestsRefused,
     ShadowScored,
     ThresholdSet,
     TweetScored,
@@ -41,9 +42,9 @@ log = logging.getLogger(__name__)
 DEFAULT_DATABASE = "airparadis"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
 
-Table = Literal["predictions", "feedback", "alerts", "thresholds", "shadow_predictions"]
+Table = Literal["predictions", "feedback", "alerts", "thresholds", "shadow_predictions", "refusals"]
 TABLES: frozenset[str] = frozenset(
-    {"predictions", "feedback", "alerts", "thresholds", "shadow_predictions"}
+    {"predictions", "feedback", "alerts", "thresholds", "shadow_predictions", "refusals"}
 )
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -638,6 +639,31 @@ def threshold_row(event: ThresholdSet) -> dict[str, Any]:
     return row
 
 
+def refusal_rows(event: RequestsRefused) -> list[dict[str, Any]]:
+    """The `refusals` rows of a summary: one per limit, kind of bucket and key name."""
+    return [
+        {
+            "id": event.id,
+            "gateway": event.gateway,
+            "window_start": as_utc(event.window_start),
+            "window_end": as_utc(event.window_end),
+            "rate_limit": count.limit,
+            "who": count.who,
+            "key_name": count.key_name,
+            "refused": count.count,
+        }
+        for count in event.counts
+    ]
+
+
+RefusalCounts = frozenset[tuple[str, str, str, int]]
+
+
+def refusal_counts(rows: Sequence[Mapping[str, Any]]) -> RefusalCounts:
+    """What makes a summary the same summary: its (rate_limit, who, key_name, refused) rows."""
+    return frozenset((r["rate_limit"], r["who"], r["key_name"], int(r["refused"])) for r in rows)
+
+
 _GET_PREDICTION = """
 SELECT text, label, probability, threshold, model_name, model_version, scored_at, latency_ms,
        language, language_confidence, language_status, reliable, reliability_note
@@ -650,7 +676,8 @@ LIMIT 1
 
 # What makes an event the same event: a re-publish of its id with other values in these
 # columns is another event trying to take the id, and is refused. (Under text_storage=none the
-# text is "": the features still tell two tweets apart.)
+# text is "": the features still tell two tweets apart.) A refusals summary is several rows under
+# one id: it is compared whole (stored_refusals).
 IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "predictions": ("text", "source", "length", "n_words"),
     "feedback": ("prediction_id", "correct_label", "comment"),
@@ -727,6 +754,19 @@ class PredictionRepository:
                 )
         return Sorted(new, again, conflicts)
 
+    async def stored_refusals(self, ids: Sequence[str]) -> dict[str, RefusalCounts]:
+        """The counts stored under each of these summary ids (ids not stored are left out)."""
+        rows = await asyncio.to_thread(
+            self._store.query,
+            "SELECT id, rate_limit, who, key_name, refused FROM refusals"
+            " WHERE id IN {ids:Array(String)}",
+            {"ids": sorted(set(ids))},
+        )
+        by_id: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_id.setdefault(row["id"], []).append(row)
+        return {summary: refusal_counts(found) for summary, found in by_id.items()}
+
     async def get_prediction(self, prediction_id: str) -> PredictionSnapshot | None:
         """The prediction as it was served, or None if it is unknown (or expired)."""
         rows = await asyncio.to_thread(self._store.query, _GET_PREDICTION, {"id": prediction_id})
@@ -760,7 +800,8 @@ class PredictionRepository:
         return rows == [{"ok": 1}]
 
     async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        """Insert rows built by prediction_row, feedback_row, alert_row or threshold_row."""
+        """Insert rows built by prediction_row, feedback_row, alert_row, threshold_row or
+        refusal_rows."""
         await self._insert(table, rows)
 
     async def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -11,6 +11,9 @@ FEEDBACK_REPORTED = "feedback.reported"
 ALERTS_RAISED = "alerts.raised"
 MODELS_PROMOTED = "models.promoted"
 MODELS_THRESHOLD = "models.threshold"
+# The gateway's summary of the requests its rate limits refused, one per window (not per
+# request: a flood of refusals must not become a flood of messages).
+GATEWAY_REFUSED = "gateway.refused"
 
 DLQ_PREFIX = "dlq."
 
@@ -19,12 +22,14 @@ STREAM_TWEETS = "TWEETS"
 STREAM_FEEDBACK = "FEEDBACK"
 STREAM_ALERTS = "ALERTS"
 STREAM_MODELS = "MODELS"
+STREAM_GATEWAY = "GATEWAY"
 STREAM_DLQ = "DLQ"
 STREAMS: dict[str, list[str]] = {
     STREAM_TWEETS: ["tweets.>"],
     STREAM_FEEDBACK: ["feedback.>"],
     STREAM_ALERTS: ["alerts.>"],
     STREAM_MODELS: ["models.>"],
+    STREAM_GATEWAY: ["gateway.>"],
     STREAM_DLQ: ["dlq.>"],
 }
 
@@ -38,6 +43,7 @@ DURABLE_STORE_FEEDBACK = "store-feedback"
 DURABLE_STORE_ALERTS = "store-alerts"
 DURABLE_STORE_REFERENCES = "store-references"
 DURABLE_STORE_THRESHOLDS = "store-thresholds"
+DURABLE_STORE_REFUSALS = "store-refusals"
 DURABLE_ALERTER = "alerter"
 DURABLE_MAILER = "alerter-mailer"
 

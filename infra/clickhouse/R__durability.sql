@@ -16,3 +16,4 @@ ALTER TABLE {database}.operating_curve MODIFY SETTING fsync_after_insert = {fsyn
 ALTER TABLE {database}.api_keys MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};
 ALTER TABLE {database}.audit MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};
 ALTER TABLE {database}.shadow_predictions MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};
+ALTER TABLE {database}.refusals MODIFY SETTING fsync_after_insert = {fsync}, fsync_part_directory = {fsync};

@@ -7,3 +7,4 @@ ALTER TABLE {database}.feedback MODIFY TTL reported_at + INTERVAL {retention_day
 ALTER TABLE {database}.alerts MODIFY TTL raised_at + INTERVAL {retention_days} DAY;
 ALTER TABLE {database}.thresholds MODIFY TTL estimated_at + INTERVAL {retention_days} DAY;
 ALTER TABLE {database}.shadow_predictions MODIFY TTL scored_at + INTERVAL {retention_days} DAY;
+ALTER TABLE {database}.refusals MODIFY TTL window_end + INTERVAL {retention_days} DAY;

@@ -69,8 +69,9 @@ S = subjects
 USERS: tuple[ServiceUser, ...] = (
     ServiceUser(
         "gateway",
-        "HTTP gateway: submits tweets and reports, waits for answers, asks infer",
-        publishes=(S.TWEETS_SUBMITTED, S.FEEDBACK_REPORTED),
+        "HTTP gateway: submits tweets and reports, waits for answers, asks infer, sums the "
+        "requests its rate limits refused",
+        publishes=(S.TWEETS_SUBMITTED, S.FEEDBACK_REPORTED, S.GATEWAY_REFUSED),
         consumes=(Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS),),
         requests=(S.EXPLAIN_REQUESTED, S.INFER_STATUS, S.STORE_QUERY),
         subscribes=(S.PRIVACY_ERASED,),  # drops erased predictions from its memory
@@ -105,7 +106,8 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "store",
-        "worker: scored tweets, reports, alerts, thresholds and drift references -> ClickHouse",
+        "worker: scored tweets, reports, alerts, thresholds, drift references and rate-limit "
+        "refusals -> ClickHouse",
         consumes=(
             Consumes(S.TWEETS_SCORED, S.STREAM_TWEETS, S.DURABLE_STORE_PREDICTIONS),
             Consumes(S.TWEETS_SHADOW_SCORED, S.STREAM_TWEETS, S.DURABLE_STORE_SHADOW),
@@ -113,6 +115,7 @@ USERS: tuple[ServiceUser, ...] = (
             Consumes(S.ALERTS_RAISED, S.STREAM_ALERTS, S.DURABLE_STORE_ALERTS),
             Consumes(S.MODELS_PROMOTED, S.STREAM_MODELS, S.DURABLE_STORE_REFERENCES),
             Consumes(S.MODELS_THRESHOLD, S.STREAM_MODELS, S.DURABLE_STORE_THRESHOLDS),
+            Consumes(S.GATEWAY_REFUSED, S.STREAM_GATEWAY, S.DURABLE_STORE_REFUSALS),
         ),
         publishes=(S.PRIVACY_ERASED,),
         answers=(

@@ -10,10 +10,12 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.gateway.refusals import RefusalTally, gateway_instance
+from shared.messages import LimitName, Who
 from shared.settings import Settings
 
 Clock = Callable[[], float]
@@ -58,8 +60,6 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate_per_s
 
 
-LimitName = Literal["api", "feedback"]
-Who = Literal["key", "address"]
 # Buckets kept at most; the least recently used go first (a forgotten client starts full).
 MAX_BUCKETS = 100_000
 
@@ -82,8 +82,9 @@ class RateLimited(Exception):
 
 
 class RateLimiter:
-    """One token bucket per limit (api, feedback), per API key and per client address; and
-    the count of requests refused since the start."""
+    """One token bucket per limit (api, feedback), per API key and per client address; the
+    count of requests refused since the start (/monitor); and those not yet published for the
+    store (`unreported`, services/gateway/refusals.py), by key name but never by address."""
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class RateLimiter:
         self._max_buckets = max_buckets
         self._buckets: OrderedDict[tuple[LimitName, Who, str], TokenBucket] = OrderedDict()
         self.refused: Counter[tuple[LimitName, Who]] = Counter()
+        self.unreported = RefusalTally(gateway_instance())
         self.since = datetime.now(UTC)
 
     @classmethod
@@ -125,6 +127,8 @@ class RateLimiter:
         wait = bucket.take()
         if wait > 0:
             self.refused[(limit, who)] += 1
+            # An address is personal data: what leaves the process names a key or no one.
+            self.unreported.count(limit, who, identity if who == "key" else "")
             raise RateLimited(limit, who, wait, rule)
 
     def totals(self) -> dict[str, Any]:

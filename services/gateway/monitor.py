@@ -14,6 +14,7 @@ from shared.panels import (
     model_versions,
     over_time,
     recent_alerts,
+    refused_totals,
     run_query,
 )
 from shared.storage import Store
@@ -36,7 +37,8 @@ def monitor_figures(
     store: Store, model_name: str, hours: int, model_version: str | None
 ) -> dict[str, Any]:
     """Traffic, latency, error rate, positive rate, live precision and the threshold in use,
-    reported wrong labels, drift and alerts over the last hours."""
+    reported wrong labels, drift, alerts and the requests refused for their rate (all gateways,
+    as stored) over the last hours."""
     # Up to the end of the current minute: time filters work in whole seconds, and the last
     # tweets, scored a moment ago, must count.
     until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -69,6 +71,7 @@ def monitor_figures(
         "languages": {},
         "language_totals": [],
         "unreliable_share": [],
+        "rate_limited_stored": refused_totals(store, since, until),
     }
     if version is None:
         return figures

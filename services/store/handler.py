@@ -1,7 +1,6 @@
-"""tweets.scored, tweets.shadow_scored, feedback.reported, alerts.raised, models.threshold ->
-ClickHouse, a batch per
-insert (and, on models.promoted, the champion's drift reference and operating curve:
-services/store/references.py).
+"""tweets.scored, tweets.shadow_scored, feedback.reported, alerts.raised, models.threshold,
+gateway.refused -> ClickHouse, a batch per insert (and, on models.promoted, the champion's drift
+reference and the champion's and challenger's operating curves: services/store/references.py).
 
 Text is written as the `text_storage` setting keeps it (shared/scrub.py): the store is the last
 guard, whatever an upstream app published. Each subject has its own durable consumer. A batch
@@ -25,8 +24,10 @@ from shared import subjects
 from shared.bus import RetryLater
 from shared.jetstream import Outcome, decode_batch
 from shared.messages import (
+    MAX_REFUSAL_COUNTS,
     AlertRaised,
     FeedbackReported,
+    RequestsRefused,
     ShadowScored,
     ThresholdSet,
     TweetScored,
@@ -38,6 +39,8 @@ from shared.storage import (
     alert_row,
     feedback_row,
     prediction_row,
+    refusal_counts,
+    refusal_rows,
     shadow_row,
     threshold_row,
 )
@@ -48,6 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 EventT = TypeVar("EventT", bound=BaseModel)
 WORKER = "store"
+# A refusals summary holds at most MAX_REFUSAL_COUNTS counts of about 130 bytes each: whatever
+# max_message_kb says of tweets, a valid one is never too large.
+MAX_SUMMARY_BYTES = MAX_REFUSAL_COUNTS * 512
 
 
 class StoreHandler(Generic[EventT]):
@@ -83,6 +89,43 @@ class StoreHandler(Generic[EventT]):
         return outcome
 
 
+class RefusalStore:
+    """gateway.refused -> refusals: the rows of each summary not stored yet. A summary is several
+    rows under one id, so it is compared whole: stored with the same counts, it adds nothing (a
+    redelivery, a gateway's retry); with other counts, it is refused."""
+
+    def __init__(self, repository: PredictionRepository) -> None:
+        self.repository = repository
+
+    async def __call__(self, batch: Sequence[Msg]) -> Outcome:
+        events, rejected = decode_batch(batch, RequestsRefused, MAX_SUMMARY_BYTES)
+        outcome = Outcome(rejected=rejected)
+        if not events:
+            return outcome
+        try:
+            stored = await self.repository.stored_refusals([event.id for _, event in events])
+        except Exception as error:
+            raise RetryLater(f"ClickHouse did not answer for the refusals: {error}") from error
+        new_rows: list[dict[str, Any]] = []
+        for index, event in events:
+            rows = refusal_rows(event)
+            counts = refusal_counts(rows)
+            known = stored.get(event.id)
+            if known is None:
+                stored[event.id] = counts  # the same summary twice in a batch: stored once
+                new_rows += rows
+            elif known != counts:
+                outcome.rejected[index] = (
+                    f"id {event.id!r} is already stored in refusals with other counts; an id "
+                    "names one window of one gateway for good"
+                )
+        try:
+            await self.repository.insert("refusals", new_rows)
+        except Exception as error:
+            raise RetryLater(f"ClickHouse did not take the refusals: {error}") from error
+        return outcome
+
+
 def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, Any]:
     """The store's batch handler for each durable consumer."""
     max_bytes = settings.max_message_kb * 1024
@@ -112,4 +155,5 @@ def handlers(repository: PredictionRepository, settings: Settings) -> dict[str, 
         subjects.DURABLE_STORE_SHADOW: StoreHandler(
             repository, "shadow_predictions", ShadowScored, shadow_row, max_bytes
         ),
+        subjects.DURABLE_STORE_REFUSALS: RefusalStore(repository),
     }

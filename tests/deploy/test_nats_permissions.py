@@ -102,6 +102,8 @@ ALLOWED_PUBLISHES = [
     ("gateway", S.TWEETS_SUBMITTED),
     ("gateway", S.FEEDBACK_REPORTED),
     ("gateway", S.EXPLAIN_REQUESTED),
+    ("gateway", S.GATEWAY_REFUSED),  # its summary of the requests it refused for their rate
+    ("store", S.dead_letter_subject(S.GATEWAY_REFUSED)),
     ("preprocess", S.TWEETS_PREPROCESSED),
     ("preprocess", S.dead_letter_subject(S.TWEETS_SUBMITTED)),
     ("preprocess", f"{S.REPLY_PREFIX}.abc.t-1"),
@@ -133,6 +135,9 @@ FORBIDDEN_PUBLISHES = [
     ("trainer", S.TWEETS_SUBMITTED),
     ("upstream", S.MODELS_PROMOTED),
     ("upstream", S.TWEETS_SCORED),
+    ("upstream", S.GATEWAY_REFUSED),  # no one but the gateway counts its refusals
+    ("store", S.GATEWAY_REFUSED),
+    ("gateway", S.dead_letter_subject(S.GATEWAY_REFUSED)),
     ("store", "_INBOX.airparadis.abc.t-1"),  # only preprocess and infer answer callers
     ("gateway", f"$KV.{S.KV_ALERTER}.wrong_predictions.window"),
     ("store", "$JS.API.STREAM.DELETE.TWEETS"),

@@ -3,12 +3,14 @@
 The permission table must be tight, but never too tight: a refused publish or subscription
 makes a worker fail at start or lose its answers. Here every worker and the gateway run in their
 own Platform, each with its user's credentials, against a nats-server started with the rendered
-accounts; a tweet, an explanation, three reports (one alert email), a dead letter and a model
-promotion go through, and the server must log no permission violation at all.
+accounts; a tweet, an explanation, three reports (one alert email), a dead letter, a model
+promotion and requests refused for their rate (the gateway's summary, stored) go through, and
+the server must log no permission violation at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -100,6 +102,8 @@ async def test_pipeline_runs_with_each_service_as_its_own_nats_user(
                 "batch_max_wait_ms": 10,
                 "store_flush_ms": 50,
                 "ack_wait_s": 3.0,
+                "refusals_flush_s": 0.2,
+                "rate_limit_per_s": 1.0,  # 30 quick calls run the bucket dry, however slow
             }
         )
 
@@ -169,16 +173,25 @@ async def test_pipeline_runs_with_each_service_as_its_own_nats_user(
             await trainer.stop()
             await eventually(lambda: len(model_acks) >= 1, what="infer acking the promotion")
 
+            # Requests refused for their rate: summed by the gateway, stored by the store.
+            answers = [(await http.get("/v1/whoami")).status_code for _ in range(30)]
+            refused = answers.count(429)
+            assert refused > 0, answers
+
             repository = gateway.repository
             assert repository is not None
 
             async def stored() -> bool:
+                counted = await asyncio.to_thread(
+                    repository.store.query, "SELECT sum(refused) AS n FROM refusals FINAL"
+                )
                 return (
                     await repository.count("predictions") >= 3
                     and await repository.count("feedback") == 3
                     and await repository.count("alerts") == 1
+                    and counted == [{"n": refused}]
                 )
 
-            await eventually(stored, what="predictions, reports and the alert stored")
+            await eventually(stored, what="predictions, reports, the alert and refusals stored")
 
     assert nats_accounts.violations() == []

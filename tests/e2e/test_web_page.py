@@ -193,6 +193,7 @@ def test_monitor_page_draws_the_traffic_of_the_last_hour(
     sign_in(page, ops)
     page.wait_for_function("document.querySelector('#updated').textContent.length > 0")
     assert page.locator("#rate-limited").inner_text().startswith("0 (")
+    assert page.locator("#rate-limited-stored").inner_text().startswith("0 (")
 
     assert page.locator("#hours").input_value() == "1"
     assert page.locator("#error").is_hidden()

@@ -208,7 +208,7 @@ class StoreContract:
     def test_inserts_fsync_by_default_and_the_setting_turns_it_off_at_the_next_start(
         self, store: Store, connect: Callable[[], Store]
     ) -> None:
-        tables = ("predictions", "feedback", "alerts", "thresholds")
+        tables = ("predictions", "feedback", "alerts", "thresholds", "refusals")
         for table in tables:
             [create] = store.query(f"SHOW CREATE TABLE {table}")
             assert "fsync_after_insert = 1" in create["statement"], create["statement"]
@@ -226,7 +226,7 @@ class StoreContract:
         restarted = connect()
 
         assert apply_migrations(restarted, 30) == ["R__retention_ttl"]
-        for table in ("predictions", "feedback", "alerts"):
+        for table in ("predictions", "feedback", "alerts", "thresholds", "refusals"):
             [create] = restarted.query(f"SHOW CREATE TABLE {table}")
             assert "toIntervalDay(30)" in create["statement"], create["statement"]
         assert apply_migrations(connect(), 30) == []

@@ -29,6 +29,7 @@ from shared.drift import (
     save_reference,
 )
 from shared.grafana_sql import TimeWindow, run_sql
+from shared.messages import RefusalCount, RequestsRefused
 from shared.panels import (
     RECENT_ROWS,
     error_rate,
@@ -37,7 +38,7 @@ from shared.panels import (
     recent_alerts,
     run_query,
 )
-from shared.storage import ChdbStore, Store, apply_migrations
+from shared.storage import ChdbStore, Store, apply_migrations, refusal_rows
 from tests.drift import has_reference, reference_shares
 
 pytestmark = pytest.mark.integration
@@ -141,6 +142,31 @@ def _language(version: str, hour: int, i: int) -> dict[str, Any]:
     return {"language": "en", "language_confidence": 0.99, "language_status": "detected"}
 
 
+CHALLENGER = "4"
+
+
+def _shadow(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The challenger scored hour B of the serving version in shadow: it agrees with the
+    champion but calls every tenth tweet negative where the champion said positive."""
+    rows = []
+    for k, p in enumerate(q for q in predictions if q["id"].startswith(f"v{SERVING}-h1-")):
+        flip = k % 10 == 0 and p["label"] == "positive"
+        rows.append(
+            {
+                "id": f"{CHALLENGER}-{p['id']}",
+                "prediction_id": p["id"],
+                "model_name": MODEL,
+                "model_version": CHALLENGER,
+                "label": "negative" if flip else p["label"],
+                "probability": 0.1 if flip else p["probability"],
+                "threshold": 0.5,
+                "submitted_at": p["submitted_at"],
+                "scored_at": p["scored_at"] + timedelta(milliseconds=5),
+            }
+        )
+    return rows
+
+
 def _label_of(row: dict[str, Any]) -> str:
     """A prediction's language as the dashboards name it (shared/panels.py LANGUAGE_LABEL)."""
     status = row["language_status"]
@@ -217,6 +243,40 @@ ALERTS = [
 ]
 
 
+def _summary(gateway: str, number: int, end: datetime, *counts: RefusalCount) -> RequestsRefused:
+    return RequestsRefused(
+        id=f"{gateway}-{number}",
+        gateway=gateway,
+        window_start=end - timedelta(seconds=9),
+        window_end=end,
+        counts=list(counts),
+    )
+
+
+def _refused(limit: str, key_name: str, count: int) -> RefusalCount:
+    """Refused by the key's bucket when it is named, else by the client address's."""
+    who = "key" if key_name else "address"
+    return RefusalCount.model_validate(
+        {"limit": limit, "who": who, "key_name": key_name, "count": count}
+    )
+
+
+# Two gateways. Hour A, 10:03: api by client address 5 + 3, feedback by key crm 2 + 1; hour B,
+# 11:30: api by key crm 7.
+REFUSALS = [
+    _summary(
+        "gw-a",
+        0,
+        START + timedelta(minutes=3, seconds=10),
+        _refused("api", "", 5),
+        _refused("feedback", "crm", 2),
+    ),
+    _summary("gw-a", 1, START + timedelta(minutes=3, seconds=20), _refused("api", "", 3)),
+    _summary("gw-b", 0, START + timedelta(minutes=3, seconds=40), _refused("feedback", "crm", 1)),
+    _summary("gw-a", 2, START + HOUR + timedelta(minutes=30), _refused("api", "crm", 7)),
+]
+
+
 @pytest.fixture(scope="module")
 def seeded_database(chdb_folder: Path) -> Iterator[tuple[str, Seeded]]:
     """A database of this module, migrated and seeded once; its stores are closed at once."""
@@ -243,6 +303,11 @@ def seeded_database(chdb_folder: Path) -> Iterator[tuple[str, Seeded]]:
         store.insert("alerts", alerts)
         store.insert("thresholds", THRESHOLDS)
         store.insert("thresholds", THRESHOLDS[:1])  # a redelivery
+        shadow = _shadow(predictions)
+        store.insert("shadow_predictions", shadow)
+        store.insert("shadow_predictions", shadow[:20])  # a redelivery
+        store.insert("refusals", [row for summary in REFUSALS for row in refusal_rows(summary)])
+        store.insert("refusals", refusal_rows(REFUSALS[0]))  # a redelivery
     finally:
         store.close()
     yield name, Seeded(predictions, reference, reported, len(reports), alerts)
@@ -281,6 +346,12 @@ COLUMNS = {
     "traffic/Predictions per minute": ["t", "model_version", "predictions_per_minute"],
     "traffic/Latency p50 / p95 / p99": ["t", "model_version", "p50", "p95", "p99"],
     "traffic/Infer batch size": ["t", "model_version", "mean_batch_size", "max_batch_size"],
+    "traffic/Requests refused for their rate (429)": [
+        "t",
+        "rate_limit",
+        "refused_by",
+        "refused_per_minute",
+    ],
     "traffic/By model version": [
         "model_version",
         "predictions",
@@ -359,6 +430,24 @@ COLUMNS = {
         "unreliable_share",
     ],
     "drift/Languages over the range": ["language", "tweets", "share", "unreliable"],
+    "quality/Champion vs challenger (shadow): agreement and positive rates": [
+        "t",
+        "challenger",
+        "agreement",
+        "champion_positive_rate",
+        "challenger_positive_rate",
+    ],
+    "quality/Champion vs challenger on the same tweets": [
+        "challenger",
+        "champion",
+        "tweets",
+        "agreement",
+        "champion_positive_rate",
+        "challenger_positive_rate",
+        "reported",
+        "champion_right",
+        "challenger_right",
+    ],
 }
 WHOLE = TimeWindow(START, START + 2 * HOUR - timedelta(milliseconds=1), interval_s=3600)
 HOUR_A = TimeWindow(START, START + HOUR - timedelta(milliseconds=1), interval_s=3600)
@@ -409,6 +498,27 @@ def test_predictions_per_minute_count_each_minute_by_version(store: Store) -> No
         (START, OLD): OLD_PER_MINUTE,
         (START + HOUR, SERVING): PER_MINUTE,
     }
+
+
+def test_refused_requests_are_summed_per_minute_by_limit_and_key_once_each(
+    store: Store,
+) -> None:
+    by_minute = TimeWindow(START, START + 2 * HOUR - timedelta(milliseconds=1), interval_s=60)
+
+    rows = run_panel(store, "traffic/Requests refused for their rate (429)", by_minute, {})
+
+    assert [(r["t"], r["rate_limit"], r["refused_by"], r["refused_per_minute"]) for r in rows] == [
+        (START + timedelta(minutes=3), "api", "client address", 8),
+        (START + timedelta(minutes=3), "feedback", "key crm", 3),
+        (START + HOUR + timedelta(minutes=30), "api", "key crm", 7),
+    ]
+    # Wider buckets still read per minute.
+    hourly = run_panel(store, "traffic/Requests refused for their rate (429)", WHOLE, {})
+    assert [(r["t"], r["refused_by"], r["refused_per_minute"]) for r in hourly] == [
+        (START, "client address", pytest.approx(8 / 60)),
+        (START, "key crm", pytest.approx(3 / 60)),
+        (START + HOUR, "key crm", pytest.approx(7 / 60)),
+    ]
 
 
 def test_latency_quantiles_are_numpys_on_the_stored_latencies(store: Store, seeded: Seeded) -> None:
@@ -731,3 +841,38 @@ def test_the_share_outside_the_models_languages_is_counted_per_version(
     totals = {row["language"]: row for row in language_totals(store, since, until)}
     assert totals["fr"]["unreliable"] == share["unreliable"]
     assert sum(row["share"] for row in totals.values()) == pytest.approx(1.0)
+
+
+def test_champion_and_challenger_are_compared_on_the_same_tweets(
+    store: Store, seeded: Seeded
+) -> None:
+    from shared.panels import compare_live
+
+    shadow = {row["prediction_id"]: row for row in _shadow(seeded.predictions)}
+    served = [p for p in seeded.predictions if p["id"] in shadow]
+    agree = sum(shadow[p["id"]]["label"] == p["label"] for p in served) / len(served)
+    (summary,) = run_panel(store, "quality/Champion vs challenger on the same tweets", WHOLE, {})
+    assert summary["challenger"] == CHALLENGER and summary["champion"] == SERVING
+    assert summary["tweets"] == len(served)  # the redelivery counts once
+    assert summary["agreement"] == pytest.approx(agree) and 0.9 < agree < 1
+    positives = sum(shadow[p["id"]]["label"] == "positive" for p in served) / len(served)
+    assert summary["challenger_positive_rate"] == pytest.approx(positives)
+    # Every seeded report says negative: on them, who said negative was right.
+    reported = [p for p in served if p["id"] in seeded.reported_ids]
+    assert summary["reported"] == len(reported) > 0
+    assert summary["champion_right"] == sum(p["label"] == "negative" for p in reported)
+    assert summary["challenger_right"] == sum(
+        shadow[p["id"]]["label"] == "negative" for p in reported
+    )
+    rows = run_panel(
+        store,
+        "quality/Champion vs challenger (shadow): agreement and positive rates",
+        WHOLE,
+        {},
+    )
+    assert [int((r["t"] - START) / HOUR) for r in rows] == [1]  # hour B only
+    (compared,) = compare_live(store, MODEL, START, START + 2 * HOUR)
+    assert compared["agreement"] == pytest.approx(agree)
+    assert compared["champion_right"] == summary["champion_right"]
+    # No operating curve stored for these versions: no precision estimate, said as None.
+    assert compared["champion_precision"] is None and compared["challenger_precision"] is None

@@ -22,6 +22,7 @@ from shared.messages import (
     AlertRaised,
     DeadLetter,
     FeedbackReported,
+    RequestsRefused,
     TweetPreprocessed,
     TweetScored,
     TweetSubmitted,
@@ -178,6 +179,7 @@ EVENTS: dict[str, type[Any]] = {
     subjects.TWEETS_SCORED: TweetScored,
     subjects.FEEDBACK_REPORTED: FeedbackReported,
     subjects.ALERTS_RAISED: AlertRaised,
+    subjects.GATEWAY_REFUSED: RequestsRefused,
 }
 KEYS = sorted({key for model in EVENTS.values() for key in model.model_fields} | {"schema_version"})
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from shared.bus import dead_letter_for, reason_for
-from shared.messages import MAX_TWEET_CHARS, TweetSubmitted
+from shared.messages import MAX_TWEET_CHARS, RefusalCount, RequestsRefused, TweetSubmitted
 from shared.scrub import TextPolicy
 from shared.settings import Settings
 
@@ -124,3 +125,37 @@ def test_dead_letter_of_a_tweet_keeps_it_scrubbed_and_not_its_bytes_by_default()
     assert "<phone>" in letter.payload and "<email>" in letter.payload
     assert "jane" not in letter.payload and letter.payload_base64 is None
     assert letter.payload_sha256 == hashlib.sha256(payload).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        {"limit": "api", "who": "address", "key_name": "crm", "count": 1},  # names no key
+        {"limit": "api", "who": "key", "key_name": "", "count": 1},  # a key has its name
+        {"limit": "api", "who": "key", "key_name": "10.0.0.1 ", "count": 1},
+        {"limit": "api", "who": "address", "count": 0},
+        {"limit": "login", "who": "address", "count": 1},
+    ],
+)
+def test_a_refusal_count_that_breaks_the_contract_is_refused(count: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        RefusalCount.model_validate(count)
+
+
+def test_a_refusal_summary_names_each_count_once_and_ends_after_it_starts() -> None:
+    at = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    twice = [{"limit": "api", "who": "address", "count": 1}] * 2
+    with pytest.raises(ValidationError, match="more than once"):
+        RequestsRefused.model_validate(
+            {"id": "gw-0", "gateway": "gw", "window_start": at, "window_end": at, "counts": twice}
+        )
+    with pytest.raises(ValidationError, match="before window_start"):
+        RequestsRefused.model_validate(
+            {
+                "id": "gw-0",
+                "gateway": "gw",
+                "window_start": at,
+                "window_end": at - timedelta(seconds=1),
+                "counts": twice[:1],
+            }
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from services.gateway.limits import Limit, RateLimited, RateLimiter, TokenBucket, retry_after_header
@@ -106,3 +108,20 @@ def test_the_limiter_forgets_the_least_recent_clients_beyond_its_size() -> None:
     limiter.take("api", "address", "a")
     with pytest.raises(RateLimited):
         limiter.take("api", "address", "c")
+
+
+def test_refusals_wait_for_the_store_by_key_name_and_never_by_address() -> None:
+    limiter = RateLimiter({"api": Limit(1, 1), "feedback": Limit(1, 1)}, Clock())
+    for who, identity in [("address", "203.0.113.7"), ("key", "crm")] * 3:
+        with contextlib.suppress(RateLimited):
+            limiter.take("api", who, identity)  # type: ignore[arg-type]
+
+    summary = limiter.unreported.close()
+
+    assert summary is not None
+    assert {(c.who, c.key_name, c.count) for c in summary.counts} == {
+        ("address", "", 2),
+        ("key", "crm", 2),
+    }
+    assert "203.0.113.7" not in summary.model_dump_json()
+    assert limiter.totals()["total"] == 4  # the figure of /monitor is kept apart

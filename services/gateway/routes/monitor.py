@@ -29,8 +29,10 @@ async def monitor(
     hours: Annotated[int, Query(ge=1, le=24 * 31, description="Window, in hours.")] = 6,
     model_version: Annotated[str | None, Query(max_length=32)] = None,
 ) -> JSONResponse:
-    """Traffic, latency, error rate, positive rate, drift and alerts over the last hours; and
-    the requests this gateway refused for their rate since it started (`rate_limited`)."""
+    """Traffic, latency, error rate, positive rate, drift and alerts over the last hours; the
+    requests every gateway refused for their rate in that window, as stored for Grafana
+    (`rate_limited_stored`); and those this gateway refused since it started, counted in its
+    memory (`rate_limited`)."""
     try:
         figures = await asyncio.to_thread(
             monitor_figures, gw.repository.store, gw.settings.model_name, hours, model_version

@@ -199,6 +199,10 @@ async function refresh() {
   $("rate-limited").textContent = limited
     ? `${limited.total} (${limited.api} API calls, ${limited.feedback} reports) since ${new Date(limited.since).toLocaleString()}`
     : "";
+  const stored = data.rate_limited_stored;
+  $("rate-limited-stored").textContent = stored
+    ? `${stored.total} (${stored.api} API calls, ${stored.feedback} reports) in this window, all gateways`
+    : "";
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
