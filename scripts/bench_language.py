@@ -618,7 +618,7 @@ def report(
     )
     print("|---" * 15 + "|")
     for name, results in measured.items():
-        if any(Answers.of(r).fixture != Answers.of(results[0]).fixture for r in results[1:]):
+        if not all(same(Answers.of(r), Answers.of(results[0])) for r in results[1:]):
             print(f"<!-- {name}: answers differ between runs; the first run's are scored -->")
         print(accuracy_row(name, results, samples))
     for name, results in runs.items():
@@ -636,6 +636,15 @@ def report(
         outcomes = sweep(Answers.of(results[0]), samples, english)
         chosen = best(outcomes, max_english_flagged, margin)
         print(outcome_row(name, chosen) if chosen else f"| {name} | no thresholds fit |")
+
+
+def same(one: Answers, other: Answers) -> bool:
+    """The same languages, and confidences equal but for rounding (lingua sums its
+    probabilities in a different order from one process to the next: 1e-15 apart)."""
+    return all(
+        a[0] == b[0] and abs(a[1] - b[1]) < 1e-9
+        for a, b in zip(one.fixture, other.fixture, strict=True)
+    )
 
 
 def print_sweep(
