@@ -33,11 +33,12 @@ import statistics
 import subprocess
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from shared.language import detectable_text, letters
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "languages.csv"
@@ -53,28 +54,10 @@ Detect = Callable[[str], Detection]
 
 # --- Text as the detector reads it ---
 
-_URL_RE = re.compile(r"(?:\bhttps?://|\bwww\.)\S*", re.IGNORECASE)
-# @handles, and the placeholders shared/scrub.py leaves in a scrubbed tweet.
-_HANDLE_RE = re.compile(r"(?<![\w@])@\w+|<(?:handle|path|email|phone)>")
-_HASH_RE = re.compile(r"#(?=\w)")
-# Anything but letters, whitespace and the punctuation of prose goes: emojis, symbols, digits.
-_NOT_PROSE_RE = re.compile(r"[^\w\s'\u2019.,!?;:¿¡\"()-]|[\d_]")
-_SPACES_RE = re.compile(r"\s+")
-
-
-def text_for_detection(text: str) -> str:
-    """The words of a tweet: handles, URLs, emojis and digits out, hashtags kept as words,
-    a shouted tweet lowercased (detectors learnt their n-grams on ordinary case)."""
-    text = unicodedata.normalize("NFC", text)
-    text = _HANDLE_RE.sub(" ", _URL_RE.sub(" ", text))
-    text = _NOT_PROSE_RE.sub(" ", _HASH_RE.sub("", text))
-    text = _SPACES_RE.sub(" ", text).strip()
-    upper = sum(character.isupper() for character in text)
-    return text.lower() if upper > 0.7 * letter_count(text) else text
-
-
-def letter_count(text: str) -> int:
-    return sum(character.isalpha() for character in text)
+# What the detector reads and the letter gate: the product's own (shared/language.py), so the
+# figures below are those of what preprocess runs.
+text_for_detection = detectable_text
+letter_count = letters
 
 
 def word_count(text: str) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +24,10 @@ from shared.settings import Settings
 
 # A tweet needs this many letters, once handles, URLs, hashtag signs, emojis and digits are
 # gone, before its language is told; below, "too short to tell".
-MIN_LETTERS = 12
+MIN_LETTERS = 8
 # Below this probability the best guess is only "uncertain", and never makes a verdict
 # unreliable: a false "not English" on an English tweet is the costly mistake.
-MIN_CONFIDENCE = 0.90
+MIN_CONFIDENCE = 0.85
 # What the detector may answer: the languages an airline's mentions come in. A closed set
 # keeps short tweets from landing on a language nobody writes to the airline in.
 LANGUAGES = ("en", "fr", "es", "de", "it", "pt", "nl")
@@ -41,26 +42,26 @@ NAMES = {
     "nl": "Dutch",
 }
 
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-_HANDLE = re.compile(r"@\w+")
-_HASH = re.compile(r"#(?=\w)")
+_URL = re.compile(r"(?:\bhttps?://|\bwww\.)\S*", re.IGNORECASE)
+# @handles, and the placeholders shared/scrub.py leaves in a scrubbed tweet.
+_HANDLE = re.compile(r"(?<![\w@])@\w+|<(?:handle|path|email|phone)>")
 _ENTITY = re.compile(r"&(?:amp|lt|gt|quot|#\d+);")
-# Placeholders the scrubber leaves (shared/scrub.py): <email>, <phone>, <handle>, <path>.
-_PLACEHOLDER = re.compile(r"<[a-z_]+>")
-_NOT_A_WORD = re.compile(r"[^\w\s'\u2019-]|[\d_]")
+_HASH = re.compile(r"#(?=\w)")
+# Anything but letters, whitespace and the punctuation of prose goes: emojis, symbols, digits.
+_NOT_PROSE = re.compile(r"[^\w\s'\u2019.,!?;:\u00bf\u00a1\"()-]|[\d_]")
 _SPACES = re.compile(r"\s+")
 
 
 def detectable_text(text: str) -> str:
-    """The words of a tweet a language can be told from: no handle, URL, placeholder, HTML
-    entity, emoji, digit or punctuation; hashtags keep their word."""
-    text = _URL.sub(" ", text)
-    text = _PLACEHOLDER.sub(" ", text)
-    text = _HANDLE.sub(" ", text)
-    text = _ENTITY.sub(" ", text)
-    text = _HASH.sub("", text)
-    text = _NOT_A_WORD.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+    """The words of a tweet as the detector reads them: handles, scrub placeholders, URLs,
+    HTML entities, emojis, symbols and digits out, hashtags kept as words, a shouted tweet
+    lowercased (detectors learnt their n-grams on ordinary case)."""
+    text = unicodedata.normalize("NFC", text)
+    text = _HANDLE.sub(" ", _URL.sub(" ", text))
+    text = _NOT_PROSE.sub(" ", _HASH.sub("", _ENTITY.sub(" ", text)))
+    text = _SPACES.sub(" ", text).strip()
+    upper = sum(character.isupper() for character in text)
+    return text.lower() if upper > 0.7 * letters(text) else text
 
 
 def letters(text: str) -> int:
@@ -116,7 +117,7 @@ class LanguageDetector:
         if self._backend is None:
             self.load()
         assert self._backend is not None
-        code, confidence = self._backend(words.lower())
+        code, confidence = self._backend(words)
         confidence = min(max(confidence, 0.0), 1.0)
         status = "detected" if confidence >= self.min_confidence else "uncertain"
         return LanguageGuess(code=code, confidence=round(confidence, 4), status=status)

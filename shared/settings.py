@@ -223,13 +223,13 @@ class Settings(BaseSettings):
         "639-1 codes, recorded with each version trained: serving flags tweets in others.",
     )
     language_min_letters: int = Field(
-        12,
+        8,
         ge=1,
         description="Letters a tweet needs (without handles, URLs, emojis, digits) before its "
         "language is told; fewer: too short to tell, no guess.",
     )
     language_min_confidence: float = Field(
-        0.90,
+        0.85,
         ge=0.5,
         le=1,
         description="Detector probability under which a language is only uncertain (and never "

@@ -40,7 +40,8 @@ def detector() -> LanguageDetector:
     [
         ("@AirParadis vol annulé https://t.co/x1 #colère 😡 AP214", "vol annulé colère AP"),
         ("<handle> merci pour <email> et <phone>", "merci pour et"),
-        ("Lost my bag &amp; my patience!!! 3rd time", "Lost my bag my patience rd time"),
+        ("Lost my bag &amp; my patience!!! 3rd time", "Lost my bag my patience!!! rd time"),
+        ("WORST AIRLINE EVER!!!", "worst airline ever!!!"),
         ("l\u2019équipage était top", "l\u2019équipage était top"),
     ],
 )
