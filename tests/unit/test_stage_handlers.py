@@ -4,6 +4,7 @@ input ends as an output or a rejection with a reason, whatever its bytes."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,12 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.msg import Msg
 
-from services.infer.handler import InferHandler, ModelHolder, ModelNotReady
+from services.infer.handler import (
+    Challenger,
+    InferHandler,
+    ModelHolder,
+    ModelNotReady,
+    ShadowHandler,
+)
 from services.preprocess.handler import PreprocessHandler
 from shared import subjects
 from shared.jetstream import Outcome
 from shared.messages import (
     ScoringFailed,
+    ShadowScored,
     TweetPreprocessed,
     TweetScored,
     TweetSubmitted,
@@ -188,3 +196,42 @@ async def test_any_bytes_on_tweets_preprocessed_end_as_output_or_reason(
     holder.set(keyword_model())
     messages = [raw(p, subjects.TWEETS_PREPROCESSED) for p in batch]
     settled_once(await run(InferHandler(holder, MAX_BYTES), messages), len(messages))
+
+
+# --- Shadow scoring (ShadowHandler): the challenger's scores, never an answer ---
+
+
+async def test_without_a_challenger_the_shadow_stage_acks_everything_untouched() -> None:
+    champion = ModelHolder()
+    champion.set(keyword_model("3"))
+    outcome = await run(ShadowHandler(Challenger(), champion, MAX_BYTES), [preprocessed("hi")])
+    assert outcome == Outcome()
+
+
+async def test_the_challenger_scores_only_tweets_submitted_since_it_was_set() -> None:
+    champion = ModelHolder()
+    champion.set(keyword_model("3"))
+    old = preprocessed("great crew", tweet_id="old")
+    challenger = Challenger()
+    challenger.set(keyword_model("4"), datetime.now(UTC))
+    new = preprocessed("lost my bag", reply_to="_INBOX.airparadis.gw.a", tweet_id="new")
+    batch = [old, new, raw(b"{}", subjects.TWEETS_PREPROCESSED)]
+    outcome = await run(ShadowHandler(challenger, champion, MAX_BYTES), batch)
+    shadow = [ShadowScored.model_validate_json(o.payload) for o in outcome.outputs]
+    assert [(s.prediction_id, s.model_version, s.label) for s in shadow] == [
+        ("new", "4", "negative")
+    ]
+    assert [(o.subject, o.msg_id, o.source) for o in outcome.outputs] == [
+        (subjects.TWEETS_SHADOW_SCORED, "shadow-4-new", 1)
+    ]
+    assert outcome.replies == []  # a waiting caller never gets the challenger's answer
+    assert set(outcome.rejected) == {2}
+
+
+async def test_a_challenger_that_became_the_champion_is_not_scored_twice() -> None:
+    champion = ModelHolder()
+    champion.set(keyword_model("4"))
+    challenger = Challenger()
+    challenger.set(keyword_model("4"), datetime(2020, 1, 1, tzinfo=UTC))
+    outcome = await run(ShadowHandler(challenger, champion, MAX_BYTES), [preprocessed("hi")])
+    assert outcome == Outcome()
