@@ -531,12 +531,26 @@ def models_list(home: HomeOption = None) -> None:
 
 
 @models_app.command("compare")
-def models_compare(home: HomeOption = None) -> None:
+def models_compare(
+    home: HomeOption = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also the champion against the challenger on live traffic (shadow scoring), "
+            "from ClickHouse.",
+        ),
+    ] = False,
+    hours: Annotated[
+        int, typer.Option(min=1, max=24 * 31, help="With --live: the window, in hours.")
+    ] = 24,
+) -> None:
     """All versions side by side: test figures, calibration, latency per tweet, size.
 
     Figures are those recorded by each version's training run, on its own test split: at the
     version's threshold, accuracy also at 0.5, and the expected calibration error (ECE) and
-    Brier score of the calibrated probability with the calibration method.
+    Brier score of the calibrated probability with the calibration method. With --live, the
+    challenger scored in shadow against the champion on the same live tweets.
     """
     from rich.table import Table
 
@@ -579,6 +593,62 @@ def models_compare(home: HomeOption = None) -> None:
             _figure(summary.size_bytes / 1e6 if summary.size_bytes is not None else None, 1),
         )
     _stdout().print(table)
+    if live:
+        _print_live(settings, hours)
+
+
+def _print_live(settings: Settings, hours: int) -> None:
+    """The champion vs the challenger on the tweets both scored over the last hours."""
+    from datetime import UTC, datetime, timedelta
+
+    from rich.table import Table
+
+    from airparadis.stores import platform_store
+    from shared.panels import compare_live
+    from shared.storage import StorageError
+
+    until = datetime.now(UTC)
+    try:
+        with platform_store(settings) as (store, where):
+            rows = compare_live(store, settings.model_name, until - timedelta(hours=hours), until)
+    except StorageError as error:
+        console.print(f"[red]No live comparison:[/red] {error}")
+        raise typer.Exit(1) from error
+    if not rows:
+        console.print(
+            f"No challenger scored in shadow over the last {hours} h ({where}): make one with "
+            "airparadis models promote N --alias challenger, and let tweets flow."
+        )
+        return
+    table = Table(
+        title=f"Live, last {hours} h: champion vs challenger on the same tweets ({where})",
+        caption="precision: estimated on this traffic from each version's scores and its "
+        "operating curve; right: on reported tweets with a correct label",
+    )
+    for column in ("challenger", "champion", "tweets", "agree"):
+        table.add_column(column, justify="right")
+    for column in ("positive rate", "precision (est.)", "reported right"):
+        table.add_column(f"{column}\nchampion / challenger", justify="right")
+    for row in rows:
+        table.add_row(
+            f"v{row['challenger']}",
+            f"v{row['champion']}",
+            f"{row['tweets']:,}",
+            f"{row['agreement']:.1%}",
+            f"{row['champion_positive_rate']:.1%} / {row['challenger_positive_rate']:.1%}",
+            f"{_percent(row['champion_precision'])} / {_percent(row['challenger_precision'])}",
+            f"{row['champion_right']} / {row['challenger_right']} of {row['reported']}",
+        )
+    _stdout().print(table)
+    best = rows[-1]
+    console.print(
+        f"To make v{best['challenger']} the champion: airparadis models promote "
+        f"{best['challenger']} (a human decision: it is checked on the frozen holdout first)."
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "no estimate" if value is None else f"{value:.1%}"
 
 
 @app.command("asyncapi")

@@ -12,8 +12,6 @@ the bus (rpc.store.query and rpc.store.insert).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,9 +22,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from airparadis.stores import platform_store
 from shared.keys import SCOPE_HELP, ApiKeyError, KeyRing
 from shared.settings import Settings
-from shared.storage import ChdbStore, StorageError, apply_migrations, open_store
+from shared.storage import StorageError
 
 app = typer.Typer(
     help="API keys of the gateway: create (shown once), list, revoke.", no_args_is_help=True
@@ -48,60 +47,8 @@ def _settings(home: Path | None) -> Settings:
 @contextmanager
 def key_ring(settings: Settings) -> Iterator[tuple[KeyRing, str]]:
     """The key ring of the platform these settings name, and where it is."""
-    if settings.clickhouse_url:
-        store = open_store(settings)
-        try:
-            yield KeyRing(store), getattr(store, "address", "ClickHouse")
-        finally:
-            store.close()
-        return
-    try:
-        chdb = ChdbStore(settings.chdb_path)
-    except StorageError as held:
-        # A running store worker holds the folder: go through it.
-        with _through_the_bus(settings, held) as ring:
-            yield ring, f"the store worker of the running platform ({settings.chdb_path})"
-        return
-    try:
-        apply_migrations(chdb, settings.retention_days)
-        yield KeyRing(chdb), str(settings.chdb_path)
-    finally:
-        chdb.close()
-
-
-@contextmanager
-def _through_the_bus(settings: Settings, held: StorageError) -> Iterator[KeyRing]:
-    import nats
-
-    from shared.bus import nats_credentials, nats_servers
-    from shared.store_reads import BusStore
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="keys-bus", daemon=True)
-    thread.start()
-    servers = nats_servers(settings)
-    connect = nats.connect(
-        servers=servers,
-        **nats_credentials(settings),
-        connect_timeout=5,
-        allow_reconnect=False,
-    )
-    try:
-        try:
-            nc = asyncio.run_coroutine_threadsafe(connect, loop).result(15)
-        except Exception as error:
-            raise StorageError(
-                f"cannot open the chDB folder ({held}) and no platform answers on "
-                f"{', '.join(servers)} ({type(error).__name__}: {error})"
-            ) from error
-        try:
-            yield KeyRing(BusStore(nc, loop))
-        finally:
-            asyncio.run_coroutine_threadsafe(nc.close(), loop).result(10)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with platform_store(settings) as (store, where):
+        yield KeyRing(store), where
 
 
 @contextmanager

@@ -16,6 +16,11 @@ and prints each pipeline figure as a ratio of those. Repeat with --repeat for ra
 
 With --soak N it only pushes N tweets through `airparadis up` (in chunks of 2,000, as fast as
 it takes them) and reports the resident memory of each process at start and at the end.
+
+With --challenger it runs only the pipeline, without and with a challenger scored in shadow (a
+second simple version trained on another sample), alternating within each repeat: what shadow
+scoring costs the champion's answers (HTTP p50/p99 at 1 and 32, bus tweets/s, CPU per tweet),
+and that every bus tweet got its shadow row.
 """
 
 from __future__ import annotations
@@ -467,6 +472,125 @@ def durability_compare(
         )
 
 
+# --- Shadow scoring: the champion's figures without and with a challenger ---
+
+
+def prepare_challenger(settings: Settings, data: Path, sample: int) -> str:
+    """A second simple version, trained on another sample, made the challenger."""
+    from shared.registry import CHALLENGER
+
+    env = os.environ | {
+        "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "AIRPARADIS_HOME": str(settings.home),
+    }
+    command = [sys.executable, "-m", "airparadis", "--log-level", "WARNING", "train", "simple"]
+    # Naive Bayes on bags of words: another model than the champion's, the same serving path.
+    command += ["--data", str(data), "--sample", str(sample), "--candidates", "nb"]
+    subprocess.run([*command, "--vectorizers", "bow"], env=env, check=True)
+    registry = Registry.of(settings)
+    newest = max(int(v.version) for v in registry.versions())
+    registry.promote(str(newest), CHALLENGER)
+    return str(newest)
+
+
+def shadow_compare(
+    settings: Settings, work: Path, texts: list[str], args: argparse.Namespace, uptime: str
+) -> None:
+    from shared.registry import CHALLENGER
+
+    registry = Registry.of(settings)
+    challenger = prepare_challenger(settings, args.data, args.sample)
+    figures = Figures()
+    for run in range(args.repeat):
+        for mode in ("alone", "shadow"):
+            if mode == "alone":
+                registry.remove_alias(CHALLENGER)
+            else:
+                registry.promote(challenger, CHALLENGER)
+            print(f"run {run + 1}/{args.repeat}: pipeline, {mode}", flush=True)
+            folder, log = work / f"up-{mode}-{run}", work / f"up-{mode}-{run}.log"
+            with pipeline(settings, folder, args.batch_size, log) as up:
+                if mode == "shadow":
+                    wait_for_challenger(up, challenger)
+                measure_pipeline(
+                    figures, up, texts, args.bus_tweets, args.requests, run, f"s[{mode}]"
+                )
+                if mode == "shadow":
+                    shadowed = count_shadow(up, f"bench-{run}", args.bus_tweets)
+                    figures.add("s[shadow].rows_per_tweet", shadowed / args.bus_tweets)
+    print(f"\nload average at start: {uptime}; {args.repeat} run(s) of each, min..max")
+    print(f"{args.bus_tweets:,} tweets on the bus, {args.requests:,} HTTP requests at 32\n")
+    print(
+        "| champion | bus tweets/s | HTTP req/s @32 | p50 @32 ms | p99 @32 ms | p50 @1 ms "
+        "| p99 @1 ms | platform CPU ms/tweet |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for mode in ("alone", "shadow"):
+        who = f"s[{mode}]"
+        print(
+            f"| {'with a challenger in shadow' if mode == 'shadow' else 'alone'} "
+            f"| {figures.text(who + '.bus', '{:,.0f}')} "
+            f"| {figures.text(who + '.rps32', '{:,.0f}')} "
+            f"| {figures.text(who + '.p50_32')} | {figures.text(who + '.p99_32')} "
+            f"| {figures.text(who + '.idle_p50')} | {figures.text(who + '.idle_p99')} "
+            f"| {figures.text(who + '.cpu_ms_per_tweet', '{:.3f}')} |"
+        )
+    print()
+    for label, key in (
+        ("bus tweets/s", "bus"),
+        ("p50 @32", "p50_32"),
+        ("p99 @32", "p99_32"),
+        ("p50 @1", "idle_p50"),
+        ("p99 @1", "idle_p99"),
+    ):
+        print(
+            f"  shadow / alone, {label:<14} {figures.ratio(f's[shadow].{key}', f's[alone].{key}')}"
+        )
+    print(f"  shadow rows per bus tweet     {figures.text('s[shadow].rows_per_tweet')}")
+
+
+def wait_for_challenger(running: Running, version: str, within_s: float = 120.0) -> None:
+    """Until a tweet gets its shadow row: the infer worker loaded the challenger."""
+    deadline = time.monotonic() + within_s
+    probe = 0
+    while time.monotonic() < deadline:
+        httpx.post(
+            f"http://127.0.0.1:{running.http_port}/v1/predict",
+            json={"text": f"warming the challenger up {probe}"},
+            timeout=30,
+        )
+        probe += 1
+        [found] = asyncio.run(
+            store_query(
+                running.nats_url,
+                f"SELECT count() AS n FROM shadow_predictions WHERE model_version = '{version}'",
+            )
+        )
+        if found["n"]:
+            return
+        time.sleep(1.0)
+    sys.exit(f"no shadow row from version {version} within {within_s:g} s")
+
+
+def count_shadow(running: Running, source: str, expected: int, within_s: float = 60.0) -> int:
+    """The shadow rows of the bus tweets of `source` (waited for: the store inserts them in
+    batches, after the champion's)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        [found] = asyncio.run(
+            store_query(
+                running.nats_url,
+                "SELECT count() AS n, uniqExact(prediction_id) AS ids FROM shadow_predictions "
+                f"WHERE prediction_id IN (SELECT id FROM predictions WHERE source = '{source}')",
+            )
+        )
+        if found["n"] >= expected or time.monotonic() > deadline:
+            if found["n"] != found["ids"]:
+                sys.exit(f"shadow rows doubled: {found}")
+            return int(found["n"])
+        time.sleep(0.5)
+
+
 # --- Soak ---
 
 
@@ -619,6 +743,11 @@ def main() -> None:
         help="only the pipeline, once per AIRPARADIS_DURABILITY value (e.g. always,1s,2m), "
         "side by side",
     )
+    parser.add_argument(
+        "--challenger",
+        action="store_true",
+        help="only the pipeline, without and with a challenger scored in shadow, side by side",
+    )
     parser.add_argument("--raw-hop", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--model-alone", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -644,6 +773,9 @@ def main() -> None:
         return
     if args.durability:
         durability_compare(settings, work, texts, args, uptime)
+        return
+    if args.challenger:
+        shadow_compare(settings, work, texts, args, uptime)
         return
     payloads = [TweetSubmitted(text=t, source="raw").model_dump_json().encode() for t in texts]
     # At least 20,000 on the raw chain: its last partial batches wait out nats-py's fetch

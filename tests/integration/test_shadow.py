@@ -9,8 +9,11 @@ from collections.abc import Awaitable, Callable
 
 import nats
 import pytest
+from click.testing import Result
 from faststream.nats import NatsBroker
+from typer.testing import CliRunner
 
+from airparadis.cli import app
 from shared import subjects
 from shared.bus import publish_event
 from shared.messages import TweetSubmitted
@@ -87,6 +90,14 @@ async def test_a_challenger_scores_in_shadow_only_the_tweets_after_it_was_set(
             expected = float(challenger.predict_proba([by_id[row["prediction_id"]]])[0])
             assert row["probability"] == pytest.approx(expected, abs=1e-6)
 
+        # What a person deciding the promotion reads: the live comparison, from the store
+        # through the running store worker (the CLI in a thread: this loop runs the platform).
+        compared = await asyncio.to_thread(compare_live_command, platform_settings)
+        assert compared.exit_code == 0, compared.output
+        said = " ".join(compared.output.replace("\u2502", " ").split())
+        assert f"v{second_version} v{champion.version} 20" in said
+        assert f"airparadis models promote {second_version}" in said
+
         # The alias taken off: shadow scoring stops at once.
         holder, announced = await asyncio.to_thread(registry.remove_alias, CHALLENGER)
         assert holder is not None and holder.version == second_version
@@ -102,6 +113,17 @@ async def test_a_challenger_scores_in_shadow_only_the_tweets_after_it_was_set(
         )
         assert await count(platform, "shadow_predictions") == 20
         assert registry.alias(CHALLENGER) is None
+
+
+def compare_live_command(settings: Settings) -> Result:
+    environment = {
+        "AIRPARADIS_HOME": str(settings.home),
+        "AIRPARADIS_NATS_URL": settings.nats_url or "",
+        "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+    }
+    return CliRunner().invoke(
+        app, ["--log-level", "WARNING", "models", "compare", "--live"], env=environment
+    )
 
 
 def settled(settings: Settings, *durables: str) -> Callable[[], Awaitable[bool]]:
