@@ -1,9 +1,8 @@
 """`airparadis keys`: create, list and revoke the API keys of the gateway (shared/keys.py).
 
-The keys live in ClickHouse (`api_keys`). With a ClickHouse server (AIRPARADIS_CLICKHOUSE_URL)
-the command writes there directly; in the embedded mode it opens the chDB folder, or, while
-`airparadis up` runs and its store worker holds that folder, goes through the store worker on
-the bus (rpc.store.query and rpc.store.insert).
+The keys live in ClickHouse (`api_keys`), reached as airparadis/stores.py says: a ClickHouse
+server directly, the chDB folder, or, while `airparadis up` runs and its store worker holds that
+folder, the store worker on the bus (rpc.store.query and rpc.store.insert).
 
     airparadis keys create --name crm --scope predict --scope feedback
     airparadis keys list
@@ -12,8 +11,6 @@ the bus (rpc.store.query and rpc.store.insert).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,9 +21,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from airparadis.stores import command_store
 from shared.keys import SCOPE_HELP, ApiKeyError, KeyRing
 from shared.settings import Settings
-from shared.storage import ChdbStore, StorageError, apply_migrations, open_store
+from shared.storage import StorageError
 
 app = typer.Typer(
     help="API keys of the gateway: create (shown once), list, revoke.", no_args_is_help=True
@@ -48,60 +46,8 @@ def _settings(home: Path | None) -> Settings:
 @contextmanager
 def key_ring(settings: Settings) -> Iterator[tuple[KeyRing, str]]:
     """The key ring of the platform these settings name, and where it is."""
-    if settings.clickhouse_url:
-        store = open_store(settings)
-        try:
-            yield KeyRing(store), getattr(store, "address", "ClickHouse")
-        finally:
-            store.close()
-        return
-    try:
-        chdb = ChdbStore(settings.chdb_path)
-    except StorageError as held:
-        # A running store worker holds the folder: go through it.
-        with _through_the_bus(settings, held) as ring:
-            yield ring, f"the store worker of the running platform ({settings.chdb_path})"
-        return
-    try:
-        apply_migrations(chdb, settings.retention_days)
-        yield KeyRing(chdb), str(settings.chdb_path)
-    finally:
-        chdb.close()
-
-
-@contextmanager
-def _through_the_bus(settings: Settings, held: StorageError) -> Iterator[KeyRing]:
-    import nats
-
-    from shared.bus import nats_credentials, nats_servers
-    from shared.store_reads import BusStore
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="keys-bus", daemon=True)
-    thread.start()
-    servers = nats_servers(settings)
-    connect = nats.connect(
-        servers=servers,
-        **nats_credentials(settings),
-        connect_timeout=5,
-        allow_reconnect=False,
-    )
-    try:
-        try:
-            nc = asyncio.run_coroutine_threadsafe(connect, loop).result(15)
-        except Exception as error:
-            raise StorageError(
-                f"cannot open the chDB folder ({held}) and no platform answers on "
-                f"{', '.join(servers)} ({type(error).__name__}: {error})"
-            ) from error
-        try:
-            yield KeyRing(BusStore(nc, loop))
-        finally:
-            asyncio.run_coroutine_threadsafe(nc.close(), loop).result(10)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with command_store(settings) as (store, where):
+        yield KeyRing(store), where
 
 
 @contextmanager
