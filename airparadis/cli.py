@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from airparadis.dashboards import app as dashboards_app
+from airparadis.feedback import app as feedback_app
 from airparadis.keys import app as keys_app
 from airparadis.options import preprocess_options
 from airparadis.privacy import app as data_app
@@ -235,6 +236,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(keys_app, name="keys")
 app.add_typer(data_app, name="data")
+app.add_typer(feedback_app, name="feedback")
 app.add_typer(tls_app, name="tls")
 
 
