@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
     from training.experiment import TrainResult
+    from training.feedback import InDomainData
     from training.registry import PromotionDecision
 
 app = typer.Typer(
@@ -34,6 +35,11 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 OptionsT = TypeVar("OptionsT", bound="DataclassInstance")
+# training/feedback.py's DEFAULT_HOLDOUT_SHARE, here so that `--help` imports no pandas.
+DEFAULT_EXTRA_HOLDOUT_SHARE = 0.3
+# What `train simple` searches unless told, and `retrain --family simple` always.
+SIMPLE_CANDIDATES = "logreg,svm,nb,rf"
+SIMPLE_VECTORIZERS = "tfidf,bow"
 
 DataOption = Annotated[
     Path | None,
@@ -54,6 +60,28 @@ SampleOption = Annotated[
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Data folder of the embedded mode. Default: AIRPARADIS_HOME."),
+]
+ExtraDataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--extra-data",
+        help="Labelled airline tweets to train on too: `airparadis feedback export`'s file, or "
+        "any target,text CSV. The most recent (--extra-holdout-share, by reported_at, else the "
+        "last rows) are kept apart and never trained on: the in-domain figures are measured on "
+        "them; the rest join the training split (validation and test stay Sentiment140's).",
+        rich_help_panel="Extra data",
+    ),
+]
+ExtraHoldoutOption = Annotated[
+    float,
+    typer.Option(
+        "--extra-holdout-share",
+        min=0.0,
+        max=0.9,
+        help="Share of the extra tweets, the most recent, kept apart as the in-domain holdout. "
+        "Under 5 tweets: no holdout, all are trained on.",
+        rich_help_panel="Extra data",
+    ),
 ]
 InsecureOption = Annotated[
     bool,
@@ -248,39 +276,64 @@ def train_simple_command(
     sample: SampleOption = None,
     candidates: Annotated[
         str, typer.Option(help="Classifiers to search, comma-separated: logreg,svm,nb,rf.")
-    ] = "logreg,svm,nb,rf",
+    ] = SIMPLE_CANDIDATES,
     vectorizers: Annotated[
         str, typer.Option(help="Features, comma-separated: tfidf (TF-IDF), bow (bag of words).")
-    ] = "tfidf,bow",
+    ] = SIMPLE_VECTORIZERS,
     smoke: Annotated[
         bool, typer.Option("--smoke", help="A few hundred tweets, one grid point: a quick check.")
     ] = False,
     jobs: Annotated[int, typer.Option(help="Parallel fits in the grid searches.")] = 2,
     promote_it: PromoteOption = False,
+    extra_data: ExtraDataOption = None,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one extra tweet counts against one Sentiment140 tweet: its "
+            "sample_weight in every classifier's fit (2: as much as two).",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
     """Bag of words / TF-IDF x logistic regression, linear SVM, naive Bayes, random forest:
     a cross-validated search per candidate, the best on validation registered."""
-    from training.simple import train_simple
-
     _train(
         "the simple family",
         "simple",
-        partial(
-            train_simple,
-            preprocess=preprocess,
-            candidates=_names(candidates),
-            vectorizers=_names(vectorizers),
-            grid="small" if smoke else "full",
-            n_jobs=jobs,
-            min_df=1 if smoke else 2,
+        _simple_trainer(
+            preprocess, _names(candidates), _names(vectorizers), smoke=smoke, jobs=jobs
         ),
         home=home,
         data=data,
         sample=sample,
         smoke=smoke,
         promote_it=promote_it,
+        extra=_in_domain(extra_data, extra_weight, extra_holdout_share),
+    )
+
+
+def _simple_trainer(
+    preprocess: PreprocessConfig,
+    candidates: list[str],
+    vectorizers: list[str],
+    *,
+    smoke: bool,
+    jobs: int = 2,
+) -> Callable[..., TrainResult]:
+    from training.simple import train_simple
+
+    return partial(
+        train_simple,
+        preprocess=preprocess,
+        candidates=candidates,
+        vectorizers=vectorizers,
+        grid="small" if smoke else "full",
+        n_jobs=jobs,
+        min_df=1 if smoke else 2,
     )
 
 
@@ -303,6 +356,44 @@ def _print_trained(result: TrainResult) -> None:
         f"accuracy {result.test_at_default['accuracy']:.3f} and ROC AUC "
         f"{result.test_at_default['roc_auc']:.3f} at 0.5; trained in {result.train_seconds:.0f} s"
     )
+    if result.indomain_at_threshold:
+        indomain = result.indomain_at_threshold
+        console.print(
+            f"in-domain holdout ({result.indomain_tweets:,} airline tweets never trained on): "
+            f"precision {indomain['precision']:.3f}, recall {indomain['recall']:.3f}, accuracy "
+            f"{indomain['accuracy']:.3f} at the same threshold"
+        )
+
+
+def _in_domain(path: Path | None, weight: float, holdout_share: float) -> InDomainData | None:
+    """The --extra-data file read and split (None without one), and what came of it, said."""
+    if path is None:
+        return None
+    from training.data import load_sentiment140
+    from training.feedback import MIN_HOLDOUT_TWEETS, split_in_domain
+
+    with user_errors("Not trained"):
+        extra = split_in_domain(
+            load_sentiment140(path), source=str(path), holdout_share=holdout_share, weight=weight
+        )
+    total = len(extra.train) + len(extra.holdout) + extra.same_text_as_holdout
+    if extra.holdout.empty:
+        console.print(
+            f"Extra data: {total:,} airline tweets from {path}, too few to keep "
+            f"{holdout_share:.0%} apart (fewer than {MIN_HOLDOUT_TWEETS}): all are trained on, "
+            "and there will be no in-domain figures"
+        )
+    else:
+        same = (
+            f", {extra.same_text_as_holdout:,} left out for the text of a holdout tweet"
+            if extra.same_text_as_holdout
+            else ""
+        )
+        console.print(
+            f"Extra data: {total:,} airline tweets from {path}: the {len(extra.holdout):,} most "
+            f"recent kept apart as the in-domain holdout, {len(extra.train):,} trained on{same}"
+        )
+    return extra
 
 
 def _train(
@@ -315,9 +406,11 @@ def _train(
     sample: int | None,
     smoke: bool,
     promote_it: bool,
-) -> None:
+    extra: InDomainData | None = None,
+) -> TrainResult:
     """What every `train` command does around its family: load the data, train on the chosen
-    sample with the settings' registry and target, say what came of it, promote if asked."""
+    sample (and the extra airline tweets) with the settings' registry and target, say what came
+    of it, promote if asked."""
     from airparadis.bootstrap import load_training_data, sample_size
     from shared.registry import Registry
 
@@ -334,10 +427,12 @@ def _train(
         data_source=str(source),
         run_name=f"{run_name}-smoke" if smoke else run_name,
         languages=settings.data_languages,
+        extra=extra,
     )
     _print_trained(result)
     if promote_it:
         _promote(settings, result.version)
+    return result
 
 
 def _options(defaults: OptionsT, given: dict[str, Any]) -> OptionsT:
@@ -397,6 +492,18 @@ def train_transformer_command(
         ),
     ] = False,
     promote_it: PromoteOption = False,
+    extra_data: ExtraDataOption = None,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one extra tweet counts against one Sentiment140 tweet: the "
+            "fine-tuning takes no weights, so each extra tweet is repeated round(W) times "
+            "(at least once).",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
@@ -433,6 +540,7 @@ def train_transformer_command(
         sample=sample,
         smoke=smoke,
         promote_it=promote_it,
+        extra=_in_domain(extra_data, extra_weight, extra_holdout_share),
     )
 
 
@@ -472,6 +580,18 @@ def train_lstm_command(
         ),
     ] = False,
     promote_it: PromoteOption = False,
+    extra_data: ExtraDataOption = None,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one extra tweet counts against one Sentiment140 tweet: the network "
+            "takes no weights, so each extra tweet is repeated round(W) times (at least once); "
+            "Word2Vec learns their words either way.",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
@@ -503,6 +623,7 @@ def train_lstm_command(
         sample=sample,
         smoke=smoke,
         promote_it=promote_it,
+        extra=_in_domain(extra_data, extra_weight, extra_holdout_share),
     )
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from training.data import load_sentiment140
+from training.experiment import Texts, with_extra
 from training.feedback import (
     EXPORT_COLUMNS,
     FeedbackError,
@@ -193,3 +195,18 @@ def test_a_reported_at_that_is_no_date_is_refused() -> None:
 
     with pytest.raises(FeedbackError, match="'yesterday' is not a date"):
         split_in_domain(frame, source="reports.csv")
+
+
+def test_extra_tweets_weigh_in_a_weighted_fit_and_are_repeated_otherwise() -> None:
+    train = Texts(["a", "b"], np.array([0, 1]))
+    extra = Texts(["x"], np.array([1]))
+
+    weighted = with_extra(train, extra, 2.5, weighted=True)
+    repeated = with_extra(train, extra, 2.5, weighted=False)
+    once = with_extra(train, extra, 0.3, weighted=False)
+
+    assert weighted.texts == ["a", "b", "x"] and weighted.labels.tolist() == [0, 1, 1]
+    assert weighted.weights is not None and weighted.weights.tolist() == [1.0, 1.0, 2.5]
+    assert repeated.texts == ["a", "b", "x", "x"] and repeated.weights is None
+    assert repeated.labels.tolist() == [0, 1, 1, 1]
+    assert once.texts == ["a", "b", "x"]
