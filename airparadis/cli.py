@@ -784,7 +784,9 @@ def score_command(
 
 @models_app.command("promote")
 def models_promote(
-    version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
+    version: Annotated[
+        str, typer.Argument(help="Registered version to make the champion (or the challenger).")
+    ],
     home: HomeOption = None,
     holdout: Annotated[
         Path | None,
@@ -798,6 +800,15 @@ def models_promote(
         bool,
         typer.Option("--force", help="Promote even if its precision is below the champion's."),
     ] = False,
+    alias: Annotated[
+        str,
+        typer.Option(
+            "--alias",
+            help="champion: serves every prediction; or challenger: scored in shadow beside the "
+            "champion, its answers stored but never returned (no precision check: nothing it "
+            "says reaches anyone).",
+        ),
+    ] = "champion",
 ) -> None:
     """Make VERSION the champion, unless its precision on the holdout is below the champion's.
 
@@ -805,10 +816,44 @@ def models_promote(
     frozen holdout (the first version's test split, which no later training sees), or the
     --holdout file. Refused when VERSION's precision is below the champion's, unless --force.
     The reason is kept in the registry (tags promotion_reason and champion_reason). The former
-    champion becomes `previous`; running infer workers swap to VERSION without restart.
+    champion becomes `previous` (and a challenger made champion stops being the challenger);
+    running infer workers swap to VERSION without restart.
+
+    With --alias challenger, VERSION is scored in shadow beside the champion instead (it
+    replaces any challenger); `airparadis models unset-alias challenger` stops that.
     """
+    if alias not in ("champion", "challenger"):
+        raise typer.BadParameter(f"{alias!r}: choose champion or challenger", param_hint="--alias")
+    if alias == "challenger" and (force or holdout is not None):
+        raise typer.BadParameter(
+            "--force and --holdout judge a new champion; a challenger is not judged",
+            param_hint="--alias challenger",
+        )
     with user_errors("Not promoted"):
-        _promote(registry_settings(home), version, force=force, holdout_file=holdout)
+        if alias == "challenger":
+            _make_challenger(registry_settings(home), version, "set by `airparadis models promote`")
+        else:
+            _promote(registry_settings(home), version, force=force, holdout_file=holdout)
+
+
+@models_app.command("unset-alias")
+def models_unset_alias(
+    alias: Annotated[str, typer.Argument(help="The alias to take away: challenger (or previous).")],
+    home: HomeOption = None,
+) -> None:
+    """Take ALIAS from the version that holds it and tell running workers: unsetting the
+    challenger stops its shadow scoring. The champion cannot be unset (promote another)."""
+    from shared.registry import Registry
+
+    settings = registry_settings(home)
+    with user_errors("Not unset"):
+        removed = Registry.of(settings).unset_alias(alias)
+    if removed is None:
+        console.print(f"no version of {settings.model_name} is the {alias}: nothing to unset")
+        return
+    info = removed.version
+    console.print(f"{info.name} v{info.version} is no longer the {alias}")
+    _print_announced(removed.announced_on)
 
 
 @models_app.command("evaluate")
@@ -924,6 +969,29 @@ def _promote(
         console.print(f"[yellow]Forced:[/yellow] {check.reason}")
     info = promotion.version
     console.print(f"{info.name} v{info.version} is the champion ({check.reason})")
+    if promotion.released:
+        console.print(f"it is no longer the {', '.join(promotion.released)}: its shadow stops")
+    _print_announced(promotion.announced_on)
+
+
+def _make_challenger(settings: Settings, version: str, reason: str) -> None:
+    """Make VERSION the challenger (no check: its answers reach no one) and say so."""
+    from shared.registry import CHALLENGER, Registry
+
+    registry = Registry.of(settings)
+    former = registry.alias(CHALLENGER)
+    promotion = registry.promote(version, alias=CHALLENGER, reason=reason)
+    info = promotion.version
+    champion = registry.champion()
+    beside = f" beside the champion v{champion.version}" if champion else ""
+    replaced = (
+        f" (instead of v{former.version})"
+        if former is not None and former.version != info.version
+        else ""
+    )
+    console.print(
+        f"{info.name} v{info.version} is the challenger{replaced}: scored in shadow{beside}"
+    )
     _print_announced(promotion.announced_on)
 
 
