@@ -24,6 +24,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+    from shared.registry import Registry
     from training.experiment import TrainResult
     from training.feedback import InDomainData
     from training.registry import PromotionDecision
@@ -100,6 +101,7 @@ def user_errors(failed: str) -> Iterator[None]:
     from shared.drift import DriftReferenceError
     from shared.estimators.base import ModelLoadError
     from shared.registry import HoldoutError
+    from shared.storage import StorageError
     from training.data import DatasetError
 
     try:
@@ -109,6 +111,7 @@ def user_errors(failed: str) -> Iterator[None]:
         DatasetError,
         DriftReferenceError,
         HoldoutError,
+        StorageError,
         ValueError,
         OSError,
     ) as error:
@@ -624,6 +627,161 @@ def train_lstm_command(
         smoke=smoke,
         promote_it=promote_it,
         extra=_in_domain(extra_data, extra_weight, extra_holdout_share),
+    )
+
+
+RETRAIN_FAMILIES = ("simple", "lstm", "transformer")
+
+
+@app.command()
+def retrain(
+    family: Annotated[
+        str,
+        typer.Option(
+            "--family",
+            help="simple, lstm or transformer, trained as `airparadis train <family>` trains it "
+            "by default.",
+        ),
+    ] = "simple",
+    data: DataOption = None,
+    home: HomeOption = None,
+    sample: SampleOption = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="The family's quick check: a few hundred tweets.")
+    ] = False,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one reported tweet counts against one Sentiment140 tweet: simple: "
+            "its sample_weight in the fit; lstm and transformer: repeated round(W) times.",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
+) -> None:
+    """Close the loop: export the reports that carry a correct label (into
+    <home>/feedback/), train FAMILY on Sentiment140 and them, compare the new version with the
+    champion on the registry's holdout and on the newest reports (never trained on), and make
+    it the challenger, scored in shadow beside the champion.
+
+    Making it the champion stays a person's decision: the command prints what to look at and
+    the command that does it.
+    """
+    from airparadis.feedback import default_export_path, describe, export_feedback
+    from shared.registry import Registry
+    from training.registry import decide_promotion
+
+    if family not in RETRAIN_FAMILIES:
+        raise typer.BadParameter(f"{family!r}: choose one of {', '.join(RETRAIN_FAMILIES)}")
+    settings = load_settings(home, data=data)
+    out = default_export_path(settings)
+    with user_errors("Not retrained"):
+        exported, where = export_feedback(settings, out)
+    console.print(describe(exported, out, where))
+    extra = _in_domain(out, extra_weight, extra_holdout_share)
+    what, train = _family_trainer(family, smoke)
+    result = _train(
+        what,
+        f"retrain-{family}",
+        train,
+        home=home,
+        data=data,
+        sample=sample,
+        smoke=smoke,
+        promote_it=False,
+        extra=extra,
+    )
+    registry = Registry.of(settings)
+    champion = registry.champion()
+    with user_errors("Not compared"):
+        decision = decide_promotion(registry, result.version)
+    _print_decision(decision)
+    if extra is not None and champion is not None and not extra.holdout.empty:
+        _print_in_domain(registry, result, champion.version, extra)
+    if champion is None:
+        console.print(
+            f"No champion yet: make v{result.version} the champion with "
+            f"`airparadis models promote {result.version}`"
+        )
+        return
+    figures = decision.comparison.figures() if decision.comparison else "recorded test figures"
+    reason = (
+        f"retrained with {exported.written:,} reports ({out.name}); against champion "
+        f"v{champion.version}: {decision.check.reason} ({figures})"
+    )
+    _make_challenger(settings, result.version, reason)
+    _print_next_steps(settings, result.version, champion.version, decision.check.allowed)
+
+
+def _family_trainer(family: str, smoke: bool) -> tuple[str, Callable[..., TrainResult]]:
+    """What `airparadis train <family>` trains by default (its --smoke with smoke)."""
+    preprocess = PreprocessConfig()
+    if family == "lstm":
+        from training.lstm import LstmOptions, lstm_preprocess, train_lstm
+
+        options = LstmOptions.smoke() if smoke else LstmOptions()
+        return "the LSTM family", partial(
+            train_lstm, preprocess=lstm_preprocess(preprocess), options=options
+        )
+    if family == "transformer":
+        from training.experiment import train_family
+        from training.transformer import FineTuneOptions, TransformerFamily, transformer_preprocess
+
+        tuning = FineTuneOptions.smoke() if smoke else FineTuneOptions()
+        return f"the transformer family ({tuning.base_model})", partial(
+            train_family, TransformerFamily(tuning), preprocess=transformer_preprocess(preprocess)
+        )
+    candidates, vectorizers = _names(SIMPLE_CANDIDATES), _names(SIMPLE_VECTORIZERS)
+    return "the simple family", _simple_trainer(preprocess, candidates, vectorizers, smoke=smoke)
+
+
+def _print_in_domain(
+    registry: Registry, result: TrainResult, champion: str, extra: InDomainData
+) -> None:
+    """The new version's in-domain figures beside the champion's on the same tweets."""
+    from rich.table import Table
+
+    from training.registry import evaluate_version
+
+    held = evaluate_version(registry, champion, extra.holdout[["text", "label"]])
+    table = Table(
+        title=f"the {len(extra.holdout):,} newest reports (never trained on), each version at "
+        "its own threshold"
+    )
+    table.add_column("")
+    table.add_column(f"v{result.version} (new)", justify="right")
+    table.add_column(f"v{champion} (champion)", justify="right")
+    table.add_row("threshold", _figure(result.threshold.threshold, 4), _figure(held.threshold, 4))
+    for name in ("precision", "recall", "accuracy"):
+        table.add_row(
+            name,
+            _figure(result.indomain_at_threshold.get(name), 4),
+            _figure(held.at_threshold[name], 4),
+        )
+    _stdout().print(table)
+
+
+def _print_next_steps(settings: Settings, version: str, champion: str, would_pass: bool) -> None:
+    from airparadis.dashboards import DASHBOARDS
+
+    quality = next(d for d in DASHBOARDS if d.file == "quality.json")
+    monitor = (
+        f"http://{settings.http_host}:{settings.http_port}/monitor"
+        if settings.gateway_on_loopback
+        else "/monitor on the gateway (compose: https://AIRPARADIS_DOMAIN/monitor)"
+    )
+    rule = "passes" if would_pass else "does not pass"
+    out = _stdout()
+    out.print(
+        f"Next: watch v{version} beside the champion v{champion} on live traffic before you "
+        f"decide (on the holdout it {rule} the promotion rule):\n"
+        f"  - the monitor, {monitor}\n"
+        f'  - Grafana, dashboard "{quality.title}" (/d/{quality.uid})\n'
+        "  - the recorded figures side by side: airparadis models compare\n"
+        f"Make it the champion: airparadis models promote {version}\n"
+        "Stop its shadow scoring: airparadis models unset-alias challenger",
+        soft_wrap=True,
     )
 
 
