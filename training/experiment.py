@@ -23,8 +23,8 @@ Promotions compare versions on the registry's frozen holdout: the first version'
 (at most HOLDOUT_MAX_TWEETS of it) becomes it, and every later training leaves its tweets out
 before splitting (param `data.holdout_excluded`), so no version trains or validates on them.
 
-The data is logged as MLflow datasets: `sentiment140` (the tweets split, param
-`data.sentiment140.rows`) and, when a training is given labelled airline reports
+The data is logged as MLflow datasets: `sentiment140` (the tweets split into train, validation
+and test; param `data.sentiment140.rows`) and, when a training is given labelled airline reports
 (`extra`, training/feedback.py), `airline-feedback` (params `data.airline_feedback.*`). Those
 reports join the training split only, so validation, the threshold and the test figures stay
 Sentiment140's and compare across versions; the most recent of them, kept apart, give the
@@ -222,7 +222,9 @@ def train_family(
     splits = as_split(data, sample=sample, val=val, test=test, seed=seed)
     started = time.perf_counter()
     texts = preprocess_split(splits, preprocess, progress=progress)
-    in_domain = preprocess_in_domain(extra, preprocess, progress=progress) if extra else None
+    in_domain = (
+        preprocess_in_domain(extra, preprocess, progress=progress) if extra is not None else None
+    )
     preprocess_seconds = time.perf_counter() - started
     train = texts.train
     if extra is not None and in_domain is not None:

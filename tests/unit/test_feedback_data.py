@@ -13,6 +13,7 @@ import pytest
 from training.data import load_sentiment140
 from training.experiment import Texts, with_extra
 from training.feedback import (
+    DEFAULT_HOLDOUT_SHARE,
     EXPORT_COLUMNS,
     FeedbackError,
     split_in_domain,
@@ -210,3 +211,9 @@ def test_extra_tweets_weigh_in_a_weighted_fit_and_are_repeated_otherwise() -> No
     assert repeated.texts == ["a", "b", "x", "x"] and repeated.weights is None
     assert repeated.labels.tolist() == [0, 1, 1, 1]
     assert once.texts == ["a", "b", "x"]
+
+
+def test_the_command_line_default_share_is_the_training_one() -> None:
+    from airparadis.cli import DEFAULT_EXTRA_HOLDOUT_SHARE
+
+    assert DEFAULT_EXTRA_HOLDOUT_SHARE == DEFAULT_HOLDOUT_SHARE
