@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from airparadis.dashboards import app as dashboards_app
+from airparadis.feedback import app as feedback_app
 from airparadis.keys import app as keys_app
 from airparadis.options import preprocess_options
 from airparadis.privacy import app as data_app
@@ -23,7 +24,9 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+    from shared.registry import Registry
     from training.experiment import TrainResult
+    from training.feedback import InDomainData
     from training.registry import PromotionDecision
 
 app = typer.Typer(
@@ -33,6 +36,11 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 OptionsT = TypeVar("OptionsT", bound="DataclassInstance")
+# training/feedback.py's DEFAULT_HOLDOUT_SHARE, here so that `--help` imports no pandas.
+DEFAULT_EXTRA_HOLDOUT_SHARE = 0.3
+# What `train simple` searches unless told, and `retrain --family simple` always.
+SIMPLE_CANDIDATES = "logreg,svm,nb,rf"
+SIMPLE_VECTORIZERS = "tfidf,bow"
 
 DataOption = Annotated[
     Path | None,
@@ -54,6 +62,28 @@ HomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Data folder of the embedded mode. Default: AIRPARADIS_HOME."),
 ]
+ExtraDataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--extra-data",
+        help="Labelled airline tweets to train on too: `airparadis feedback export`'s file, or "
+        "any target,text CSV. The most recent (--extra-holdout-share, by reported_at, else the "
+        "last rows) are kept apart and never trained on: the in-domain figures are measured on "
+        "them; the rest join the training split (validation and test stay Sentiment140's).",
+        rich_help_panel="Extra data",
+    ),
+]
+ExtraHoldoutOption = Annotated[
+    float,
+    typer.Option(
+        "--extra-holdout-share",
+        min=0.0,
+        max=0.9,
+        help="Share of the extra tweets, the most recent, kept apart as the in-domain holdout. "
+        "Under 5 tweets: no holdout, all are trained on.",
+        rich_help_panel="Extra data",
+    ),
+]
 InsecureOption = Annotated[
     bool,
     typer.Option(
@@ -71,6 +101,7 @@ def user_errors(failed: str) -> Iterator[None]:
     from shared.drift import DriftReferenceError
     from shared.estimators.base import ModelLoadError
     from shared.registry import HoldoutError
+    from shared.storage import StorageError
     from training.data import DatasetError
 
     try:
@@ -80,6 +111,7 @@ def user_errors(failed: str) -> Iterator[None]:
         DatasetError,
         DriftReferenceError,
         HoldoutError,
+        StorageError,
         ValueError,
         OSError,
     ) as error:
@@ -235,6 +267,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(keys_app, name="keys")
 app.add_typer(data_app, name="data")
+app.add_typer(feedback_app, name="feedback")
 app.add_typer(tls_app, name="tls")
 
 
@@ -246,39 +279,64 @@ def train_simple_command(
     sample: SampleOption = None,
     candidates: Annotated[
         str, typer.Option(help="Classifiers to search, comma-separated: logreg,svm,nb,rf.")
-    ] = "logreg,svm,nb,rf",
+    ] = SIMPLE_CANDIDATES,
     vectorizers: Annotated[
         str, typer.Option(help="Features, comma-separated: tfidf (TF-IDF), bow (bag of words).")
-    ] = "tfidf,bow",
+    ] = SIMPLE_VECTORIZERS,
     smoke: Annotated[
         bool, typer.Option("--smoke", help="A few hundred tweets, one grid point: a quick check.")
     ] = False,
     jobs: Annotated[int, typer.Option(help="Parallel fits in the grid searches.")] = 2,
     promote_it: PromoteOption = False,
+    extra_data: ExtraDataOption = None,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one extra tweet counts against one Sentiment140 tweet: its "
+            "sample_weight in every classifier's fit (2: as much as two).",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
     """Bag of words / TF-IDF x logistic regression, linear SVM, naive Bayes, random forest:
     a cross-validated search per candidate, the best on validation registered."""
-    from training.simple import train_simple
-
     _train(
         "the simple family",
         "simple",
-        partial(
-            train_simple,
-            preprocess=preprocess,
-            candidates=_names(candidates),
-            vectorizers=_names(vectorizers),
-            grid="small" if smoke else "full",
-            n_jobs=jobs,
-            min_df=1 if smoke else 2,
+        _simple_trainer(
+            preprocess, _names(candidates), _names(vectorizers), smoke=smoke, jobs=jobs
         ),
         home=home,
         data=data,
         sample=sample,
         smoke=smoke,
         promote_it=promote_it,
+        extra=_in_domain(extra_data, extra_weight, extra_holdout_share),
+    )
+
+
+def _simple_trainer(
+    preprocess: PreprocessConfig,
+    candidates: list[str],
+    vectorizers: list[str],
+    *,
+    smoke: bool,
+    jobs: int = 2,
+) -> Callable[..., TrainResult]:
+    from training.simple import train_simple
+
+    return partial(
+        train_simple,
+        preprocess=preprocess,
+        candidates=candidates,
+        vectorizers=vectorizers,
+        grid="small" if smoke else "full",
+        n_jobs=jobs,
+        min_df=1 if smoke else 2,
     )
 
 
@@ -301,6 +359,44 @@ def _print_trained(result: TrainResult) -> None:
         f"accuracy {result.test_at_default['accuracy']:.3f} and ROC AUC "
         f"{result.test_at_default['roc_auc']:.3f} at 0.5; trained in {result.train_seconds:.0f} s"
     )
+    if result.indomain_at_threshold:
+        indomain = result.indomain_at_threshold
+        console.print(
+            f"in-domain holdout ({result.indomain_tweets:,} airline tweets never trained on): "
+            f"precision {indomain['precision']:.3f}, recall {indomain['recall']:.3f}, accuracy "
+            f"{indomain['accuracy']:.3f} at the same threshold"
+        )
+
+
+def _in_domain(path: Path | None, weight: float, holdout_share: float) -> InDomainData | None:
+    """The --extra-data file read and split (None without one), and what came of it, said."""
+    if path is None:
+        return None
+    from training.data import load_sentiment140
+    from training.feedback import MIN_HOLDOUT_TWEETS, split_in_domain
+
+    with user_errors("Not trained"):
+        extra = split_in_domain(
+            load_sentiment140(path), source=str(path), holdout_share=holdout_share, weight=weight
+        )
+    total = len(extra.train) + len(extra.holdout) + extra.same_text_as_holdout
+    if extra.holdout.empty:
+        console.print(
+            f"Extra data: {total:,} airline tweets from {path}, too few to keep "
+            f"{holdout_share:.0%} apart (fewer than {MIN_HOLDOUT_TWEETS}): all are trained on, "
+            "and there will be no in-domain figures"
+        )
+    else:
+        same = (
+            f", {extra.same_text_as_holdout:,} left out for the text of a holdout tweet"
+            if extra.same_text_as_holdout
+            else ""
+        )
+        console.print(
+            f"Extra data: {total:,} airline tweets from {path}: the {len(extra.holdout):,} most "
+            f"recent kept apart as the in-domain holdout, {len(extra.train):,} trained on{same}"
+        )
+    return extra
 
 
 def _train(
@@ -313,9 +409,11 @@ def _train(
     sample: int | None,
     smoke: bool,
     promote_it: bool,
-) -> None:
+    extra: InDomainData | None = None,
+) -> TrainResult:
     """What every `train` command does around its family: load the data, train on the chosen
-    sample with the settings' registry and target, say what came of it, promote if asked."""
+    sample (and the extra airline tweets) with the settings' registry and target, say what came
+    of it, promote if asked."""
     from airparadis.bootstrap import load_training_data, sample_size
     from shared.registry import Registry
 
@@ -332,10 +430,12 @@ def _train(
         data_source=str(source),
         run_name=f"{run_name}-smoke" if smoke else run_name,
         languages=settings.data_languages,
+        extra=extra,
     )
     _print_trained(result)
     if promote_it:
         _promote(settings, result.version)
+    return result
 
 
 def _options(defaults: OptionsT, given: dict[str, Any]) -> OptionsT:
@@ -395,6 +495,18 @@ def train_transformer_command(
         ),
     ] = False,
     promote_it: PromoteOption = False,
+    extra_data: ExtraDataOption = None,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one extra tweet counts against one Sentiment140 tweet: the "
+            "fine-tuning takes no weights, so each extra tweet is repeated round(W) times "
+            "(at least once).",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
@@ -431,6 +543,7 @@ def train_transformer_command(
         sample=sample,
         smoke=smoke,
         promote_it=promote_it,
+        extra=_in_domain(extra_data, extra_weight, extra_holdout_share),
     )
 
 
@@ -470,6 +583,18 @@ def train_lstm_command(
         ),
     ] = False,
     promote_it: PromoteOption = False,
+    extra_data: ExtraDataOption = None,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one extra tweet counts against one Sentiment140 tweet: the network "
+            "takes no weights, so each extra tweet is repeated round(W) times (at least once); "
+            "Word2Vec learns their words either way.",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
     *,
     preprocess: PreprocessConfig,
 ) -> None:
@@ -501,6 +626,162 @@ def train_lstm_command(
         sample=sample,
         smoke=smoke,
         promote_it=promote_it,
+        extra=_in_domain(extra_data, extra_weight, extra_holdout_share),
+    )
+
+
+RETRAIN_FAMILIES = ("simple", "lstm", "transformer")
+
+
+@app.command()
+def retrain(
+    family: Annotated[
+        str,
+        typer.Option(
+            "--family",
+            help="simple, lstm or transformer, trained as `airparadis train <family>` trains it "
+            "by default.",
+        ),
+    ] = "simple",
+    data: DataOption = None,
+    home: HomeOption = None,
+    sample: SampleOption = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="The family's quick check: a few hundred tweets.")
+    ] = False,
+    extra_weight: Annotated[
+        float,
+        typer.Option(
+            "--extra-weight",
+            help="How much one reported tweet counts against one Sentiment140 tweet: simple: "
+            "its sample_weight in the fit; lstm and transformer: repeated round(W) times.",
+            rich_help_panel="Extra data",
+        ),
+    ] = 1.0,
+    extra_holdout_share: ExtraHoldoutOption = DEFAULT_EXTRA_HOLDOUT_SHARE,
+) -> None:
+    """Close the loop: export the reports that carry a correct label (into
+    <home>/feedback/), train FAMILY on Sentiment140 and them, compare the new version with the
+    champion on the registry's holdout and on the newest reports (never trained on), and make
+    it the challenger, scored in shadow beside the champion.
+
+    Making it the champion stays a person's decision: the command prints what to look at and
+    the command that does it.
+    """
+    from airparadis.feedback import default_export_path, describe, export_feedback
+    from shared.registry import Registry
+    from training.registry import decide_promotion
+
+    if family not in RETRAIN_FAMILIES:
+        raise typer.BadParameter(f"{family!r}: choose one of {', '.join(RETRAIN_FAMILIES)}")
+    settings = load_settings(home, data=data)
+    out = default_export_path(settings)
+    with user_errors("Not retrained"):
+        exported, where = export_feedback(settings, out)
+    console.print(describe(exported, out, where))
+    extra = _in_domain(out, extra_weight, extra_holdout_share)
+    what, train = _family_trainer(family, smoke)
+    result = _train(
+        what,
+        f"retrain-{family}",
+        train,
+        home=home,
+        data=data,
+        sample=sample,
+        smoke=smoke,
+        promote_it=False,
+        extra=extra,
+    )
+    registry = Registry.of(settings)
+    champion = registry.champion()
+    with user_errors("Not compared"):
+        decision = decide_promotion(registry, result.version)
+    _print_decision(decision)
+    if extra is not None and champion is not None and not extra.holdout.empty:
+        _print_in_domain(registry, result, champion.version, extra)
+    if champion is None:
+        console.print(
+            f"No champion yet: make v{result.version} the champion with "
+            f"`airparadis models promote {result.version}`"
+        )
+        return
+    figures = decision.comparison.figures() if decision.comparison else "recorded test figures"
+    reason = (
+        f"retrained with {exported.written:,} reports ({out.name}); against champion "
+        f"v{champion.version}: {decision.check.reason} ({figures})"
+    )
+    _make_challenger(settings, result.version, reason)
+    _print_next_steps(settings, result.version, champion.version, decision.check.allowed)
+
+
+def _family_trainer(family: str, smoke: bool) -> tuple[str, Callable[..., TrainResult]]:
+    """What `airparadis train <family>` trains by default (its --smoke with smoke)."""
+    preprocess = PreprocessConfig()
+    if family == "lstm":
+        from training.lstm import LstmOptions, lstm_preprocess, train_lstm
+
+        options = LstmOptions.smoke() if smoke else LstmOptions()
+        return "the LSTM family", partial(
+            train_lstm, preprocess=lstm_preprocess(preprocess), options=options
+        )
+    if family == "transformer":
+        from training.experiment import train_family
+        from training.transformer import FineTuneOptions, TransformerFamily, transformer_preprocess
+
+        tuning = FineTuneOptions.smoke() if smoke else FineTuneOptions()
+        return f"the transformer family ({tuning.base_model})", partial(
+            train_family, TransformerFamily(tuning), preprocess=transformer_preprocess(preprocess)
+        )
+    candidates, vectorizers = _names(SIMPLE_CANDIDATES), _names(SIMPLE_VECTORIZERS)
+    return "the simple family", _simple_trainer(preprocess, candidates, vectorizers, smoke=smoke)
+
+
+def _print_in_domain(
+    registry: Registry, result: TrainResult, champion: str, extra: InDomainData
+) -> None:
+    """The new version's in-domain figures beside the champion's on the same tweets."""
+    from rich.table import Table
+
+    from training.registry import evaluate_version
+
+    held = evaluate_version(registry, champion, extra.holdout[["text", "label"]])
+    table = Table(
+        title=f"the {len(extra.holdout):,} newest reports (never trained on), each version at "
+        "its own threshold"
+    )
+    table.add_column("")
+    table.add_column(f"v{result.version} (new)", justify="right")
+    table.add_column(f"v{champion} (champion)", justify="right")
+    table.add_row("threshold", _figure(result.threshold.threshold, 4), _figure(held.threshold, 4))
+    for name in ("precision", "recall", "accuracy"):
+        table.add_row(
+            name,
+            _figure(result.indomain_at_threshold.get(name), 4),
+            _figure(held.at_threshold[name], 4),
+        )
+    _stdout().print(table)
+
+
+def _print_next_steps(settings: Settings, version: str, champion: str, would_pass: bool) -> None:
+    from airparadis.dashboards import DASHBOARDS
+
+    quality = next(d for d in DASHBOARDS if d.file == "quality.json")
+    monitor = (
+        f"http://{settings.http_host}:{settings.http_port}/monitor"
+        if settings.gateway_on_loopback
+        else "/monitor on the gateway (compose: https://AIRPARADIS_DOMAIN/monitor)"
+    )
+    rule = "passes" if would_pass else "does not pass"
+    out = _stdout()
+    out.print(
+        f"Next: watch v{version} beside the champion v{champion} on live traffic before you "
+        f"decide (on the holdout it {rule} the promotion rule):\n"
+        f"  - the monitor, {monitor}\n"
+        f'  - Grafana, dashboard "{quality.title}" (/d/{quality.uid})\n'
+        "  - the recorded figures side by side: airparadis models compare\n"
+        f"Make it the champion: airparadis models promote {version}\n"
+        "Stop its shadow scoring: airparadis models unset-alias challenger",
+        soft_wrap=True,
     )
 
 
@@ -603,13 +884,13 @@ def _print_live(settings: Settings, hours: int) -> None:
 
     from rich.table import Table
 
-    from airparadis.stores import platform_store
+    from airparadis.stores import command_store
     from shared.panels import compare_live
     from shared.storage import StorageError
 
     until = datetime.now(UTC)
     try:
-        with platform_store(settings) as (store, where):
+        with command_store(settings) as (store, where):
             rows = compare_live(store, settings.model_name, until - timedelta(hours=hours), until)
     except StorageError as error:
         console.print(f"[red]No live comparison:[/red] {error}")
@@ -731,7 +1012,9 @@ def score_command(
 
 @models_app.command("promote")
 def models_promote(
-    version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
+    version: Annotated[
+        str, typer.Argument(help="Registered version to make the champion (or the challenger).")
+    ],
     home: HomeOption = None,
     holdout: Annotated[
         Path | None,
@@ -745,6 +1028,15 @@ def models_promote(
         bool,
         typer.Option("--force", help="Promote even if its precision is below the champion's."),
     ] = False,
+    alias: Annotated[
+        str,
+        typer.Option(
+            "--alias",
+            help="champion: serves every prediction; or challenger: scored in shadow beside the "
+            "champion, its answers stored but never returned (no precision check: nothing it "
+            "says reaches anyone).",
+        ),
+    ] = "champion",
 ) -> None:
     """Make VERSION the champion, unless its precision on the holdout is below the champion's.
 
@@ -752,10 +1044,44 @@ def models_promote(
     frozen holdout (the first version's test split, which no later training sees), or the
     --holdout file. Refused when VERSION's precision is below the champion's, unless --force.
     The reason is kept in the registry (tags promotion_reason and champion_reason). The former
-    champion becomes `previous`; running infer workers swap to VERSION without restart.
+    champion becomes `previous` (and a challenger made champion stops being the challenger);
+    running infer workers swap to VERSION without restart.
+
+    With --alias challenger, VERSION is scored in shadow beside the champion instead (it
+    replaces any challenger); `airparadis models unset-alias challenger` stops that.
     """
+    if alias not in ("champion", "challenger"):
+        raise typer.BadParameter(f"{alias!r}: choose champion or challenger", param_hint="--alias")
+    if alias == "challenger" and (force or holdout is not None):
+        raise typer.BadParameter(
+            "--force and --holdout judge a new champion; a challenger is not judged",
+            param_hint="--alias challenger",
+        )
     with user_errors("Not promoted"):
-        _promote(registry_settings(home), version, force=force, holdout_file=holdout)
+        if alias == "challenger":
+            _make_challenger(registry_settings(home), version, "set by `airparadis models promote`")
+        else:
+            _promote(registry_settings(home), version, force=force, holdout_file=holdout)
+
+
+@models_app.command("unset-alias")
+def models_unset_alias(
+    alias: Annotated[str, typer.Argument(help="The alias to take away: challenger (or previous).")],
+    home: HomeOption = None,
+) -> None:
+    """Take ALIAS from the version that holds it and tell running workers: unsetting the
+    challenger stops its shadow scoring. The champion cannot be unset (promote another)."""
+    from shared.registry import Registry
+
+    settings = registry_settings(home)
+    with user_errors("Not unset"):
+        removed = Registry.of(settings).unset_alias(alias)
+    if removed is None:
+        console.print(f"no version of {settings.model_name} is the {alias}: nothing to unset")
+        return
+    info = removed.version
+    console.print(f"{info.name} v{info.version} is no longer the {alias}")
+    _print_announced(removed.announced_on)
 
 
 @models_app.command("evaluate")
@@ -871,6 +1197,29 @@ def _promote(
         console.print(f"[yellow]Forced:[/yellow] {check.reason}")
     info = promotion.version
     console.print(f"{info.name} v{info.version} is the champion ({check.reason})")
+    if promotion.released:
+        console.print(f"it is no longer the {', '.join(promotion.released)}: its shadow stops")
+    _print_announced(promotion.announced_on)
+
+
+def _make_challenger(settings: Settings, version: str, reason: str) -> None:
+    """Make VERSION the challenger (no check: its answers reach no one) and say so."""
+    from shared.registry import CHALLENGER, Registry
+
+    registry = Registry.of(settings)
+    former = registry.alias(CHALLENGER)
+    promotion = registry.promote(version, alias=CHALLENGER, reason=reason)
+    info = promotion.version
+    champion = registry.champion()
+    beside = f" beside the champion v{champion.version}" if champion else ""
+    replaced = (
+        f" (instead of v{former.version})"
+        if former is not None and former.version != info.version
+        else ""
+    )
+    console.print(
+        f"{info.name} v{info.version} is the challenger{replaced}: scored in shadow{beside}"
+    )
     _print_announced(promotion.announced_on)
 
 

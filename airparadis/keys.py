@@ -1,9 +1,8 @@
 """`airparadis keys`: create, list and revoke the API keys of the gateway (shared/keys.py).
 
-The keys live in ClickHouse (`api_keys`). With a ClickHouse server (AIRPARADIS_CLICKHOUSE_URL)
-the command writes there directly; in the embedded mode it opens the chDB folder, or, while
-`airparadis up` runs and its store worker holds that folder, goes through the store worker on
-the bus (rpc.store.query and rpc.store.insert).
+The keys live in ClickHouse (`api_keys`), reached as airparadis/stores.py says: a ClickHouse
+server directly, the chDB folder, or, while `airparadis up` runs and its store worker holds that
+folder, the store worker on the bus (rpc.store.query and rpc.store.insert).
 
     airparadis keys create --name crm --scope predict --scope feedback
     airparadis keys list
@@ -22,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from airparadis.stores import platform_store
+from airparadis.stores import command_store
 from shared.keys import SCOPE_HELP, ApiKeyError, KeyRing
 from shared.settings import Settings
 from shared.storage import StorageError
@@ -47,7 +46,7 @@ def _settings(home: Path | None) -> Settings:
 @contextmanager
 def key_ring(settings: Settings) -> Iterator[tuple[KeyRing, str]]:
     """The key ring of the platform these settings name, and where it is."""
-    with platform_store(settings) as (store, where):
+    with command_store(settings) as (store, where):
         yield KeyRing(store), where
 
 

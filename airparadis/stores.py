@@ -1,7 +1,9 @@
-"""The platform's store, for a command run beside it (`airparadis keys`, `models compare
---live`): a ClickHouse server when AIRPARADIS_CLICKHOUSE_URL is set, else the embedded chDB
-folder, opened directly when no platform runs, or, while `airparadis up` runs and its store
-worker holds the folder, through that worker on the bus (rpc.store.query, rpc.store.insert).
+"""The ClickHouse store a command works on (`airparadis keys`, `airparadis feedback export`).
+
+With a ClickHouse server (AIRPARADIS_CLICKHOUSE_URL) the command opens it directly. In the
+embedded mode it opens the chDB folder, or, while `airparadis up` runs and its store worker holds
+that folder, goes through the store worker on the bus (rpc.store.query, and rpc.store.insert for
+the few tables other processes may write: shared/store_reads.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from shared.storage import ChdbStore, StorageError, Store, apply_migrations, ope
 
 
 @contextmanager
-def platform_store(settings: Settings) -> Iterator[tuple[Store, str]]:
-    """The store the settings name, and where it is (for messages); closed on the way out."""
+def command_store(settings: Settings) -> Iterator[tuple[Store, str]]:
+    """The store of the platform these settings name, and where it is (for the user)."""
     if settings.clickhouse_url:
         store = open_store(settings)
         try:
@@ -29,8 +31,8 @@ def platform_store(settings: Settings) -> Iterator[tuple[Store, str]]:
         chdb = ChdbStore(settings.chdb_path)
     except StorageError as held:
         # A running store worker holds the folder: go through it.
-        with _through_the_bus(settings, held) as store:
-            yield store, f"the store worker of the running platform ({settings.chdb_path})"
+        with _through_the_bus(settings, held) as bus_store:
+            yield bus_store, f"the store worker of the running platform ({settings.chdb_path})"
         return
     try:
         apply_migrations(chdb, settings.retention_days)
@@ -47,7 +49,7 @@ def _through_the_bus(settings: Settings, held: StorageError) -> Iterator[Store]:
     from shared.store_reads import BusStore
 
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="store-bus", daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="command-bus", daemon=True)
     thread.start()
     servers = nats_servers(settings)
     connect = nats.connect(

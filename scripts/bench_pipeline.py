@@ -504,7 +504,7 @@ def shadow_compare(
     for run in range(args.repeat):
         for mode in ("alone", "shadow"):
             if mode == "alone":
-                registry.remove_alias(CHALLENGER)
+                registry.unset_alias(CHALLENGER)
             else:
                 registry.promote(challenger, CHALLENGER)
             print(f"run {run + 1}/{args.repeat}: pipeline, {mode}", flush=True)

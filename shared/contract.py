@@ -110,8 +110,9 @@ CHANNELS: tuple[Channel, ...] = (
         subjects.MODELS_PROMOTED,
         ModelPromoted,
         "receive",
-        "A version took an alias (`airparadis models promote`): infer swaps to it, the store "
-        "copies its drift reference and operating curve.",
+        "A version took an alias (`airparadis models promote`, `airparadis retrain` for the "
+        "challenger), or lost it (`removed`: `airparadis models unset-alias`): infer swaps to "
+        "a new champion, the store copies its drift reference and operating curve.",
     ),
     Channel(
         subjects.MODELS_THRESHOLD,

@@ -291,14 +291,18 @@ class AlertRaised(Event):
 
 
 class ModelPromoted(Event):
-    """A registered model version now holds an alias (champion, or challenger: scored in shadow),
-    or, with `removed`, no longer holds it."""
+    """A registered model version now holds an alias (champion, or challenger: scored in
+    shadow), or, with `removed`, no longer holds it and nobody does."""
 
     model_name: str
     version: str
     alias: str = "champion"
+    removed: bool = Field(
+        False,
+        description="True: `version` lost the alias and no version holds it now (`airparadis "
+        "models unset-alias`, or the challenger made champion); workers following it stop.",
+    )
     promoted_at: datetime = Field(default_factory=utc_now)
-    removed: bool = Field(False, description="The alias was taken off the version.")
 
 
 class ThresholdSet(Event):

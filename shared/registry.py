@@ -178,6 +178,22 @@ class Promotion:
     # The NATS URL models.promoted went to; None: not announced (no bus configured or reachable,
     # or the version already held the alias).
     announced_on: str | None
+    # Aliases the version gave up with it: a challenger made champion is no longer the challenger.
+    released: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AliasRemoved:
+    """An alias no version holds any more, the version that held it, and where running workers
+    were told (None: not announced)."""
+
+    version: ModelVersionInfo
+    alias: str
+    announced_on: str | None
+
+
+class AliasError(ValueError):
+    """An alias that cannot be changed so; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -434,7 +450,9 @@ class Registry:
 
     def promote(self, version: str, alias: str = CHAMPION, reason: str | None = None) -> Promotion:
         """Give `version` the alias and announce it on the bus; the former champion keeps the
-        alias `previous`. Promoting the version that already holds the alias changes nothing.
+        alias `previous`, and a challenger made champion stops being the challenger (AliasError
+        for the champion made challenger). Promoting the version that already holds the alias
+        changes nothing.
 
         A reason is kept with the alias change: the version's tag `promotion_reason` and the
         registered model's `<alias>_reason` (`champion_reason`).
@@ -443,6 +461,18 @@ class Registry:
         former = self.alias(alias)
         if former is not None and former.version == str(version):
             return Promotion(former, alias, announced_on=None)
+        champion = self.champion() if alias == CHALLENGER else None
+        if champion is not None and champion.version == str(version):
+            raise AliasError(
+                f"version {version} is the {CHAMPION}: a {CHALLENGER} is scored beside it, "
+                "so it must be another version"
+            )
+        released: tuple[str, ...] = ()
+        challenger = self.alias(CHALLENGER) if alias == CHAMPION else None
+        if challenger is not None and challenger.version == str(version):
+            # Scoring the champion in its own shadow tells nothing.
+            self.unset_alias(CHALLENGER)
+            released = (CHALLENGER,)
         previous_alias = _PREVIOUS_ALIAS.get(alias)
         if former is not None and previous_alias is not None:
             self.client.set_registered_model_alias(self.model_name, previous_alias, former.version)
@@ -459,25 +489,32 @@ class Registry:
             alias,
             former.version if former else None,
         )
-        return Promotion(self.version(str(version)), alias, self.announce(str(version), alias))
+        announced = self.announce(str(version), alias)
+        return Promotion(self.version(str(version)), alias, announced, released)
 
-    def remove_alias(self, alias: str) -> tuple[ModelVersionInfo | None, str | None]:
-        """Take `alias` off the version holding it and announce it (infer stops scoring a
-        removed challenger in shadow); the version that held it (None: nobody did) and where it
-        was announced."""
-        holder = self.alias(alias)
-        if holder is None:
-            return None, None
+    def unset_alias(self, alias: str) -> AliasRemoved | None:
+        """Take the alias from the version holding it (None: none does) and announce that nobody
+        holds it now, so the workers that follow it stop (a challenger's shadow scoring).
+        AliasError for the champion: serving needs one; promote another version instead."""
+        if alias == CHAMPION:
+            raise AliasError(
+                f"the {CHAMPION} serves every prediction and cannot be unset: promote another "
+                "version instead (`airparadis models promote N`)"
+            )
+        former = self.alias(alias)
+        if former is None:
+            return None
         self.client.delete_registered_model_alias(self.model_name, alias)
-        log.info("%s version %s no longer holds %s", self.model_name, holder.version, alias)
-        return holder, self.announce(holder.version, alias, removed=True)
+        log.info("%s version %s is no longer %s", self.model_name, former.version, alias)
+        announced = self.announce(former.version, alias, removed=True)
+        return AliasRemoved(self.version(former.version), alias, announced)
 
     def announce(self, version: str, alias: str = CHAMPION, *, removed: bool = False) -> str | None:
-        """Publish models.promoted for `version` and `alias` on the platform's bus (infer
-        reloads the champion or the challenger; the store copies the drift reference), or its
-        removal. Returns where, or None when there is nobody to tell (a registry without
-        settings, no NATS server reachable, no stream declared yet) or the bus refused:
-        workers read the registry at their next start."""
+        """Publish models.promoted for `version` and `alias` (or, removed, its loss of the alias)
+        on the platform's bus, so infer reloads and the store copies its drift reference.
+        Returns where, or None when there is nobody to tell (a registry without settings, no
+        NATS server reachable, no stream declared yet) or the bus refused: workers read the
+        registry at their next start."""
         if self.bus is None:
             return None
         from shared.bus import reachable_bus_url
@@ -515,8 +552,8 @@ async def publish_promotion(settings: Settings, url: str, event: ModelPromoted) 
             broker,
             event,
             subjects.MODELS_PROMOTED,
-            msg_id=f"{'removed' if event.removed else 'promoted'}-{event.alias}-"
-            f"{event.model_name}-{event.version}-{event.promoted_at.timestamp()}",
+            msg_id=f"{'unset' if event.removed else 'promoted'}-{event.model_name}-{event.alias}-"
+            f"{event.version}-{event.promoted_at.timestamp()}",
             stream=subjects.STREAM_MODELS,
         )
     finally:

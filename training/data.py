@@ -2,7 +2,9 @@
 
 Every frame has the columns `text` (str) and `label` (0 negative, 1 positive) and is indexed by
 `source_row`, the row's position among the data rows of the file it came from, so that a split can
-be written down and rebuilt from the same file.
+be written down and rebuilt from the same file. The 2-column form may carry more columns after
+`target,text` (a feedback export's reported_at, model_version, prediction_id: training/feedback.py);
+they are kept, as text.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class DatasetError(Exception):
 
 class CsvForm(Enum):
     ORIGINAL = "original"  # latin-1, no header: target,id,date,query,user,text
-    TWO_COLUMN = "two-column"  # UTF-8, header: target,text
+    TWO_COLUMN = "two-column"  # UTF-8, header: target,text (then any other columns)
 
 
 @dataclass(frozen=True)
@@ -197,13 +199,13 @@ def _csv_member(path: Path, archive: zipfile.ZipFile) -> str:
 def _detect_form(path: Path, first_line: bytes) -> CsvForm:
     line = first_line.removeprefix(_UTF8_BOM).decode("latin-1").strip()
     fields = next(csv.reader([line]), [])
-    if [field.strip().lower() for field in fields] == ["target", "text"]:
+    if [field.strip().lower() for field in fields[:2]] == ["target", "text"]:
         return CsvForm.TWO_COLUMN
     if len(fields) == len(ORIGINAL_COLUMNS) and fields[0].strip() in _TARGETS:
         return CsvForm.ORIGINAL
     raise DatasetError(
-        f"{path}: unknown format, first line {line[:80]!r}; expected the header 'target,text' "
-        "or the original 6 columns target,id,date,query,user,text without a header"
+        f"{path}: unknown format, first line {line[:80]!r}; expected a header starting with "
+        "'target,text' or the original 6 columns target,id,date,query,user,text without a header"
     )
 
 
@@ -220,7 +222,8 @@ def _read_csv(path: Path, stream: IO[bytes], form: CsvForm) -> pd.DataFrame:
     else:
         options |= {"encoding": "utf-8-sig"}
     try:
-        return pd.read_csv(stream, **options)
+        raw = pd.read_csv(stream, **options)
+        return raw.rename(columns={name: name.strip().lower() for name in raw.columns[:2]})
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: the 2-column form must be UTF-8: {error}") from error
     except (pd.errors.ParserError, ValueError) as error:
@@ -246,6 +249,8 @@ def _labelled(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(
         {"text": raw.loc[keep, "text"], "label": (targets[keep] == "4").astype("int64")}
     )
+    for extra in raw.columns.drop(["target", "text"]):
+        frame[extra] = raw.loc[keep, extra]
     frame.index.name = "source_row"
     return frame
 

@@ -23,6 +23,16 @@ Promotions compare versions on the registry's frozen holdout: the first version'
 (at most HOLDOUT_MAX_TWEETS of it) becomes it, and every later training leaves its tweets out
 before splitting (param `data.holdout_excluded`), so no version trains or validates on them.
 
+The data is logged as MLflow datasets: `sentiment140` (the tweets split into train, validation
+and test; param `data.sentiment140.rows`) and, when a training is given labelled airline reports
+(`extra`, training/feedback.py), `airline-feedback` (params `data.airline_feedback.*`). Those
+reports join the training split only, so validation, the threshold and the test figures stay
+Sentiment140's and compare across versions; the most recent of them, kept apart, give the
+in-domain figures (`indomain.at_threshold.*`, also on the version's tags) and their split is
+logged as `data/indomain_split.csv.gz`. A family that sets `weighs_samples = True` fits with
+per-tweet weights (`Texts.weights`: `extra.weight` for a report, 1 for a Sentiment140 tweet);
+the others get each report round(weight) times (at least once).
+
 A family that picks among candidates may also define `describe(estimator) -> str`, the name of
 what it kept (logged as `candidate.chosen`, the version tag `candidate` and TrainResult.candidate);
 otherwise the family name is used.
@@ -33,14 +43,16 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
 from tqdm.auto import tqdm
 
 from shared.calibration import fit_calibration
@@ -67,12 +79,17 @@ from training.evaluate import (
     classification_metrics,
     save_plots,
 )
+from training.feedback import DATASET_NAME as FEEDBACK_DATASET
+from training.feedback import InDomainData
 from training.model import ensure_experiment, log_sentiment_model
 from training.registry import (
     CALIBRATION_PARAM,
     CALIBRATION_TAG,
     CANDIDATE_TAG,
     DATA_SIZE_TAG,
+    INDOMAIN_AT_THRESHOLD_PREFIX,
+    INDOMAIN_SPLIT_ARTIFACT,
+    INDOMAIN_TWEETS_TAG,
     SPLIT_ARTIFACT,
     TEST_AT_DEFAULT_PREFIX,
     TEST_AT_THRESHOLD_PREFIX,
@@ -90,6 +107,8 @@ SKEW_TOLERANCE = 1e-4
 # about 0.005, few enough for a promotion to score it with two transformers on a CPU.
 HOLDOUT_MAX_TWEETS = 20_000
 HOLDOUT_EXCLUDED_PARAM = "data.holdout_excluded"
+SENTIMENT140_DATASET = "sentiment140"
+FEEDBACK_PARAMS = "data.airline_feedback."
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,8 @@ class Texts:
 
     texts: list[str]
     labels: np.ndarray
+    # How much each tweet counts in the fit, for a family that weighs samples (None: alike).
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -146,6 +167,9 @@ class TrainResult:
     inference_ms_per_tweet: float
     inference_ms_per_tweet_single: float
     model_size_bytes: int
+    # At the threshold, on the in-domain holdout (empty: trained without one).
+    indomain_at_threshold: dict[str, float] = field(default_factory=dict)
+    indomain_tweets: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,13 +198,15 @@ def train_family(
     run_name: str | None = None,
     progress: bool = True,
     languages: Sequence[str] = DEFAULT_LANGUAGES,
+    extra: InDomainData | None = None,
 ) -> TrainResult:
     """Train one family, evaluate, log and register it; return the new version and its figures.
 
     data is a loaded Sentiment140 frame (optionally downsampled to `sample` balanced tweets, then
     split with `val`, `test` and `seed`) or a ready Split, in `languages` (recorded with the
-    version: serving flags tweets in others). Runs and artifacts go to the registry's tracking
-    URI and artifacts_dir only.
+    version: serving flags tweets in others). extra: labelled airline tweets to train on too,
+    with the in-domain holdout to test on (see the module's docstring). Runs and artifacts go to
+    the registry's tracking URI and artifacts_dir only.
     """
     # Promotions are judged on the registry's frozen holdout: its tweets stay out of this
     # training (before sampling, so the sample keeps its size); without one yet, this run's test
@@ -190,10 +216,20 @@ def train_family(
     if holdout is not None:
         data, excluded = without_tweets(data, set(holdout.frame["text"]))
         holdout_params = {HOLDOUT_EXCLUDED_PARAM: excluded, "data.holdout_run": holdout.run_id}
+        if extra is not None:
+            extra, excluded = extra.without_texts(set(holdout.frame["text"]))
+            holdout_params[f"{FEEDBACK_PARAMS}holdout_excluded"] = excluded
     splits = as_split(data, sample=sample, val=val, test=test, seed=seed)
     started = time.perf_counter()
     texts = preprocess_split(splits, preprocess, progress=progress)
+    in_domain = (
+        preprocess_in_domain(extra, preprocess, progress=progress) if extra is not None else None
+    )
     preprocess_seconds = time.perf_counter() - started
+    train = texts.train
+    if extra is not None and in_domain is not None:
+        weighs = bool(getattr(family, "weighs_samples", False))
+        train = with_extra(train, in_domain.train, extra.weight, weighted=weighs)
 
     experiment_id = ensure_experiment(registry, experiment, artifacts_dir)
     with (
@@ -209,12 +245,13 @@ def train_family(
             | holdout_params
         )
         _log_split(splits, work)
+        _log_datasets(splits, extra, data_source, work)
         mlflow.log_metric("preprocess_seconds", preprocess_seconds)
 
         fit_dir = work / "fit"
         fit_dir.mkdir()
         started = time.perf_counter()
-        estimator = family.fit(texts.train, texts.val, fit_dir, experiment_id)
+        estimator = family.fit(train, texts.val, fit_dir, experiment_id)
         train_seconds = time.perf_counter() - started
         candidate = _describe(family, estimator)
 
@@ -232,6 +269,12 @@ def train_family(
         at_default = classification_metrics(texts.test.labels, test_proba, 0.5)
         at_threshold = classification_metrics(texts.test.labels, test_proba, choice.threshold)
         calibration_figures = calibration_metrics(texts.test.labels, test_raw, test_proba)
+        indomain_tweets = len(in_domain.holdout) if in_domain is not None else 0
+        indomain = (
+            in_domain_figures(estimator, calibration.calibration.apply, in_domain.holdout, choice)
+            if in_domain is not None and indomain_tweets
+            else {}
+        )
         mlflow.log_param("candidate.chosen", candidate)
         mlflow.log_param(CALIBRATION_PARAM, calibration.calibration.method)
         mlflow.log_metrics(
@@ -244,6 +287,7 @@ def train_family(
                 **_prefixed("val.at_threshold.", val_metrics),
                 **_prefixed(TEST_AT_DEFAULT_PREFIX, at_default),
                 **_prefixed(TEST_AT_THRESHOLD_PREFIX, at_threshold),
+                **_prefixed(INDOMAIN_AT_THRESHOLD_PREFIX, indomain),
             }
         )
         # Live precision is estimated from this curve (shared/shift.py): measured on the test
@@ -281,15 +325,17 @@ def train_family(
                 candidate,
                 choice,
                 target_precision,
-                n_train=len(texts.train),
+                n_train=len(texts.train) + (len(in_domain.train) if in_domain else 0),
                 figures={
                     **_prefixed(TEST_AT_THRESHOLD_PREFIX, at_threshold),
                     **_prefixed(TEST_AT_DEFAULT_PREFIX, at_default),
                     **_prefixed(TEST_CALIBRATION_PREFIX, calibration_figures),
+                    **_prefixed(INDOMAIN_AT_THRESHOLD_PREFIX, indomain),
                     **serving,
                 },
                 calibration=calibration.calibration.method,
                 languages=languages,
+                indomain_tweets=indomain_tweets,
             ),
         )
         mlflow.set_tag("registered_version", version.version)
@@ -332,6 +378,8 @@ def train_family(
         inference_ms_per_tweet=serving["inference_ms_per_tweet"],
         inference_ms_per_tweet_single=serving["inference_ms_per_tweet_single"],
         model_size_bytes=int(serving["model_size_bytes"]),
+        indomain_at_threshold=indomain,
+        indomain_tweets=indomain_tweets,
     )
 
 
@@ -375,24 +423,70 @@ def preprocess_split(
 ) -> PreprocessedSplit:
     """Run the shared preprocessing over every split (with a progress bar per split)."""
     preprocessor = TextPreprocessor(config)
-
-    def clean(frame: pd.DataFrame, name: str) -> Texts:
-        tweets = tqdm(
-            frame["text"],
-            desc=f"preprocess {name}",
-            unit="tweet",
-            disable=None if progress else True,
-        )
-        return Texts(
-            texts=[preprocessor(tweet) for tweet in tweets],
-            labels=frame["label"].to_numpy(dtype=np.int64),
-        )
-
     return PreprocessedSplit(
-        train=clean(splits.train, "train"),
-        val=clean(splits.val, "val"),
-        test=clean(splits.test, "test"),
+        train=preprocess_frame(splits.train, preprocessor, "train", progress=progress),
+        val=preprocess_frame(splits.val, preprocessor, "val", progress=progress),
+        test=preprocess_frame(splits.test, preprocessor, "test", progress=progress),
     )
+
+
+@dataclass(frozen=True)
+class PreprocessedInDomain:
+    """The preprocessed texts of the labelled airline tweets: to train on, and to test on."""
+
+    train: Texts
+    holdout: Texts
+
+
+def preprocess_in_domain(
+    extra: InDomainData, config: PreprocessConfig, *, progress: bool = True
+) -> PreprocessedInDomain:
+    preprocessor = TextPreprocessor(config)
+    return PreprocessedInDomain(
+        train=preprocess_frame(extra.train, preprocessor, "airline train", progress=progress),
+        holdout=preprocess_frame(extra.holdout, preprocessor, "airline holdout", progress=progress),
+    )
+
+
+def preprocess_frame(
+    frame: pd.DataFrame, preprocessor: TextPreprocessor, name: str, *, progress: bool = True
+) -> Texts:
+    """The preprocessed texts and the labels of a frame (columns text, label)."""
+    tweets = tqdm(
+        frame["text"], desc=f"preprocess {name}", unit="tweet", disable=None if progress else True
+    )
+    return Texts(
+        texts=[preprocessor(tweet) for tweet in tweets],
+        labels=frame["label"].to_numpy(dtype=np.int64),
+    )
+
+
+def with_extra(train: Texts, extra: Texts, weight: float, *, weighted: bool) -> Texts:
+    """The training tweets and the extra ones after them. weighted: each extra tweet weighs
+    `weight` (a Sentiment140 tweet 1); else each comes round(weight) times, at least once."""
+    if weighted:
+        return Texts(
+            texts=train.texts + extra.texts,
+            labels=np.concatenate([train.labels, extra.labels]),
+            weights=np.concatenate([np.ones(len(train)), np.full(len(extra), float(weight))]),
+        )
+    copies = max(1, round(weight))
+    return Texts(
+        texts=train.texts + extra.texts * copies,
+        labels=np.concatenate([train.labels, *([extra.labels] * copies)]),
+    )
+
+
+def in_domain_figures(
+    estimator: ProbabilityEstimator,
+    calibrate: Callable[[np.ndarray], np.ndarray],
+    holdout: Texts,
+    choice: ThresholdChoice,
+) -> dict[str, float]:
+    """The metrics at the version's threshold on the in-domain holdout, scored as the test
+    split is (calibrated probability)."""
+    raw = np.asarray(estimator.positive_proba(holdout.texts), dtype=float)
+    return classification_metrics(holdout.labels, calibrate(raw), choice.threshold)
 
 
 def measure_logged_model(
@@ -466,8 +560,10 @@ def _version_tags(
     figures: dict[str, float],
     calibration: str,
     languages: Sequence[str],
+    indomain_tweets: int = 0,
 ) -> dict[str, str]:
-    return {
+    indomain = {INDOMAIN_TWEETS_TAG: str(indomain_tweets)} if indomain_tweets else {}
+    return indomain | {
         LANGUAGES_TAG: ",".join(languages),
         CALIBRATION_TAG: calibration,
         THRESHOLD_TAG: str(choice.threshold),
@@ -481,6 +577,47 @@ def _version_tags(
 
 
 def _log_split(splits: Split, work: Path) -> None:
-    path = work / Path(SPLIT_ARTIFACT).name
-    splits.assignments().to_csv(path, index=False)
-    mlflow.log_artifact(str(path), artifact_path=str(Path(SPLIT_ARTIFACT).parent))
+    _log_frame(splits.assignments(), SPLIT_ARTIFACT, work)
+
+
+def _log_frame(frame: pd.DataFrame, artifact: str, work: Path) -> None:
+    path = work / Path(artifact).name
+    frame.to_csv(path, index=False)
+    mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
+
+
+def _log_datasets(
+    splits: Split, extra: InDomainData | None, data_source: str | None, work: Path
+) -> None:
+    """The tweets of the run as MLflow datasets (inputs of the run), with their row counts."""
+    sentiment140 = pd.concat([splits.train, splits.val, splits.test])[["text", "label"]]
+    _log_input(sentiment140, SENTIMENT140_DATASET, data_source, "training")
+    params: dict[str, object] = {f"data.{SENTIMENT140_DATASET}.rows": len(sentiment140)}
+    if extra is not None:
+        for part, context in ((extra.train, "training"), (extra.holdout, "evaluation")):
+            if len(part):
+                _log_input(part[["text", "label"]], FEEDBACK_DATASET, extra.source, context)
+        params |= {
+            f"{FEEDBACK_PARAMS}source": extra.source,
+            f"{FEEDBACK_PARAMS}rows": len(extra.train) + len(extra.holdout),
+            f"{FEEDBACK_PARAMS}train_rows": len(extra.train),
+            f"{FEEDBACK_PARAMS}holdout_rows": len(extra.holdout),
+            f"{FEEDBACK_PARAMS}same_text_as_holdout": extra.same_text_as_holdout,
+            f"{FEEDBACK_PARAMS}weight": extra.weight,
+        }
+        _log_frame(extra.assignments(), INDOMAIN_SPLIT_ARTIFACT, work)
+    mlflow.log_params(params)
+
+
+def _log_input(frame: pd.DataFrame, name: str, source: str | None, context: str) -> None:
+    with warnings.catch_warnings():
+        # MLflow finds two equivalent source types for a local path, picks one and warns; and
+        # warns that the integer labels could not hold a missing value (they hold none).
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        dataset = (
+            from_pandas(frame, name=name, targets="label")
+            if source is None
+            else from_pandas(frame, source=source, name=name, targets="label")
+        )
+        mlflow.log_input(dataset, context)

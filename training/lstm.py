@@ -263,7 +263,8 @@ def train_lstm(
     """Train, evaluate, log and register an LSTM model; return the new version and its figures.
 
     `flow` takes the other keyword arguments of training.experiment.train_family (experiment,
-    sample, val, test, data_source, run_name); the split's seed is the options' seed.
+    sample, val, test, data_source, run_name, languages, extra); the split's seed is the options'
+    seed.
     """
     options = options or LstmOptions()
     return train_family(

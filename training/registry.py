@@ -53,6 +53,12 @@ CALIBRATION_TAG = "calibration"
 TEST_CALIBRATION_PREFIX = "test.calibration."
 # Where training logs the split of a run (training/experiment.py).
 SPLIT_ARTIFACT = "data/split.csv.gz"
+# In-domain figures: a version trained with labelled airline reports (training/feedback.py),
+# scored at its threshold on the most recent of them, which it never trained on; copied onto its
+# tags like the test figures. The split of those reports is logged beside the other one.
+INDOMAIN_AT_THRESHOLD_PREFIX = "indomain.at_threshold."
+INDOMAIN_TWEETS_TAG = "indomain.tweets"
+INDOMAIN_SPLIT_ARTIFACT = "data/indomain_split.csv.gz"
 
 # --- Comparing versions -------------------------------------------------------------------------
 

@@ -181,6 +181,8 @@ class SimpleFamily:
     name = FAMILY
     estimator_format = SKLEARN_JOBLIB
     packages: tuple[str, ...] = ("scikit-learn",)
+    # Every classifier here takes sample_weight: extra data weighs in the fit (experiment.py).
+    weighs_samples = True
 
     def __init__(
         self,
@@ -287,7 +289,9 @@ class SimpleFamily:
             points = len(ParameterGrid(search.param_grid))
             logger.info("searching %s: %d grid points x %d folds", name, points, self.cv)
             started = time.perf_counter()
-            search.fit(train.texts, train.labels)
+            # Each fold's fit gets the weights of its tweets; the CV scores stay unweighted.
+            weighted = {} if train.weights is None else {"clf__sample_weight": train.weights}
+            search.fit(train.texts, train.labels, **weighted)
             search_seconds = time.perf_counter() - started
             pipeline: Pipeline = search.best_estimator_
             pipeline.set_params(memory=None)  # the cache folder is gone after training
@@ -350,7 +354,7 @@ def train_simple(
     """Train, evaluate, log and register a simple model; return the new version and its figures.
 
     `flow` takes the other keyword arguments of training.experiment.train_family (experiment,
-    sample, val, test, data_source, run_name, progress).
+    sample, val, test, data_source, run_name, progress, languages, extra).
     """
     family = SimpleFamily(
         target_precision=target_precision,

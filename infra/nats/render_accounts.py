@@ -144,8 +144,9 @@ USERS: tuple[ServiceUser, ...] = (
     ),
     ServiceUser(
         "trainer",
-        "`airparadis train --promote` and `airparadis models promote`: announces promotions; "
-        "`airparadis data forget / export`: asks the store",
+        "`airparadis train --promote`, `airparadis models promote` and `airparadis retrain` "
+        "(the retrain service): announce promotions; `airparadis data forget / export`: asks "
+        "the store",
         publishes=(S.MODELS_PROMOTED,),
         requests=(S.STORE_FORGET, S.STORE_EXPORT),
     ),

@@ -250,6 +250,19 @@ def test_infer_is_replicated_on_one_durable_consumer() -> None:
     assert default > 1
 
 
+def test_the_retrain_profile_retrains_on_a_schedule_reading_the_store_only() -> None:
+    retrain = services()["retrain"]
+    assert retrain["profiles"] == ["retrain"]
+    (loop,) = retrain["command"]
+    assert "airparadis retrain --family simple" in loop and "sleep" in loop
+    environment = retrain["environment"]
+    # It announces its challenger as the trainer does, and reads the reports as Grafana does.
+    assert environment["AIRPARADIS_NATS_USER"] == "trainer"
+    assert environment["AIRPARADIS_CLICKHOUSE_URL"].startswith("https://airparadis_grafana:")
+    assert environment["AIRPARADIS_DATA"].startswith("${AIRPARADIS_RETRAIN_DATA:-/import/")
+    assert "mlartifacts:/data/mlartifacts" in retrain["volumes"]
+
+
 def test_gateway_is_reached_only_through_the_tls_proxy() -> None:
     assert "ports" not in services()["gateway"]
     caddyfile = (ROOT / "infra/caddy/Caddyfile").read_text(encoding="utf-8")
@@ -477,7 +490,7 @@ def run_cli(cli: list[str], env_file: Path, *args: str) -> subprocess.CompletedP
         [
             *cli,
             *("--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(env_file)),
-            *("--profile", "tools", "--profile", "autoupdate", *args),
+            *("--profile", "tools", "--profile", "autoupdate", "--profile", "retrain", *args),
         ],
         env={"PATH": "/usr/bin:/bin", "HOME": str(env_file.parent)},
         capture_output=True,
@@ -499,6 +512,11 @@ def test_compose_cli_resolves_the_stack_with_a_complete_env(cli: list[str], tmp_
     gateway = resolved["services"]["gateway"]["environment"]
     assert gateway["AIRPARADIS_CLICKHOUSE_URL"].startswith("https://airparadis_writer:")
     assert "${" not in json.dumps(resolved["services"])
+    retrain = resolved["services"]["retrain"]
+    assert retrain["entrypoint"] == ["sh", "-c"]
+    # Still escaped once resolved: the container's shell reads the variable, not compose.
+    assert 'sleep "$$AIRPARADIS_RETRAIN_EVERY_S"' in retrain["command"][0]
+    assert retrain["environment"]["AIRPARADIS_RETRAIN_EVERY_S"] == "604800"
 
 
 def test_compose_cli_refuses_the_example_env_with_its_empty_secrets(

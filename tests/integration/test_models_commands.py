@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from airparadis.cli import app
-from shared.nats_server import free_port
 from shared.registry import (
     CHAMPION,
     CHAMPION_REASON_TAG,
@@ -19,7 +18,7 @@ from shared.registry import (
     Registry,
 )
 from tests.drift import reference_shares
-from tests.integration.registry import LOGGED_PLOTS, logged_files
+from tests.integration.registry import LOGGED_PLOTS, MODEL, Home, logged_files
 from training.registry import (
     TEST_AT_THRESHOLD_PREFIX,
     compare_on_holdout,
@@ -30,48 +29,6 @@ from training.registry import (
 pytestmark = pytest.mark.integration
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "airline_tweets.csv"
-MODEL = "airparadis-sentiment"
-
-
-class Home:
-    """An AIRPARADIS_HOME with its own SQLite registry; the CLI runs against it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-        self.env = {
-            "AIRPARADIS_HOME": str(root),
-            "AIRPARADIS_MLFLOW_TRACKING_URI": self.tracking_uri,
-            "AIRPARADIS_MODEL": MODEL,
-            # No NATS server listens there, so a promotion is announced to nobody.
-            "AIRPARADIS_NATS_URL": "",
-            "AIRPARADIS_NATS_PORT": str(free_port()),
-        }
-
-    def run(self, *args: str) -> Result:
-        return CliRunner().invoke(app, ["--log-level", "WARNING", *args], env=self.env)
-
-    def train(self, data: Path, candidates: str = "logreg,nb") -> None:
-        """A smoke training of the simple family on data, registered as the next version."""
-        result = self.run(
-            "train",
-            "simple",
-            "--data",
-            str(data),
-            "--smoke",
-            "--candidates",
-            candidates,
-            "--vectorizers",
-            "tfidf",
-            "--no-lemmatize",
-            "--jobs",
-            "1",
-        )
-        assert result.exit_code == 0, result.output
-
-    @property
-    def registry(self) -> Registry:
-        return Registry(self.tracking_uri, MODEL)
 
 
 @pytest.fixture(scope="module")

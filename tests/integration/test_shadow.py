@@ -99,9 +99,9 @@ async def test_a_challenger_scores_in_shadow_only_the_tweets_after_it_was_set(
         assert f"airparadis models promote {second_version}" in said
 
         # The alias taken off: shadow scoring stops at once.
-        holder, announced = await asyncio.to_thread(registry.remove_alias, CHALLENGER)
-        assert holder is not None and holder.version == second_version
-        assert announced == platform_settings.nats_url
+        removed = await asyncio.to_thread(registry.unset_alias, CHALLENGER)
+        assert removed is not None and removed.version.version == second_version
+        assert removed.announced_on == platform_settings.nats_url
         await eventually(lambda: platform.challenger.model is None, what="the challenger gone")
         await publish(upstream, 8, "later")
         await eventually(rows_in(platform, "predictions", 40), what="the last tweets stored")
