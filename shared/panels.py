@@ -483,11 +483,17 @@ LIMIT {limit:UInt32}
 
 
 def compare_live(
-    store: Store, model_name: str, since: datetime, until: datetime, limit: int = 5000
+    store: Store,
+    model_name: str,
+    since: datetime,
+    until: datetime,
+    limit: int = 5000,
+    min_tweets: int = 200,
 ) -> list[LiveComparison]:
     """Each challenger scored in shadow over [since, until] against the champion that served
     the same tweets (shadow_summary), with the live precision of each estimated from those
-    tweets' scores and its operating curve (shared/shift.py)."""
+    tweets' scores and its operating curve (shared/shift.py), once there are `min_tweets` of
+    them (as the champion's estimate waits for AIRPARADIS_PRECISION_MIN_PREDICTIONS)."""
     from shared.shift import estimate, load_curve
 
     comparisons: list[LiveComparison] = []
@@ -502,7 +508,7 @@ def compare_live(
         precision: dict[str, float | None] = {"champion": None, "challenger": None}
         for side in ("champion", "challenger"):
             curve = load_curve(store, model_name, str(row[side]))
-            if curve is None or not pairs:
+            if curve is None or len(pairs) < min_tweets:
                 continue
             scores = [float(pair[side]) for pair in pairs]
             found = estimate(scores, curve, float(pairs[0][f"{side}_threshold"]), resamples=50)

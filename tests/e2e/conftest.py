@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.browser import CHROMIUM_ARGS, find_chromium, install_chromium
 from tests.e2e.launch import Running, launched
 from tests.servers import smtp_server
 
@@ -55,3 +56,33 @@ def secured_platform(tmp_path: Path, airline_tweets: Path) -> Iterator[Running]:
 
 
 __all__ = ["Running", "platform", "secured_platform"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    path = find_chromium()
+    if path is None:
+        failure = install_chromium()
+        path = find_chromium()
+        if path is None:
+            pytest.skip(f"Chromium is not installed and could not be: {failure}")
+    return path
+
+
+@pytest.fixture
+def browser(chromium: Path) -> Iterator[object]:
+    """Headless Chromium (Debian's package), driven by Playwright."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+REPO = Path(__file__).parents[2]
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Into docs/ when AIRPARADIS_SCREENSHOTS=1 (to refresh the README), else tmp_path."""
+    folder = REPO / "docs" if os.environ.get("AIRPARADIS_SCREENSHOTS") == "1" else tmp_path
+    return folder / name

@@ -4,18 +4,15 @@ with API keys required: each page asks for a key once, then works."""
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from scripts.browser import CHROMIUM_ARGS, find_chromium, install_chromium
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import Running, screenshot_path
 from tests.e2e.launch import create_key
 
 pytestmark = pytest.mark.e2e
@@ -24,38 +21,12 @@ REPO = Path(__file__).parents[2]
 DRAFT = "Lost my bag again and the crew was rude, but the seats were comfy"
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    path = find_chromium()
-    if path is None:
-        failure = install_chromium()
-        path = find_chromium()
-        if path is None:
-            pytest.skip(f"Chromium is not installed and could not be: {failure}")
-    return path
-
-
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
 def sign_in(page: object, key: str) -> None:
     """Give the page its key in the form it shows, and wait until it took it."""
     page.locator("#key-card").wait_for(state="visible")  # type: ignore[attr-defined]
     page.get_by_label("API key").fill(key)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Use this key").click()  # type: ignore[attr-defined]
     page.locator("#key-status").wait_for(state="visible")  # type: ignore[attr-defined]
-
-
-def screenshot_path(tmp_path: Path, name: str) -> Path:
-    """Into docs/ when AIRPARADIS_SCREENSHOTS=1 (to refresh the README), else tmp_path."""
-    folder = REPO / "docs" if os.environ.get("AIRPARADIS_SCREENSHOTS") == "1" else tmp_path
-    return folder / name
 
 
 def test_check_a_draft_see_why_and_report_it(
