@@ -330,3 +330,18 @@ def test_workers_and_the_gateway_are_probed_as_compose_checks_them() -> None:
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
         assert labels["app.kubernetes.io/component"] == name
+
+
+def test_the_readme_says_how_to_deploy_them() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### Kubernetes (with KEDA)")
+    text = readme[start : readme.index("\n## ", start)]
+    assert "kubectl apply -k infra/kubernetes/" in text
+    assert "--from-file=ca.crt=" in text and "configmap airparadis-ca" in text
+    (template,) = documents(SECRET_TEMPLATE)
+    for key in template["stringData"]:
+        # Every key the pods read is created in the README; the SMTP login is optional.
+        assert f"--from-literal={key}=" in text or key.startswith("smtp-"), key
+        assert key in text, key
+    for name, (stream, durable) in SCALED.items():
+        assert f"`{durable}`" in text and f"`{stream}`" in text, name
