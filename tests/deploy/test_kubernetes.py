@@ -84,11 +84,11 @@ def compose_services() -> dict[str, dict[str, Any]]:
     return services
 
 
-def kubernetes_errors(document: dict[str, Any]) -> list[str]:
+def kubernetes_errors(document: dict[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
     import kubernetes_validate
 
     try:
-        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(document, version, strict=True)
     except kubernetes_validate.ValidationError as error:
         path = "/".join(map(str, error.absolute_path)) or "<root>"
         return [f"{document['kind']} {document['metadata']['name']}: {path}: {error.message}"]
@@ -143,7 +143,15 @@ def test_kustomization_lists_every_manifest_in_the_folder() -> None:
     assert kustomization()["namespace"] == of_kind("Namespace").popitem()[0]
 
 
-def test_every_manifest_is_valid_against_the_kubernetes_schemas() -> None:
+def newest_kubernetes() -> str:
+    import kubernetes_validate
+
+    return ".".join(kubernetes_validate.latest_version().split(".")[:2])
+
+
+@pytest.mark.parametrize("version", [KUBERNETES_VERSION, "newest"])
+def test_every_manifest_is_valid_against_the_kubernetes_schemas(version: str) -> None:
+    version = newest_kubernetes() if version == "newest" else version
     core = [d for d in manifests() if d["kind"] != "ScaledObject"]
     assert {d["kind"] for d in core} == {
         "Namespace",
@@ -152,7 +160,8 @@ def test_every_manifest_is_valid_against_the_kubernetes_schemas() -> None:
         "Service",
         "Job",
     }
-    errors = [e for d in [*core, *documents(SECRET_TEMPLATE)] for e in kubernetes_errors(d)]
+    everything = [*core, *documents(SECRET_TEMPLATE)]
+    errors = [e for d in everything for e in kubernetes_errors(d, version)]
     assert errors == []
 
 
