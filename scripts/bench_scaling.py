@@ -9,7 +9,10 @@ For each: the worker processes every second (read from /proc), the seconds from 
 publish until every tweet is scored and stored (the scored-subject counter of the stream and
 the store's consumer with nothing pending), then the rows and distinct ids in ClickHouse (read
 through the store worker): nothing lost, nothing doubled. With scaling on, the cold start of
-each process added (from the supervisor's "process started" to the child's "process running").
+each process added (from the supervisor's "process started" to the child's "process running");
+then --cold-starts times the cold start of one infer process on the idle machine (spawned to
+"process running": what a minimum of 0 makes the first tweet wait). --tweets 0 measures only
+those; --family transformer does it all with a smoke-trained transformer (same serving path).
 
     AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
         .venv/bin/python scripts/bench_scaling.py --tweets 20000
@@ -189,6 +192,43 @@ def run_one(
     return outcome
 
 
+def idle_cold_starts(settings: Settings, work: Path, times: int) -> list[float]:
+    """Seconds from spawning `airparadis worker infer` to its "process running" (model loaded,
+    consumer bound), on an idle machine with nats-server up: what a minimum of 0 would make the
+    first tweet wait."""
+    from shared.nats_server import NatsServerProcess
+
+    server = NatsServerProcess(work / "cold-nats")
+    url = server.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
+        "AIRPARADIS_HOME": str(work / "cold"),
+        "AIRPARADIS_NATS_URL": url,
+        "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "AIRPARADIS_LOG_FORMAT": "json",
+    }
+    found = []
+    try:
+        for _ in range(times):
+            started = time.perf_counter()
+            child = subprocess.Popen(
+                [sys.executable, "-m", "airparadis", "worker", "infer"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            assert child.stdout is not None
+            for line in child.stdout:
+                if b'"process running"' in line:
+                    found.append(time.perf_counter() - started)
+                    break
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=30)
+    finally:
+        server.stop()
+    return found
+
+
 def runs_of(timeline: list[dict[str, int]], worker: str) -> str:
     """1,1,2,2,2,3 -> '1 (2 s), 2 (3 s), 3 (1 s)': processes, and for how long."""
     parts: list[list[int]] = []
@@ -232,12 +272,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=os.environ.get("AIRPARADIS_DATA"))
     parser.add_argument("--family", choices=("simple", "transformer"), default="simple")
     parser.add_argument("--sample", type=int, default=20_000, help="tweets the model learns")
-    parser.add_argument("--tweets", type=int, default=20_000, help="size of the burst")
+    parser.add_argument(
+        "--tweets", type=int, default=20_000, help="size of the burst (0: only the cold starts)"
+    )
     parser.add_argument("--max-infer", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="AIRPARADIS_BATCH_MAX_SIZE")
     parser.add_argument("--target-backlog", type=int, default=2000)
     parser.add_argument("--up-after-s", type=float, default=2.0)
     parser.add_argument("--down-after-s", type=float, default=10.0)
+    parser.add_argument(
+        "--cold-starts", type=int, default=3, help="infer cold starts measured on an idle machine"
+    )
     args = parser.parse_args()
     if args.data is None:
         sys.exit("give --data or set AIRPARADIS_DATA")
@@ -248,7 +293,7 @@ def main() -> None:
     )
     print(f"preparing a {args.family} champion in {work}", flush=True)
     prepare_registry(settings, args.data, args.family, args.sample)
-    texts = tweets_from(args.data, args.tweets)
+    texts = tweets_from(args.data, max(args.tweets, 1))
     common = {
         "AIRPARADIS_BATCH_MAX_SIZE": str(args.batch_size),
         "AIRPARADIS_SCALE_TARGET_BACKLOG": str(args.target_backlog),
@@ -273,10 +318,16 @@ def main() -> None:
             "AIRPARADIS_SCALE_PREPROCESS_MAX": "2",
         },
     }
-    outcomes = [
-        run_one(settings, work, name, common | env, texts) for name, env in configurations.items()
-    ]
-    report(outcomes, args.tweets, uptime, args)
+    if args.tweets:  # --tweets 0: only the cold starts
+        outcomes = [
+            run_one(settings, work, name, common | env, texts)
+            for name, env in configurations.items()
+        ]
+        report(outcomes, args.tweets, uptime, args)
+    if args.cold_starts:
+        starts = idle_cold_starts(settings, work, args.cold_starts)
+        figures = ", ".join(f"{s:.1f}" for s in starts)
+        print(f"cold start of one infer process, idle machine: {figures} s")
 
 
 if __name__ == "__main__":
