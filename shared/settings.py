@@ -178,7 +178,7 @@ class Settings(BaseSettings):
         1, ge=0, le=32, description="Fewest preprocess processes `up` runs."
     )
     scale_preprocess_max: int = Field(
-        2, ge=1, le=32, description="Most preprocess processes `up` runs when the backlog grows."
+        1, ge=1, le=32, description="Most preprocess processes `up` runs when the backlog grows."
     )
     scale_target_backlog: int = Field(
         2000,
