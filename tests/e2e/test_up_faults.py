@@ -42,6 +42,9 @@ def fault_env(registry: str) -> dict[str, str]:
         "AIRPARADIS_NATS_RECONNECT_WAIT_S": "0.2",
         "AIRPARADIS_CHECK_INTERVAL_S": "0",
         "AIRPARADIS_STALL_AFTER_S": "20",
+        # One infer process throughout: the faults are aimed at the one there is
+        # (test_up_scaling tests processes coming and going).
+        "AIRPARADIS_SCALE_INFER_MAX": "1",
     }
 
 
