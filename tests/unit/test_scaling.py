@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from airparadis.scaling import Decision, ScalePolicy, ScaleTimer, decide, policies
 from shared.settings import Settings
 
@@ -74,3 +77,8 @@ def test_infer_replicas_is_a_fixed_count() -> None:
     assert (fixed.minimum, fixed.maximum, fixed.fixed) == (3, 3, True)
     scaled = policies(Settings(scale_infer_min=1, scale_infer_max=4))["infer"]
     assert (scaled.minimum, scaled.maximum, scaled.fixed) == (1, 4, False)
+
+
+def test_a_minimum_above_the_maximum_is_refused() -> None:
+    with pytest.raises(ValidationError, match="scale_infer_min"):
+        Settings(scale_infer_min=3, scale_infer_max=2)
