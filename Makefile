@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-serve up test test-all lint types bench clean
+.PHONY: install install-serve up test test-all lint types bench bench-scaling clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ types: install
 
 bench: install
 	$(BIN)/python scripts/bench_pipeline.py
+
+bench-scaling: install
+	$(BIN)/python scripts/bench_scaling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

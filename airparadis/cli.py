@@ -173,7 +173,12 @@ def up(
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000).")] = None,
     infer_replicas: Annotated[
         int | None,
-        typer.Option(min=1, max=32, help="Infer processes (default AIRPARADIS_INFER_REPLICAS, 1)."),
+        typer.Option(
+            min=1,
+            max=32,
+            help="A fixed number of infer processes (default AIRPARADIS_INFER_REPLICAS; unset: "
+            "scaled on backlog between AIRPARADIS_SCALE_INFER_MIN and _MAX).",
+        ),
     ] = None,
     insecure: InsecureOption = False,
 ) -> None:

@@ -161,8 +161,42 @@ class Settings(BaseSettings):
         description="Infer micro-batch: how long a batch waits to fill once its first tweet is "
         "there, in ms (0: score what is waiting at once).",
     )
-    infer_replicas: int = Field(
-        1, ge=1, le=32, description="Infer processes `airparadis up` runs on one durable."
+    infer_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="Infer processes `airparadis up` runs on one durable, a fixed count (unset: "
+        "between scale_infer_min and scale_infer_max, on backlog).",
+    )
+
+    # Scaling on backlog (`airparadis up`, airparadis/scaling.py)
+    scale_infer_min: int = Field(1, ge=0, le=32, description="Fewest infer processes `up` runs.")
+    scale_infer_max: int = Field(
+        2, ge=1, le=32, description="Most infer processes `up` runs when the backlog grows."
+    )
+    scale_preprocess_min: int = Field(
+        1, ge=0, le=32, description="Fewest preprocess processes `up` runs."
+    )
+    scale_preprocess_max: int = Field(
+        1, ge=1, le=32, description="Most preprocess processes `up` runs when the backlog grows."
+    )
+    scale_target_backlog: int = Field(
+        2000,
+        ge=1,
+        description="Messages waiting per process (num_pending + num_ack_pending of the worker's "
+        "durable) above which `up` adds a process.",
+    )
+    scale_up_after_s: float = Field(
+        5.0, ge=0, description="How long the backlog stays above the target before one is added."
+    )
+    scale_down_after_s: float = Field(
+        60.0,
+        ge=0,
+        description="Quiet period: how long the backlog stays under half the target (with one "
+        "process fewer) before one is removed.",
+    )
+    scale_interval_s: float = Field(
+        1.0, gt=0, description="How often `up` samples the backlogs, seconds."
     )
     champion_poll_s: float = Field(
         30.0,
@@ -363,6 +397,14 @@ class Settings(BaseSettings):
                 f"retention_days ({self.retention_days}): JetStream would keep messages after "
                 "ClickHouse deleted their rows"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _scale_bounds(self) -> Settings:
+        for worker in ("infer", "preprocess"):
+            low, high = getattr(self, f"scale_{worker}_min"), getattr(self, f"scale_{worker}_max")
+            if low > high:
+                raise ValueError(f"scale_{worker}_min ({low}) must not exceed scale_{worker}_max")
         return self
 
     @model_validator(mode="after")

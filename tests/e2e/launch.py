@@ -190,6 +190,22 @@ async def query(url: str, sql: str, wait_s: float = 30) -> list[dict[str, Any]]:
         await nc.close()
 
 
+def scored_on_the_stream(url: str) -> int:
+    """tweets.scored messages JetStream kept: one per tweet unless one was scored twice."""
+
+    async def count() -> int:
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().stream_info(
+                subjects.STREAM_TWEETS, subjects_filter=subjects.TWEETS_SCORED
+            )
+            return int((info.state.subjects or {}).get(subjects.TWEETS_SCORED, 0))
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
 def stored(running: Running, source: str) -> dict[str, int]:
     """How many rows of this source are stored, and how many distinct ids."""
     [row] = asyncio.run(

@@ -23,6 +23,7 @@ from tests.e2e.launch import (
     launched,
     publish,
     query,
+    scored_on_the_stream,
     stored,
     tweets,
     wait_until,
@@ -41,23 +42,10 @@ def fault_env(registry: str) -> dict[str, str]:
         "AIRPARADIS_NATS_RECONNECT_WAIT_S": "0.2",
         "AIRPARADIS_CHECK_INTERVAL_S": "0",
         "AIRPARADIS_STALL_AFTER_S": "20",
+        # One infer process throughout: the faults are aimed at the one there is
+        # (test_up_scaling tests processes coming and going).
+        "AIRPARADIS_SCALE_INFER_MAX": "1",
     }
-
-
-def scored_on_the_stream(url: str) -> int:
-    """tweets.scored messages JetStream kept: one per tweet unless one was scored twice."""
-
-    async def count() -> int:
-        nc = await nats.connect(url)
-        try:
-            info = await nc.jetstream().stream_info(
-                subjects.STREAM_TWEETS, subjects_filter=subjects.TWEETS_SCORED
-            )
-            return int((info.state.subjects or {}).get(subjects.TWEETS_SCORED, 0))
-        finally:
-            await nc.close()
-
-    return asyncio.run(count())
 
 
 def rows_of(running: Running, source: str) -> int:

@@ -188,6 +188,10 @@ def test_monitor_page_draws_the_traffic_of_the_last_hour(
     shares = {row["language"]: row["share"] for row in figures["language_totals"]}
     assert f"English {shares['en']:.0%}" in caption and f"French {shares['fr']:.0%}" in caption
     assert page.locator("#unreliable svg circle").count() >= 1
+    # Under `up`: the processes of each worker it scales, and no decision on traffic this small.
+    rows = page.locator("#scaling tr").all_inner_texts()
+    assert sorted(row.split()[0] for row in rows) == ["infer", "preprocess"]
+    assert page.locator("#scale-decisions").inner_text() == "no decision yet"
     # The only stylesheet and scripts are the gateway's own: no CDN.
     sources = page.evaluate(
         "[...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"

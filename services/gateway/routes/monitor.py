@@ -15,6 +15,7 @@ from services.gateway.context import GatewayDep
 from services.gateway.errors import GUARDED, responses, unavailable
 from services.gateway.monitor import monitor_figures
 from services.gateway.security import Caller, Require
+from shared.scaling import read_status
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["monitoring"])
@@ -31,8 +32,9 @@ async def monitor(
 ) -> JSONResponse:
     """Traffic, latency, error rate, positive rate, drift and alerts over the last hours; the
     requests every gateway refused for their rate in that window, as stored for Grafana
-    (`rate_limited_stored`); and those this gateway refused since it started, counted in its
-    memory (`rate_limited`)."""
+    (`rate_limited_stored`); those this gateway refused since it started, counted in its
+    memory (`rate_limited`); and, under `airparadis up`, the processes of each scaled worker and
+    the scaling decisions (`scaling`, from the supervisor's status file; null otherwise)."""
     try:
         figures = await asyncio.to_thread(
             monitor_figures, gw.repository.store, gw.settings.model_name, hours, model_version
@@ -41,6 +43,8 @@ async def monitor(
         log.exception("monitor query failed")
         raise unavailable("store_unavailable", f"ClickHouse did not answer: {exc}") from exc
     figures["rate_limited"] = gw.limiter.totals()
+    scaling = read_status(gw.settings.home)
+    figures["scaling"] = scaling.model_dump() if scaling is not None else None
     return JSONResponse(jsonable_encoder(figures))
 
 

@@ -110,6 +110,34 @@ function lineChart(container, series, { lines = [], yMax = null, percent = false
 
 const points = (rows, key) => rows.filter((r) => r[key] !== null).map((r) => [new Date(r.t), r[key]]);
 
+function showScaling(scaling) {
+  const workers = $("scaling");
+  const decisions = $("scale-decisions");
+  workers.textContent = "";
+  decisions.textContent = "";
+  if (!scaling) {
+    workers.insertRow().insertCell().textContent = "Not run by airparadis up (compose or Kubernetes scale their own way).";
+    return;
+  }
+  for (const [name, w] of Object.entries(scaling.workers)) {
+    const row = workers.insertRow();
+    row.insertCell().textContent = name;
+    row.insertCell().textContent = w.processes;
+    row.insertCell().textContent = w.minimum === w.maximum ? `${w.minimum} (fixed)` : `${w.minimum} / ${w.maximum}`;
+    row.insertCell().textContent = w.backlog === null ? "not sampled" : w.backlog.toLocaleString("en");
+    row.insertCell().textContent = `${w.added} / ${w.removed}`;
+  }
+  for (const d of [...scaling.decisions].reverse()) {
+    const row = decisions.insertRow();
+    row.insertCell().textContent = new Date(d.at * 1000).toLocaleTimeString();
+    row.insertCell().textContent = d.worker;
+    row.insertCell().textContent = d.backlog.toLocaleString("en");
+    row.insertCell().textContent = `${d.before} → ${d.after}`;
+    row.insertCell().textContent = d.reason;
+  }
+  if (!scaling.decisions.length) decisions.insertRow().insertCell().textContent = "no decision yet";
+}
+
 async function refresh() {
   const params = new URLSearchParams({ hours: $("hours").value });
   if ($("version").value) params.set("model_version", $("version").value);
@@ -186,6 +214,7 @@ async function refresh() {
   if (!(data.challengers || []).length) {
     versus.insertRow().insertCell().textContent = "No challenger in this window: airparadis models promote N --alias challenger";
   }
+  showScaling(data.scaling);
   const body = $("alerts");
   body.textContent = "";
   for (const a of data.alerts) {

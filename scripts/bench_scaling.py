@@ -1,0 +1,334 @@
+"""Scaling on backlog, measured: a burst of tweets on an idle `airparadis up`, three ways side
+by side on the same machine, the same champion and the same tweets:
+
+- scaling on: infer between 1 and --max-infer processes, preprocess between 1 and 2;
+- fixed at the minimum: one process each;
+- fixed at the maximum: --max-infer infer processes, 2 preprocess.
+
+For each: the worker processes every second (read from /proc), the seconds from the first
+publish until every tweet is scored and stored (the scored-subject counter of the stream and
+the store's consumer with nothing pending), then the rows and distinct ids in ClickHouse (read
+through the store worker): nothing lost, nothing doubled. With scaling on, the cold start of
+each process added (from the supervisor's "process started" to the child's "process running");
+then --cold-starts times the cold start of one infer process on the idle machine (spawned to
+"process running": what a minimum of 0 makes the first tweet wait). --tweets 0 measures only
+those; --family transformer does it all with a smoke-trained transformer (same serving path).
+
+    AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
+        .venv/bin/python scripts/bench_scaling.py --tweets 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+
+from airparadis.processes import descendants
+from scripts.bench_pipeline import prepare_registry, scored_so_far, store_query, tweets_from
+from shared import subjects
+from shared.messages import TweetSubmitted
+from shared.nats_server import free_port
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = ("preprocess", "infer")
+
+
+@dataclass
+class Outcome:
+    name: str
+    drain_s: float = 0.0
+    rows: int = 0
+    ids: int = 0
+    timeline: list[dict[str, int]] = field(default_factory=list)  # processes, each second
+    cold_starts_s: list[float] = field(default_factory=list)
+    decisions: int = 0
+
+
+@contextmanager
+def platform(settings: Settings, folder: Path, env: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """`airparadis up` with these settings, ready; the pid of the supervisor and its NATS URL."""
+    http_port, nats_port = free_port(), free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
+        "AIRPARADIS_HOME": str(folder),
+        "AIRPARADIS_HTTP_PORT": str(http_port),
+        "AIRPARADIS_NATS_PORT": str(nats_port),
+        "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "AIRPARADIS_CHECK_INTERVAL_S": "0",
+        "AIRPARADIS_LOG_FORMAT": "json",
+    }
+    log = folder.with_suffix(".log")
+    folder.mkdir(parents=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airparadis", "up"],
+            env=environment | env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"airparadis up did not come up; see {log}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        yield process.pid, f"nats://127.0.0.1:{nats_port}"
+    finally:
+        started = descendants(process.pid)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        for pid in started:  # anything left behind, by pid
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def processes_of(root: int) -> dict[str, int]:
+    roles = list(descendants(root).values())
+    return {worker: roles.count(worker) for worker in WORKERS}
+
+
+async def burst(url: str, tweets: list[TweetSubmitted], root: int, outcome: Outcome) -> None:
+    """Publish the burst; sample the processes every second until all is scored and stored."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    target = await scored_so_far(js) + len(tweets)
+    started = time.perf_counter()
+    next_sample = started
+
+    def sample() -> None:
+        nonlocal next_sample
+        if time.perf_counter() >= next_sample:
+            outcome.timeline.append(processes_of(root))
+            next_sample += 1.0
+
+    for start in range(0, len(tweets), 1000):
+        futures = [
+            await js.publish_async(
+                subjects.TWEETS_SUBMITTED,
+                t.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": t.id},
+            )
+            for t in tweets[start : start + 1000]
+        ]
+        await asyncio.gather(*futures)
+        sample()
+    while True:
+        sample()
+        if await scored_so_far(js) >= target:
+            store = await js.consumer_info(
+                subjects.STREAM_TWEETS, subjects.DURABLE_STORE_PREDICTIONS
+            )
+            if store.num_pending == 0 and store.num_ack_pending == 0:
+                break
+        await asyncio.sleep(0.05)
+    outcome.drain_s = time.perf_counter() - started
+    await nc.close()
+
+
+def cold_starts(log: Path) -> list[float]:
+    """Seconds from the supervisor starting a process added by scaling to that process running."""
+    started: dict[str, datetime] = {}
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        at = datetime.fromisoformat(entry["time"])
+        if entry.get("message") == "process started" and "-" in str(entry.get("child")):
+            started[entry["child"]] = at
+        elif entry.get("message") == "process running" and entry.get("process") in started:
+            found.append((at - started.pop(entry["process"])).total_seconds())
+    return found
+
+
+def run_one(
+    settings: Settings, work: Path, name: str, env: dict[str, str], texts: list[str]
+) -> Outcome:
+    outcome = Outcome(name)
+    tweets = [TweetSubmitted(text=t, source=name) for t in texts]
+    folder = work / name
+    with platform(settings, folder, env) as (root, url):
+        print(f"{name}: ready, {processes_of(root)}; burst of {len(tweets)}", flush=True)
+        asyncio.run(burst(url, tweets, root, outcome))
+        [row] = asyncio.run(
+            store_query(
+                url,
+                "SELECT count() AS rows, uniqExact(id) AS ids FROM predictions"
+                f" WHERE source = '{name}'",
+            )
+        )
+        outcome.rows, outcome.ids = int(row["rows"]), int(row["ids"])
+        status = folder / "scaling.json"
+        if status.exists():
+            outcome.decisions = len(json.loads(status.read_text())["decisions"])
+    if name == "scaling":  # the processes it added (fixed-max starts its own at start)
+        outcome.cold_starts_s = cold_starts(folder.with_suffix(".log"))
+    print(f"{name}: drained in {outcome.drain_s:.1f} s", flush=True)
+    return outcome
+
+
+def idle_cold_starts(settings: Settings, work: Path, times: int) -> list[float]:
+    """Seconds from spawning `airparadis worker infer` to its "process running" (model loaded,
+    consumer bound), on an idle machine with nats-server up: what a minimum of 0 would make the
+    first tweet wait."""
+    from shared.nats_server import NatsServerProcess
+
+    server = NatsServerProcess(work / "cold-nats")
+    url = server.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
+        "AIRPARADIS_HOME": str(work / "cold"),
+        "AIRPARADIS_NATS_URL": url,
+        "AIRPARADIS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "AIRPARADIS_LOG_FORMAT": "json",
+    }
+    found = []
+    try:
+        for _ in range(times):
+            started = time.perf_counter()
+            child = subprocess.Popen(
+                [sys.executable, "-m", "airparadis", "worker", "infer"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            assert child.stdout is not None
+            for line in child.stdout:
+                if b'"process running"' in line:
+                    found.append(time.perf_counter() - started)
+                    break
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=30)
+    finally:
+        server.stop()
+    return found
+
+
+def runs_of(timeline: list[dict[str, int]], worker: str) -> str:
+    """1,1,2,2,2,3 -> '1 (2 s), 2 (3 s), 3 (1 s)': processes, and for how long."""
+    parts: list[list[int]] = []
+    for sample in timeline:
+        count = sample[worker]
+        if parts and parts[-1][0] == count:
+            parts[-1][1] += 1
+        else:
+            parts.append([count, 1])
+    return ", ".join(f"{count} ({seconds} s)" for count, seconds in parts)
+
+
+def report(outcomes: list[Outcome], total: int, uptime: str, args: Any) -> None:
+    print()
+    print(f"burst of {total} tweets, {args.family} model, batch {args.batch_size}; load before")
+    print(f"the runs: {uptime}; {os.cpu_count()} cores")
+    print()
+    print(
+        "| configuration | drain (s) | tweets/s | rows | distinct ids | infer processes over "
+        "time | preprocess | decisions |"
+    )
+    print("|---|---:|---:|---:|---:|---|---|---:|")
+    for o in outcomes:
+        print(
+            f"| {o.name} | {o.drain_s:.1f} | {total / o.drain_s:,.0f} | {o.rows} | {o.ids} | "
+            f"{runs_of(o.timeline, 'infer')} | {runs_of(o.timeline, 'preprocess')} | "
+            f"{o.decisions} |"
+        )
+    starts = [s for o in outcomes for s in o.cold_starts_s]
+    if starts:
+        print()
+        print(f"cold start of the processes added: {', '.join(f'{s:.1f}' for s in starts)} s")
+    lost = [o.name for o in outcomes if (o.rows, o.ids) != (total, total)]
+    print()
+    print("nothing lost or doubled" if not lost else f"LOST OR DOUBLED in {lost}")
+    print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=os.environ.get("AIRPARADIS_DATA"))
+    parser.add_argument("--family", choices=("simple", "transformer"), default="simple")
+    parser.add_argument("--sample", type=int, default=20_000, help="tweets the model learns")
+    parser.add_argument(
+        "--tweets", type=int, default=20_000, help="size of the burst (0: only the cold starts)"
+    )
+    parser.add_argument("--max-infer", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64, help="AIRPARADIS_BATCH_MAX_SIZE")
+    parser.add_argument("--target-backlog", type=int, default=2000)
+    parser.add_argument("--up-after-s", type=float, default=2.0)
+    parser.add_argument("--down-after-s", type=float, default=10.0)
+    parser.add_argument(
+        "--cold-starts", type=int, default=3, help="infer cold starts measured on an idle machine"
+    )
+    args = parser.parse_args()
+    if args.data is None:
+        sys.exit("give --data or set AIRPARADIS_DATA")
+    uptime = Path("/proc/loadavg").read_text().strip()
+    work = Path(tempfile.mkdtemp(prefix="airparadis-bench-scaling-"))
+    settings = Settings(
+        home=work / "registry", mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}"
+    )
+    print(f"preparing a {args.family} champion in {work}", flush=True)
+    prepare_registry(settings, args.data, args.family, args.sample)
+    texts = tweets_from(args.data, max(args.tweets, 1))
+    common = {
+        "AIRPARADIS_BATCH_MAX_SIZE": str(args.batch_size),
+        "AIRPARADIS_SCALE_TARGET_BACKLOG": str(args.target_backlog),
+        "AIRPARADIS_SCALE_UP_AFTER_S": str(args.up_after_s),
+        "AIRPARADIS_SCALE_DOWN_AFTER_S": str(args.down_after_s),
+    }
+    configurations = {
+        "scaling": {
+            "AIRPARADIS_SCALE_INFER_MIN": "1",
+            "AIRPARADIS_SCALE_INFER_MAX": str(args.max_infer),
+            "AIRPARADIS_SCALE_PREPROCESS_MIN": "1",
+            "AIRPARADIS_SCALE_PREPROCESS_MAX": "2",
+        },
+        "fixed-min": {
+            "AIRPARADIS_INFER_REPLICAS": "1",
+            "AIRPARADIS_SCALE_PREPROCESS_MIN": "1",
+            "AIRPARADIS_SCALE_PREPROCESS_MAX": "1",
+        },
+        "fixed-max": {
+            "AIRPARADIS_INFER_REPLICAS": str(args.max_infer),
+            "AIRPARADIS_SCALE_PREPROCESS_MIN": "2",
+            "AIRPARADIS_SCALE_PREPROCESS_MAX": "2",
+        },
+    }
+    if args.tweets:  # --tweets 0: only the cold starts
+        outcomes = [
+            run_one(settings, work, name, common | env, texts)
+            for name, env in configurations.items()
+        ]
+        report(outcomes, args.tweets, uptime, args)
+    if args.cold_starts:
+        starts = idle_cold_starts(settings, work, args.cold_starts)
+        figures = ", ".join(f"{s:.1f}" for s in starts)
+        print(f"cold start of one infer process, idle machine: {figures} s")
+
+
+if __name__ == "__main__":
+    main()
