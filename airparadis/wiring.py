@@ -49,7 +49,7 @@ from shared.keys import KeyRing
 from shared.language import LanguageDetector
 from shared.messages import DataErased
 from shared.nats_server import check_version, parse_version
-from shared.registry import CHALLENGER, Registry
+from shared.registry import CHALLENGER, CHAMPION, Registry
 from shared.scrub import TextPolicy
 from shared.settings import Settings
 from shared.storage import ChdbStore, PredictionRepository, Store, apply_migrations, open_store
@@ -88,22 +88,13 @@ def model_loader(settings: Settings) -> infer.ModelLoader:
     return Registry.of(settings).load
 
 
-def challenger_version(settings: Settings) -> Callable[[], str | None]:
+def alias_version(settings: Settings, alias: str) -> Callable[[], str | None]:
+    """Asks the registry which version holds `alias` (None: none does)."""
     registry = Registry.of(settings)
 
     def version() -> str | None:
-        challenger = registry.alias(CHALLENGER)
-        return challenger.version if challenger is not None else None
-
-    return version
-
-
-def champion_version(settings: Settings) -> Callable[[], str | None]:
-    registry = Registry.of(settings)
-
-    def version() -> str | None:
-        champion = registry.champion()
-        return champion.version if champion is not None else None
+        holder = registry.alias(alias)
+        return holder.version if holder is not None else None
 
     return version
 
@@ -184,7 +175,7 @@ class Platform:
                 infer.follow_champion(
                     self.holder,
                     model_loader(settings),
-                    champion_version(settings),
+                    alias_version(settings, CHAMPION),
                     settings.champion_poll_s,
                 ),
                 "follow-champion",
@@ -193,7 +184,7 @@ class Platform:
                 infer.follow_challenger(
                     self.challenger,
                     model_loader(settings),
-                    challenger_version(settings),
+                    alias_version(settings, CHALLENGER),
                     settings.champion_poll_s,
                 ),
                 "follow-challenger",

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,13 +348,10 @@ async def scored_so_far(js: Any) -> int:
     return int((info.state.subjects or {}).get(subjects.TWEETS_SCORED, 0))
 
 
-async def bus_load(url: str, tweets: list[TweetSubmitted]) -> float:
-    """Publish every tweet on tweets.submitted; seconds until each is scored and the store
-    has acknowledged every scored tweet (inserted)."""
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    target = await scored_so_far(js) + len(tweets)
-    started = time.perf_counter()
+async def publish_all(
+    js: Any, tweets: list[TweetSubmitted], after_each_chunk: Callable[[], None] | None = None
+) -> None:
+    """Publish the tweets on tweets.submitted, 1,000 acknowledgements in flight at a time."""
     for start in range(0, len(tweets), 1000):
         futures = [
             await js.publish_async(
@@ -365,6 +362,18 @@ async def bus_load(url: str, tweets: list[TweetSubmitted]) -> float:
             for t in tweets[start : start + 1000]
         ]
         await asyncio.gather(*futures)
+        if after_each_chunk is not None:
+            after_each_chunk()
+
+
+async def bus_load(url: str, tweets: list[TweetSubmitted]) -> float:
+    """Publish every tweet on tweets.submitted; seconds until each is scored and the store
+    has acknowledged every scored tweet (inserted)."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    target = await scored_so_far(js) + len(tweets)
+    started = time.perf_counter()
+    await publish_all(js, tweets)
     while True:  # polled: the stream's counters are the truth of what was scored and stored
         if await scored_so_far(js) >= target:
             store = await js.consumer_info(

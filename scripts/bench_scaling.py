@@ -36,11 +36,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nats
 
 from airparadis.processes import descendants
-from scripts.bench_pipeline import prepare_registry, scored_so_far, store_query, tweets_from
+from scripts.bench_pipeline import (
+    prepare_registry,
+    publish_all,
+    scored_so_far,
+    store_query,
+    tweets_from,
+    wait_http,
+)
 from shared import subjects
 from shared.messages import TweetSubmitted
 from shared.nats_server import free_port
@@ -84,16 +90,7 @@ def platform(settings: Settings, folder: Path, env: dict[str, str]) -> Iterator[
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"airparadis up did not come up; see {log}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_http(f"http://127.0.0.1:{http_port}/readyz", process, log)
         yield process.pid, f"nats://127.0.0.1:{nats_port}"
     finally:
         started = descendants(process.pid)
@@ -126,17 +123,7 @@ async def burst(url: str, tweets: list[TweetSubmitted], root: int, outcome: Outc
             outcome.timeline.append(processes_of(root))
             next_sample += 1.0
 
-    for start in range(0, len(tweets), 1000):
-        futures = [
-            await js.publish_async(
-                subjects.TWEETS_SUBMITTED,
-                t.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": t.id},
-            )
-            for t in tweets[start : start + 1000]
-        ]
-        await asyncio.gather(*futures)
-        sample()
+    await publish_all(js, tweets, sample)
     while True:
         sample()
         if await scored_so_far(js) >= target:
