@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from nats.errors import MaxPayloadError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ValidationError
 
@@ -77,12 +78,15 @@ class Outgoing:
 @dataclass(frozen=True)
 class Published:
     """What JetStream said of one publish: stored (maybe as a duplicate), refused (never
-    stored: `error` says why), or unconfirmed (no answer in time: it may be stored)."""
+    stored: `error` says why), or unconfirmed (no answer in time: it may be stored).
+    `transient`: the bus, not the message, is the problem (not connected, no answer, a stream
+    electing its leader): the same publish will succeed later."""
 
     ok: bool
     duplicate: bool = False
     error: str | None = None
     unconfirmed: bool = False
+    transient: bool = False
 
 
 class _Awaited:
@@ -148,7 +152,12 @@ class JetStreamPublisher:
             except Exception as error:  # not connected, payload too large: never sent
                 if self._waiting.pop(token, None) is not None:
                     awaited.settle(
-                        index, Published(False, error=f"not sent: {describe_nats_error(error)}")
+                        index,
+                        Published(
+                            False,
+                            error=f"not sent: {describe_nats_error(error)}",
+                            transient=not isinstance(error, MaxPayloadError),
+                        ),
                     )
         if awaited.left > 0:
             with contextlib.suppress(TimeoutError):
@@ -167,17 +176,23 @@ class JetStreamPublisher:
             return msg
         if msg is None:
             return Published(
-                False, error=f"JetStream did not confirm within {timeout:g} s", unconfirmed=True
+                False,
+                error=f"JetStream did not confirm within {timeout:g} s",
+                unconfirmed=True,
+                transient=True,
             )
         if msg.headers and msg.headers.get(STATUS_HEADER) == NO_RESPONDERS:
-            return Published(False, error="no stream captures this subject")
+            # No stream answers: none captures the subject, or its leader is being elected.
+            return Published(False, error="no stream captures this subject", transient=True)
         try:
             answer = json.loads(msg.data)
         except ValueError:
             return Published(False, error=f"unreadable acknowledgement {msg.data[:80]!r}")
         if "error" in answer:
             error = answer["error"]
-            return Published(False, error=str(error.get("description", error)))
+            description = str(error.get("description", error))
+            passing = error.get("code") == 503 or "unavailable" in description.lower()
+            return Published(False, error=description, transient=passing)
         return Published(True, duplicate=bool(answer.get("duplicate")))
 
 
@@ -487,7 +502,7 @@ class BatchStage:
             for raw in batch:
                 await _settle(raw, b"-NAK")
             return
-        results = await self.publisher.publish(outcome.outputs, self.settings.publish_timeout_s)
+        results = await self._publish_holding(batch, outcome.outputs)
         unpublished: dict[int, str] = {}
         for item, result in zip(outcome.outputs, results, strict=True):
             if not result.ok:
@@ -518,15 +533,52 @@ class BatchStage:
                             "reason": str(error),
                         },
                     )
-            now = time.monotonic()
-            if now - last_touch > self.settings.ack_wait_s / 3:
-                # Keep the batch (and what is buffered behind it) ours while we wait.
-                for raw in [*batch, *self.consumer.buffered]:
-                    await _settle(raw, b"+WPI")
-                last_touch = now
+            last_touch = await self._keep_in_progress(batch, last_touch)
             await self._pause(min(backoff_s(attempt), self.settings.ack_wait_s / 3))
             if self._stopping.is_set():
                 return None
+
+    async def _keep_in_progress(self, batch: list[Msg], last_touch: float) -> float:
+        """While a batch is held, keep it (and what is buffered behind it) ours: no redelivery,
+        no delivery spent. The time of the last touch."""
+        now = time.monotonic()
+        if now - last_touch <= self.settings.ack_wait_s / 3:
+            return last_touch
+        for raw in [*batch, *self.consumer.buffered]:
+            await _settle(raw, b"+WPI")
+        return now
+
+    async def _publish_holding(self, batch: list[Msg], outputs: list[Outgoing]) -> list[Published]:
+        """Publish the outputs; while the bus is the problem (disconnected, no confirmation, a
+        stream electing its leader after a node died), hold the batch and publish again what
+        was not stored, rather than spend the inputs' deliveries on a fault of the bus and
+        dead-letter good messages. Each output keeps its Nats-Msg-Id: a re-publish of one that
+        was stored but not confirmed is dropped as a duplicate."""
+        timeout = self.settings.publish_timeout_s
+        results = await self.publisher.publish(outputs, timeout)
+        attempt, last_touch = 0, time.monotonic()
+        while not self._stopping.is_set():
+            waiting = [i for i, result in enumerate(results) if result.transient]
+            if not waiting:
+                break
+            attempt += 1
+            if attempt == 1 or attempt % 10 == 0:
+                log.warning(
+                    "bus unavailable; holding the batch and publishing again",
+                    extra={
+                        "worker": self.worker,
+                        "durable": self.consumer.durable,
+                        "outputs": len(waiting),
+                        "attempt": attempt,
+                        "reason": results[waiting[0]].error,
+                    },
+                )
+            last_touch = await self._keep_in_progress(batch, last_touch)
+            await self._pause(min(backoff_s(attempt), self.settings.ack_wait_s / 3))
+            again = await self.publisher.publish([outputs[i] for i in waiting], timeout)
+            for index, result in zip(waiting, again, strict=True):
+                results[index] = result
+        return results
 
     async def _handle_isolating(self, batch: list[Msg]) -> Outcome:
         try:
