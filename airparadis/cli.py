@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from airparadis.bus_init import app as bus_app
 from airparadis.dashboards import app as dashboards_app
 from airparadis.feedback import app as feedback_app
 from airparadis.keys import app as keys_app
@@ -184,11 +185,18 @@ def up(
 ) -> None:
     """Run everything on this machine: nats-server, chDB, MLflow on SQLite, one process per
     worker and the gateway, supervised (a process that dies is restarted)."""
+    from airparadis.bus_init import BusInitError
     from airparadis.supervisor import up as run_up
+    from shared.nats_server import NatsServerError
 
     settings = load_settings(home, http_port=port, data=data, infer_replicas=infer_replicas)
     _check_exposure(settings, insecure, on_console=True)
-    raise typer.Exit(run_up(settings, settings.data, ctx.obj or [], insecure=insecure))
+    try:
+        code = run_up(settings, settings.data, ctx.obj or [], insecure=insecure)
+    except (NatsServerError, BusInitError) as error:
+        console.print(f"[red]Not started:[/red] {error}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 def _check_exposure(settings: Settings, insecure: bool, *, on_console: bool) -> None:
@@ -274,6 +282,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(data_app, name="data")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(tls_app, name="tls")
+app.add_typer(bus_app, name="bus")
 
 
 @train_app.command("simple")

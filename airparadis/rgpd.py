@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from airparadis.wiring import alerter_bucket_ttl_s
+from airparadis.bus_init import alerter_bucket_ttl_s
 from services.gateway.context import RECENT_PREDICTIONS
 from shared import subjects
 from shared.bus import Streams

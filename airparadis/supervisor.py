@@ -18,6 +18,7 @@ children, then nats-server; every child also dies with the supervisor, even on k
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from airparadis.bus_init import init_bus
 from airparadis.scaling import (
     SCALED,
     BacklogSampler,
@@ -352,6 +354,13 @@ def up(
         )
         settings = settings.model_copy(update={"nats_url": nats.start()})
     try:
+        # The streams, before any process binds to them (README, Scaling out).
+        for outcome in asyncio.run(init_bus(settings)):
+            if outcome.action != "unchanged":
+                log.info(
+                    f"stream {outcome.action}",
+                    extra={"stream": outcome.name, "changes": outcome.changes},
+                )
         ensure_champion(settings, data)
         supervisor = Supervisor(
             settings,

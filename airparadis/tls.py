@@ -167,6 +167,11 @@ def _authority(
     return key, cert, Outcome("authority", cert_path, action, reason, cert.not_valid_after_utc)
 
 
+# A server certificate also authenticates its server as a client: the nodes of a NATS cluster
+# dial each other (routes) with mutual TLS, each showing its own certificate.
+SERVER_USAGES = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
 def _alt_names(server: str, names: Sequence[str]) -> list[x509.GeneralName]:
     wanted: list[x509.GeneralName] = [x509.DNSName(server)]
     for name in names:
@@ -200,6 +205,12 @@ def _reason_to_issue(
         return "made for other names"
     if set(names) != set(wanted):
         return "made for other names"
+    try:
+        usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        usages = set()
+    if not set(SERVER_USAGES) <= usages:
+        return "made before cluster routes (no client authentication)"
     if cert.not_valid_after_utc - now <= timedelta(days=RENEW_WITHIN_DAYS):
         return f"ends on {cert.not_valid_after_utc:%Y-%m-%d}"
     return None
@@ -225,7 +236,7 @@ def _server_certificate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(signs_certificates=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(SERVER_USAGES)), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(

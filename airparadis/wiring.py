@@ -21,7 +21,6 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import StorageType
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
@@ -42,7 +41,14 @@ from services.store.privacy import serve_privacy
 from services.store.reads import serve_reads
 from services.store.references import copy_champion_reference
 from shared import subjects
-from shared.bus import ConnectionState, Streams, declare_streams, make_broker, nats_servers
+from shared.bus import (
+    ConnectionState,
+    Streams,
+    bind_streams,
+    kv_stream,
+    make_broker,
+    nats_servers,
+)
 from shared.consumers import ConsumerWatch
 from shared.jetstream import BatchStage, JetStreamPublisher, PullConsumer, hot_consumer_config
 from shared.keys import KeyRing
@@ -61,24 +67,11 @@ Worker = Literal["preprocess", "infer", "store", "alerter"]
 WORKERS: tuple[Worker, ...] = ("preprocess", "infer", "store", "alerter")
 
 
-def alerter_bucket_ttl_s(settings: Settings) -> float:
-    """How long the alerter's KV bucket keeps a key: longer than the window and cooldowns."""
-    return float(
-        max(
-            7 * 86_400,
-            settings.alert_window_s * 2,
-            settings.alert_cooldown_s * 2,
-            settings.check_cooldown_s * 2,
-        )
-    )
-
-
-def alerter_bucket(broker: NatsBroker, settings: Settings) -> Callable[[], Awaitable[KeyValue]]:
-    """Opens (creating if needed) the alerter's KV bucket; its TTL outlives window and cooldowns."""
-    ttl = alerter_bucket_ttl_s(settings)
+def alerter_bucket(broker: NatsBroker) -> Callable[[], Awaitable[KeyValue]]:
+    """Opens the alerter's KV bucket, which `airparadis bus init` created (never creates it)."""
 
     async def open_bucket() -> KeyValue:
-        return await broker.key_value(subjects.KV_ALERTER, ttl=ttl, storage=StorageType.FILE)
+        return await broker.key_value(subjects.KV_ALERTER, declare=False)
 
     return open_bucket
 
@@ -143,7 +136,11 @@ class Platform:
         # A server that can lose streams after a crash is refused, wherever it runs.
         where = nc.connected_url.netloc if nc.connected_url else "the NATS server"
         check_version(parse_version(str(nc.connected_server_version)), where)
-        await declare_streams(self.broker, self.streams)
+        # The streams exist once `airparadis bus init` ran: wait for them, never create them.
+        needed = [stream.name for stream in self.streams.all()]
+        if isinstance(self.alerter_state, KvAlerterState):
+            needed.append(kv_stream(subjects.KV_ALERTER))
+        await bind_streams(self.broker.config.connection_state.stream, needed)
         self._open_store(nc)
         if isinstance(self.alerter_state, KvAlerterState):
             await self.alerter_state.bucket()
@@ -522,5 +519,5 @@ def build_platform(
             )
         )
     if "alerter" in chosen:
-        platform.alerter_state = alerter_state or KvAlerterState(alerter_bucket(broker, settings))
+        platform.alerter_state = alerter_state or KvAlerterState(alerter_bucket(broker))
     return platform

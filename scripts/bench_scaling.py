@@ -38,6 +38,7 @@ from typing import Any
 
 import nats
 
+from airparadis.bus_init import init_bus
 from airparadis.processes import descendants
 from scripts.bench_pipeline import (
     prepare_registry,
@@ -187,6 +188,7 @@ def idle_cold_starts(settings: Settings, work: Path, times: int) -> list[float]:
 
     server = NatsServerProcess(work / "cold-nats")
     url = server.start()
+    asyncio.run(init_bus(Settings(nats_url=url)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRPARADIS_")} | {
         "AIRPARADIS_HOME": str(work / "cold"),
         "AIRPARADIS_NATS_URL": url,

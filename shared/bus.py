@@ -37,6 +37,7 @@ from faststream.nats import JStream, NatsBroker, NatsRouter
 from faststream.nats.security import NatsSecurity, NatsUserPassword
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DiscardPolicy, StorageType
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from faststream._internal.context.repository import ContextRepo
     from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -257,7 +259,12 @@ def _state_callbacks(state: ConnectionState, settings: Settings) -> dict[str, An
 class Streams:
     """The JetStream streams of the platform and their limits: messages kept
     `stream_max_age_days`; tweets and reports at most `max_message_kb` each (a larger publish
-    is refused at once, with the reason); dead letters bounded in number and bytes."""
+    is refused at once, with the reason); dead letters bounded in number and bytes; every
+    stream kept on `stream_replicas` servers.
+
+    Declared once, by `airparadis bus init` (airparadis/bus_init.py); the workers only bind to
+    them (`bind_streams`), so FastStream never declares them either (`declare=False`): a
+    worker's start can no longer put back settings an operator changed (three replicas)."""
 
     def __init__(self, settings: Settings) -> None:
         max_age = settings.stream_max_age_days * 86_400.0
@@ -270,6 +277,8 @@ class Streams:
                 max_age=max_age,
                 duplicate_window=DUPLICATE_WINDOW_S,
                 storage=StorageType.FILE,
+                num_replicas=settings.stream_replicas,
+                declare=False,
                 **limits,
             )
 
@@ -289,16 +298,46 @@ class Streams:
         return [self.tweets, self.feedback, self.alerts, self.models, self.gateway, self.dlq]
 
 
-async def declare_streams(broker: NatsBroker, streams: Streams) -> None:
-    """Create or update every stream, so publishers work before any subscriber started."""
-    js = broker.config.connection_state.stream
-    for stream in streams.all():
-        try:
-            await js.add_stream(config=stream.config, subjects=list(stream.subjects))
-        except Exception as exc:  # the stream exists with another config: bring it up to date
-            if "already in use" not in str(exc):
-                raise
-            await js.update_stream(config=stream.config, subjects=list(stream.subjects))
+def kv_stream(bucket: str) -> str:
+    """The stream behind a JetStream KV bucket."""
+    return f"KV_{bucket}"
+
+
+async def bind_streams(
+    js: JetStreamContext,
+    names: list[str],
+    *,
+    retry_s: float = 1.0,
+    remind_every_s: float = 30.0,
+) -> None:
+    """Wait until every stream in `names` exists and answers (a cluster may still be electing
+    its leaders), saying in the log what it waits for and why; never creates one."""
+    waiting = list(names)
+    said_at: float | None = None
+    while True:
+        reasons: dict[str, str] = {}
+        for name in waiting:
+            try:
+                await js.stream_info(name)
+            except NotFoundError:
+                reasons[name] = "does not exist: run `airparadis bus init`"
+            except Exception as error:  # timeout, no responders, JetStream not ready
+                reasons[name] = f"does not answer ({type(error).__name__}: {error})".replace(
+                    "nats: ", ""
+                )
+        if not reasons:
+            if said_at is not None:
+                log.info("streams ready", extra={"streams": names})
+            return
+        waiting = list(reasons)
+        now = time.monotonic()
+        if said_at is None or now - said_at >= remind_every_s:
+            log.warning(
+                "waiting for streams",
+                extra={"streams": [f"{name} {why}" for name, why in reasons.items()]},
+            )
+            said_at = now
+        await asyncio.sleep(retry_s)
 
 
 async def publish_event(

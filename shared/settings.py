@@ -48,7 +48,10 @@ class Settings(BaseSettings):
 
     # NATS
     nats_url: str | None = Field(
-        None, description="NATS server URL; unset in embedded mode starts a local nats-server."
+        None,
+        description="NATS server URL, or several separated by commas (the nodes of a cluster: "
+        "a client moves to another when its node goes); unset in embedded mode starts a local "
+        "nats-server.",
     )
     nats_port: int = Field(4222, description="Port of the local nats-server (embedded mode).")
     nats_user: str | None = Field(None, description="NATS user (compose mode).")
@@ -84,6 +87,14 @@ class Settings(BaseSettings):
     )
     publish_timeout_s: float = Field(
         5.0, gt=0, description="How long a worker waits for JetStream to confirm its publishes."
+    )
+    stream_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Copies of every stream and of the KV bucket `airparadis bus init` keeps, "
+        "each on its own server: 1 for one nats-server, 3 in a cluster of three (a stream then "
+        "survives the loss of one node).",
     )
     stream_max_age_days: int = Field(
         7, ge=1, description="How long JetStream keeps messages (at most retention_days)."

@@ -24,6 +24,12 @@ from pathlib import Path
 from shared import subjects
 
 CONFIG_PATH = Path(__file__).with_name("nats-server.conf")
+# The same accounts for each node of the compose profile `cluster` (nats, nats-2, nats-3): the
+# node's name and certificate come from its environment (NATS_SERVER_NAME, NATS_TLS_CERT,
+# NATS_TLS_KEY), its routes to the others are mutual TLS.
+CLUSTER_CONFIG_PATH = Path(__file__).with_name("nats-server-cluster.conf")
+CLUSTER_NODES = ("nats", "nats-2", "nats-3")
+ROUTE_PORT = 6222
 ACCOUNT = "AIRPARADIS"
 JS_API = "$JS.API"
 INBOX = "_INBOX.>"
@@ -54,8 +60,10 @@ class ServiceUser:
     subscribes: tuple[str, ...] = ()  # plain core subscriptions
     reply_to: bool = False  # publishes to the reply_to subject carried in a tweet
     reads_replies: bool = False  # may read the gateway's reply inboxes
-    declares_streams: bool = False  # every platform process declares all streams at start
+    binds_streams: bool = False  # every platform process checks the streams exist at start
+    declares_streams: bool = False  # creates and updates every stream (`airparadis bus init`)
     key_value: tuple[str, ...] = ()  # JetStream KV buckets it reads and writes
+    declares_buckets: tuple[str, ...] = ()  # KV buckets it creates and updates (bus init)
     dead_letters: bool = False  # sends what it cannot process to dlq.<subject>
     watches_consumers: bool = False  # reads every durable consumer's state (/readyz)
     purges_ingress: bool = False  # removes processed ingress messages (services/store/ingress.py)
@@ -76,7 +84,7 @@ USERS: tuple[ServiceUser, ...] = (
         requests=(S.EXPLAIN_REQUESTED, S.INFER_STATUS, S.STORE_QUERY),
         subscribes=(S.PRIVACY_ERASED,),  # drops erased predictions from its memory
         reads_replies=True,
-        declares_streams=True,
+        binds_streams=True,
         watches_consumers=True,
     ),
     ServiceUser(
@@ -85,7 +93,7 @@ USERS: tuple[ServiceUser, ...] = (
         publishes=(S.TWEETS_PREPROCESSED,),
         consumes=(Consumes(S.TWEETS_SUBMITTED, S.STREAM_TWEETS, S.DURABLE_PREPROCESS),),
         reply_to=True,  # a tweet that cannot be scored is answered at once, with the reason
-        declares_streams=True,
+        binds_streams=True,
         dead_letters=True,
     ),
     ServiceUser(
@@ -101,7 +109,7 @@ USERS: tuple[ServiceUser, ...] = (
         ),
         answers=((S.EXPLAIN_REQUESTED, S.INFER_QUEUE), (S.INFER_STATUS, None)),
         reply_to=True,
-        declares_streams=True,
+        binds_streams=True,
         dead_letters=True,
     ),
     ServiceUser(
@@ -124,7 +132,7 @@ USERS: tuple[ServiceUser, ...] = (
             (S.STORE_FORGET, S.STORE_QUEUE),  # erasure and access requests
             (S.STORE_EXPORT, S.STORE_QUEUE),
         ),
-        declares_streams=True,
+        binds_streams=True,
         dead_letters=True,
         purges_ingress=True,
     ),
@@ -139,8 +147,15 @@ USERS: tuple[ServiceUser, ...] = (
         ),
         key_value=(S.KV_ALERTER,),
         requests=(S.STORE_QUERY,),  # the drift and error-rate checks read the store
-        declares_streams=True,
+        binds_streams=True,
         dead_letters=True,
+    ),
+    ServiceUser(
+        "bus",
+        "`airparadis bus init` (the bus-init one-shot): creates the streams and the KV bucket "
+        "and keeps their limits and replicas in line with the settings (the only user allowed to)",
+        declares_streams=True,
+        declares_buckets=(S.KV_ALERTER,),
     ),
     ServiceUser(
         "trainer",
@@ -192,9 +207,12 @@ def permissions_of(user: ServiceUser) -> Permissions:
         pub.append(REPLY_INBOX)
     for subject, queue in user.answers:
         sub.append(f"{subject} {queue}" if queue else subject)
-    if user.declares_streams:
+    verbs = ("CREATE", "UPDATE", "INFO") if user.declares_streams else ("INFO",)
+    if user.declares_streams or user.binds_streams:
         for stream in subjects.STREAMS:
-            pub += [f"{JS_API}.STREAM.{verb}.{stream}" for verb in ("CREATE", "UPDATE", "INFO")]
+            pub += [f"{JS_API}.STREAM.{verb}.{stream}" for verb in verbs]
+    for bucket in user.declares_buckets:
+        pub += [f"{JS_API}.STREAM.{verb}.KV_{bucket}" for verb in ("CREATE", "UPDATE", "INFO")]
     for consumed in user.consumes:
         stream, durable = consumed.stream, consumed.durable
         if durable is None:
@@ -227,7 +245,6 @@ def permissions_of(user: ServiceUser) -> Permissions:
     for bucket in user.key_value:
         kv_stream = f"KV_{bucket}"
         pub += [
-            f"{JS_API}.STREAM.CREATE.{kv_stream}",
             f"{JS_API}.STREAM.INFO.{kv_stream}",
             f"{JS_API}.STREAM.MSG.GET.{kv_stream}",
             f"{JS_API}.DIRECT.GET.{kv_stream}.>",
@@ -284,19 +301,30 @@ def render(
     max_file_store: str = "10G",
     sync_interval: str = "$AIRPARADIS_DURABILITY",
     tls_dir: str | None = "/tls/nats",
+    routes: tuple[str, ...] | None = None,
+    route_listen: str = f"0.0.0.0:{ROUTE_PORT}",
+    ca_file: str = "/tls/ca.crt",
 ) -> str:
     """The nats-server config; the defaults are the compose stack's. store_dir None leaves the
     JetStream folder to the command line (`nats-server --store_dir`, as tests start it);
-    tls_dir is where `airparadis tls init` put the server's certificate (None: plain TCP)."""
+    tls_dir is where `airparadis tls init` put the server's certificate (None: plain TCP).
+    With `routes`, a node of a cluster: its name and certificate from its environment
+    (NATS_SERVER_NAME, NATS_TLS_CERT, NATS_TLS_KEY; tls_dir only says TLS is on), routes to
+    the other nodes on `route_listen`, both ways checked against `ca_file`."""
     store_line = f'  store_dir: "{store_dir}"\n' if store_dir else ""
+    cert, key = (
+        ("$NATS_TLS_CERT", "$NATS_TLS_KEY")
+        if routes is not None
+        else (f'"{tls_dir}/tls.crt"', f'"{tls_dir}/tls.key"')
+    )
     tls_block = (
         f"""
 # TLS for every client (README, "Security and personal data"): the certificate the `tls`
 # one-shot made (airparadis tls init), signed by the stack's own authority, which every
 # service trusts through /tls/ca.crt (AIRPARADIS_NATS_TLS_CA). No plain-text client is served.
 tls {{
-  cert_file: "{tls_dir}/tls.crt"
-  key_file: "{tls_dir}/tls.key"
+  cert_file: {cert}
+  key_file: {key}
   min_version: "1.2"
   timeout: 2
 }}
@@ -304,6 +332,37 @@ tls {{
         if tls_dir
         else ""
     )
+    if routes is not None:
+        server_name = "$NATS_SERVER_NAME"
+        route_tls = (
+            f"""
+  # Mutual TLS between the nodes: each shows its own certificate and accepts only routes
+  # whose certificate the stack's authority signed.
+  tls {{
+    cert_file: {cert}
+    key_file: {key}
+    ca_file: "{ca_file}"
+    verify: true
+    timeout: 2
+  }}"""
+            if tls_dir
+            else ""
+        )
+        route_lines = "\n".join(f'    "{route}"' for route in routes)
+        tls_block += f"""
+# A node of the JetStream cluster `airparadis` (README, "Scaling out"): streams keep
+# AIRPARADIS_STREAM_REPLICAS copies (3), one per node; any one node may be lost.
+cluster {{
+  name: airparadis
+  listen: "{route_listen}"
+  # Clients are not told the nodes' internal addresses: they list the nodes themselves
+  # (AIRPARADIS_NATS_URL), which an app outside the box could not reach anyway.
+  no_advertise: true
+  routes: [
+{route_lines}
+  ]{route_tls}
+}}
+"""
     user_blocks = "\n".join(_user_block(user) for user in users)
     return f"""\
 # GENERATED by infra/nats/render_accounts.py from its table of per-service permissions.
@@ -344,17 +403,25 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 if nats-server.conf is not up to date"
     )
     args = parser.parse_args(argv)
-    rendered = render()
-    if args.check:
-        current = CONFIG_PATH.read_text(encoding="utf-8") if CONFIG_PATH.exists() else ""
-        if current != rendered:
-            print(f"{CONFIG_PATH} is out of date: run python -m infra.nats.render_accounts")
-            return 1
-        print(f"{CONFIG_PATH} is up to date")
-        return 0
-    CONFIG_PATH.write_text(rendered, encoding="utf-8")
-    print(f"wrote {CONFIG_PATH}")
-    return 0
+    outdated = 0
+    for path, rendered in rendered_files().items():
+        if args.check:
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            if current != rendered:
+                print(f"{path} is out of date: run python -m infra.nats.render_accounts")
+                outdated += 1
+            else:
+                print(f"{path} is up to date")
+        else:
+            path.write_text(rendered, encoding="utf-8")
+            print(f"wrote {path}")
+    return 1 if outdated else 0
+
+
+def rendered_files() -> dict[Path, str]:
+    """What the committed files must hold: the single server's config and a cluster node's."""
+    routes = tuple(f"nats-route://{node}:{ROUTE_PORT}" for node in CLUSTER_NODES)
+    return {CONFIG_PATH: render(), CLUSTER_CONFIG_PATH: render(routes=routes)}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ over TLS with certificates `airparadis tls init` made, as the compose stack runs
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -12,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from airparadis.bus_init import init_bus
 from airparadis.tls import ensure_certificates
 from infra.nats.render_accounts import USERS, ServiceUser, render
 from shared.nats_server import NatsServerProcess, free_port
+from shared.settings import Settings
 from shared.tls import client_context
 
 # Test-only: sees every subject, publishes nothing useful. It witnesses that an allowed publish
@@ -69,4 +72,12 @@ def nats_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
         encoding="utf-8",
     )
     with NatsServerProcess(store, config_file=config) as server:
+        # The streams, made by the only user allowed to, as the bus-init one-shot does.
+        as_bus = Settings(
+            nats_url=server.url,
+            nats_user="bus",
+            nats_password=passwords["bus"],
+            nats_tls_ca=tls / "ca.crt",
+        )
+        asyncio.run(init_bus(as_bus, wait_s=10))
         yield AccountsServer(server.url, passwords, server.log_path, tls / "ca.crt")

@@ -30,7 +30,7 @@ COMPOSE = ROOT / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
 SECRET_NAME = re.compile(r"_(PASSWORD|SECRET_KEY)$")
-ONE_SHOTS = {"preflight", "tls", "migrate", "minio-init", "trainer"}
+ONE_SHOTS = {"preflight", "tls", "bus-init", "migrate", "minio-init", "trainer"}
 
 
 def compose() -> dict[str, Any]:
@@ -230,7 +230,9 @@ def test_each_service_logs_in_to_nats_as_its_own_user() -> None:
     nats_env = services()["nats"]["environment"]
     passwords = {key for key in nats_env if key.endswith("_PASSWORD")}
     assert passwords == {user.password_env for user in USERS}
-    assert set(nats_env) - passwords == {"AIRPARADIS_DURABILITY"}  # its sync_interval
+    # Its sync_interval, and (read by the cluster config only) its name and certificate.
+    node = {"NATS_SERVER_NAME", "NATS_TLS_CERT", "NATS_TLS_KEY"}
+    assert set(nats_env) - passwords == {"AIRPARADIS_DURABILITY", *node}
     seen = set()
     for name, service in services().items():
         environment = service.get("environment", {})
@@ -291,7 +293,7 @@ def tls_one_shot() -> dict[str, Any]:
 
 def test_the_tls_one_shot_certifies_nats_and_clickhouse_and_keeps_its_authority_apart() -> None:
     tls = tls_one_shot()
-    assert set(tls["server"]) == {"nats", "clickhouse"}
+    assert set(tls["server"]) == {"nats", "nats-2", "nats-3", "clickhouse"}
     assert tls["key-gid"] == "101"  # the clickhouse user of the ClickHouse image
     assert {"localhost", "127.0.0.1"} <= set(tls["name"])  # upstream apps on the host
     one_shot = services()["tls"]
@@ -490,7 +492,8 @@ def run_cli(cli: list[str], env_file: Path, *args: str) -> subprocess.CompletedP
         [
             *cli,
             *("--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(env_file)),
-            *("--profile", "tools", "--profile", "autoupdate", "--profile", "retrain", *args),
+            *("--profile", "tools", "--profile", "autoupdate", "--profile", "retrain"),
+            *("--profile", "cluster", *args),
         ],
         env={"PATH": "/usr/bin:/bin", "HOME": str(env_file.parent)},
         capture_output=True,
@@ -543,3 +546,60 @@ def test_nats_flushes_every_acknowledged_message_and_runs_a_version_without_the_
     assert found, image
     major, minor, patch = (int(part or 99) for part in found.groups())
     assert (major, minor, patch) >= MIN_VERSION, f"{image} is older than {MIN_VERSION}"
+
+
+def test_streams_are_made_once_by_the_bus_user_before_any_service_uses_them() -> None:
+    """Only the bus-init one-shot, as the `bus` NATS user, declares the streams (with
+    AIRPARADIS_STREAM_REPLICAS from .env); every other service on the bus waits for it."""
+    bus_init = services()["bus-init"]
+    assert bus_init["command"] == ["bus", "init"]
+    environment = bus_init["environment"]
+    assert environment["AIRPARADIS_NATS_USER"] == "bus"
+    assert "${NATS_BUS_PASSWORD:?" in environment["AIRPARADIS_NATS_PASSWORD"]
+    assert environment["AIRPARADIS_STREAM_REPLICAS"] == "${AIRPARADIS_STREAM_REPLICAS:-1}"
+    on_the_bus = {
+        name
+        for name, service in services().items()
+        if "AIRPARADIS_NATS_USER" in service.get("environment", {}) and name != "bus-init"
+    }
+    assert on_the_bus >= {"preprocess", "infer", "store", "alerter", "gateway", "trainer"}
+    for name in on_the_bus:
+        assert "bus-init" in services()[name]["depends_on"], f"{name} must wait for bus-init"
+
+
+def test_compose_cli_resolves_the_nats_cluster_profile(cli: list[str], tmp_path: Path) -> None:
+    """The four lines README's "Scaling out" says to uncomment: three NATS nodes on the
+    cluster config, each with its own name, certificate and disk; every service given the
+    three URLs; bus-init making three replicas after the three nodes are up."""
+    env_file = tmp_path / ".env"
+    subprocess.run(["sh", str(ROOT / "infra/make-env.sh"), str(env_file)], check=True)
+    text = env_file.read_text(encoding="utf-8")
+    assert "# COMPOSE_PROFILES=cluster\n" in text
+    text = text.replace("# COMPOSE_PROFILES=cluster\n", "COMPOSE_PROFILES=cluster\n")
+    for name in ("AIRPARADIS_NATS_CONFIG", "AIRPARADIS_NATS_URL", "AIRPARADIS_STREAM_REPLICAS"):
+        # The value the comment above the setting gives for a cluster.
+        found = re.search(rf"^# Cluster: (\S+)\n{name}=.*$", text, re.MULTILINE)
+        assert found, f"{name}: .env.example says nothing of its cluster value"
+        text = text.replace(found[0], f"# Cluster: {found[1]}\n{name}={found[1]}")
+    env_file.write_text(text, encoding="utf-8")
+    result = run_cli(cli, env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)["services"]
+    nodes = {node: f"airparadis-nats-{k}" for k, node in enumerate(("nats", "nats-2", "nats-3"), 1)}
+    for node, server_name in nodes.items():
+        service = resolved[node]
+        assert service["command"] == ["--config", "/etc/nats/nats-server-cluster.conf"], node
+        environment = service["environment"]
+        assert environment["NATS_SERVER_NAME"] == server_name
+        certificate = "nats" if node == "nats" else node
+        assert environment["NATS_TLS_CERT"] == f"/tls/{certificate}/tls.crt"
+        assert environment["NATS_TLS_KEY"] == f"/tls/{certificate}/tls.key"
+        disks = [v["source"] for v in service["volumes"] if v["target"] == "/data"]
+        assert disks == [f"{node}-data"], node
+    assert not resolved["nats-2"].get("ports") and not resolved["nats-3"].get("ports")
+    urls = "nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222"
+    for name in ("preprocess", "infer", "store", "alerter", "gateway", "bus-init"):
+        assert resolved[name]["environment"]["AIRPARADIS_NATS_URL"] == urls, name
+    bus_init = resolved["bus-init"]
+    assert bus_init["environment"]["AIRPARADIS_STREAM_REPLICAS"] == "3"
+    assert set(bus_init["depends_on"]) >= set(nodes)

@@ -9,6 +9,7 @@ allowed ones, so the check cannot pass by hearing nothing at all).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,9 +20,11 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from airparadis.bus_init import BusInitError, init_bus
 from infra.nats import render_accounts
 from infra.nats.render_accounts import USERS, permissions_of
 from shared import subjects
+from shared.settings import Settings
 from tests.deploy.conftest import AccountsServer
 from tests.servers import eventually
 
@@ -294,12 +297,12 @@ async def test_wrong_password_is_refused(nats_accounts: AccountsServer) -> None:
 async def test_gateway_cannot_read_feedback_through_jetstream(
     nats_accounts: AccountsServer,
 ) -> None:
-    """The gateway may declare the streams, but not create a consumer on FEEDBACK to read it."""
+    """The gateway may look the streams up, but not create a consumer on FEEDBACK to read it."""
     async with connected(nats_accounts, "upstream") as upstream:
         await upstream.nc.publish(S.FEEDBACK_REPORTED, b"{}")
     async with connected(nats_accounts, "gateway") as gateway:
         js = gateway.nc.jetstream(timeout=2)
-        await js.add_stream(name=S.STREAM_FEEDBACK, subjects=S.STREAMS[S.STREAM_FEEDBACK])
+        assert (await js.stream_info(S.STREAM_FEEDBACK)).config.name == S.STREAM_FEEDBACK
         with pytest.raises(Exception):  # noqa: B017 - the refused request times out
             await js.pull_subscribe(S.FEEDBACK_REPORTED, durable="spy", stream="FEEDBACK")
 
@@ -308,3 +311,65 @@ async def test_gateway_cannot_read_feedback_through_jetstream(
 
         await eventually(lambda: bool(refused()), within=5, what="a refused consumer request")
     assert all("$js.api.consumer" in e for e in refused()), refused()
+
+
+def test_only_the_bus_user_may_create_or_change_a_stream() -> None:
+    creators = {
+        user.name
+        for user in USERS
+        for subject in permissions_of(user).publish_allow
+        if subject.startswith(("$JS.API.STREAM.CREATE", "$JS.API.STREAM.UPDATE"))
+    }
+    assert creators == {"bus"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("user", [u.name for u in USERS if u.name != "bus"])
+async def test_no_service_creates_updates_or_deletes_a_stream(
+    nats_accounts: AccountsServer, user: str
+) -> None:
+    """Every service's request to create, change or delete a stream (or the KV bucket's) is
+    refused by the server, and the streams `bus init` made stay as they were."""
+    attempts = {
+        f"$JS.API.STREAM.CREATE.{S.STREAM_TWEETS}": {"name": S.STREAM_TWEETS, "subjects": ["x"]},
+        f"$JS.API.STREAM.UPDATE.{S.STREAM_TWEETS}": {"name": S.STREAM_TWEETS, "num_replicas": 1},
+        "$JS.API.STREAM.CREATE.ROGUE": {"name": "ROGUE", "subjects": ["rogue.>"]},
+        f"$JS.API.STREAM.DELETE.{S.STREAM_DLQ}": {},
+        f"$JS.API.STREAM.CREATE.KV_{S.KV_ALERTER}": {"name": f"KV_{S.KV_ALERTER}"},
+    }
+    async with connected(nats_accounts, user) as service:
+        for subject, body in attempts.items():
+            with pytest.raises(nats.errors.TimeoutError):  # refused: no answer comes back
+                await service.nc.request(subject, json.dumps(body).encode(), timeout=0.5)
+        for subject in attempts:
+            await eventually(
+                lambda subject=subject: bool(service.violations(subject)),  # type: ignore[misc]
+                within=5,
+                what=f"a violation for {subject}",
+            )
+    async with connected(nats_accounts, "bus") as bus:
+        js = bus.nc.jetstream(timeout=5)
+        tweets = await js.stream_info(S.STREAM_TWEETS)
+        assert sorted(tweets.config.subjects or []) == sorted(S.STREAMS[S.STREAM_TWEETS])
+        assert (await js.stream_info(S.STREAM_DLQ)).config.name == S.STREAM_DLQ
+
+
+@pytest.mark.integration
+async def test_the_bus_user_creates_and_updates_the_streams(nats_accounts: AccountsServer) -> None:
+    """`bus init` as its user changes a limit in place; as another user it says why it cannot."""
+    as_bus = Settings(
+        nats_url=nats_accounts.url,
+        nats_user="bus",
+        nats_password=nats_accounts.passwords["bus"],
+        nats_tls_ca=nats_accounts.ca_file,
+        max_message_kb=32,
+    )
+    outcomes = {o.name: o for o in await init_bus(as_bus, wait_s=5)}
+    assert outcomes[S.STREAM_TWEETS].action == "updated"
+    assert outcomes[S.STREAM_TWEETS].changes == ["max msg size 65536 → 32768"]
+    assert outcomes[S.STREAM_ALERTS].action == "unchanged"
+    as_store = as_bus.model_copy(
+        update={"nats_user": "store", "nats_password": nats_accounts.passwords["store"]}
+    )
+    with pytest.raises(BusInitError, match="may not create streams"):
+        await init_bus(as_store.model_copy(update={"max_message_kb": 16}), wait_s=2)

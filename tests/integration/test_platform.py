@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from faststream.nats import NatsBroker
@@ -25,7 +26,7 @@ from shared.nats_server import free_port
 from shared.registry import Registry
 from shared.settings import Settings
 from tests.integration.platform import StartPlatform, count, rows_in
-from tests.servers import Inbox, eventually, json_attachment, smtp_server
+from tests.servers import Inbox, eventually, json_attachment, nats_server, smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -181,11 +182,12 @@ async def test_unprocessable_message_lands_in_the_dead_letter_stream(
 
 
 def test_a_promotion_nobody_can_hear_is_not_announced_and_still_made(
-    platform_settings: Settings, second_version: str
+    platform_settings: Settings, second_version: str, tmp_path: Path
 ) -> None:
-    # The first start: nats-server runs, but no worker has declared the streams yet.
-    registry_of = Registry.of(platform_settings)
-    assert registry_of.promote(second_version).announced_on is None
+    # The first start: nats-server runs, but `bus init` has not made the streams yet.
+    with nats_server(tmp_path / "bare-nats", streams=False) as bare:
+        registry_of = Registry.of(platform_settings.model_copy(update={"nats_url": bare.url}))
+        assert registry_of.promote(second_version).announced_on is None
     champion = registry_of.champion()
     assert champion is not None and champion.version == second_version
     # No server at all (and none configured): nothing to tell either.

@@ -14,7 +14,6 @@ import pytest
 from faststream.nats import NatsBroker
 
 from shared import subjects
-from shared.bus import Streams, declare_streams
 from shared.messages import FeedbackReported, ModelPromoted, PredictionSnapshot
 from shared.nats_server import NatsServerProcess
 from shared.registry import CHALLENGER, CHAMPION, PROMOTION_REASON_TAG, Registry
@@ -91,7 +90,6 @@ async def test_a_challenger_is_announced_as_one_and_so_is_its_removal(
     platform_settings: Settings,
     second_version: str,
 ) -> None:
-    await declare_streams(upstream, Streams(platform_settings))
     listener = await nats_client(nats.url)
     heard = await listener.subscribe(subjects.MODELS_PROMOTED)
     await listener.flush()
