@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="CA certificate (PEM) that an https ClickHouse URL is checked against "
         "(compose: /tls/ca.crt); unset: the system's CAs.",
     )
+    clickhouse_cluster: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse cluster (remote_servers) that migrations create replicated "
+        "tables on, ON CLUSTER (compose's cluster profile: airparadis); unset: one server.",
+    )
     retention_days: int = Field(
         365, ge=1, description="TTL of predictions and feedback in ClickHouse (RGPD)."
     )
@@ -396,6 +402,15 @@ class Settings(BaseSettings):
                 f"stream_max_age_days ({self.stream_max_age_days}) must not exceed "
                 f"retention_days ({self.retention_days}): JetStream would keep messages after "
                 "ClickHouse deleted their rows"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_server(self) -> Settings:
+        if self.clickhouse_cluster and not self.clickhouse_url:
+            raise ValueError(
+                "clickhouse_cluster needs clickhouse_url: chDB is one engine in one process, "
+                "it has no replicas"
             )
         return self
 
