@@ -208,10 +208,7 @@ class Platform:
             self.store = open_store(self.settings)
             if "store" in self.workers:
                 apply_migrations(
-                    self.store,
-                    self.settings.retention_days,
-                    fsync=self.settings.clickhouse_fsync,
-                    cluster=self.settings.clickhouse_cluster,
+                    self.store, self.settings.retention_days, fsync=self.settings.clickhouse_fsync
                 )
         else:
             self.store = BusStore(nc, asyncio.get_running_loop())

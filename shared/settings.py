@@ -119,8 +119,9 @@ class Settings(BaseSettings):
     clickhouse_cluster: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="ClickHouse cluster (remote_servers) that migrations create replicated "
-        "tables on, ON CLUSTER (compose's cluster profile: airparadis); unset: one server.",
+        description="ClickHouse cluster (remote_servers) on which `airparadis migrate` creates "
+        "replicated tables, ON CLUSTER (compose's cluster profile: airparadis); unset or empty: "
+        "one server.",
     )
     retention_days: int = Field(
         365, ge=1, description="TTL of predictions and feedback in ClickHouse (RGPD)."
@@ -370,6 +371,12 @@ class Settings(BaseSettings):
         "its last summary (one message, stored for Grafana), seconds; a last one at shutdown.",
     )
 
+    @field_validator("clickhouse_cluster", mode="before")
+    @classmethod
+    def _no_cluster_when_empty(cls, value: object) -> object:
+        # compose passes ${AIRPARADIS_CLICKHOUSE_CLUSTER:-}: empty means one server.
+        return None if value == "" else value
+
     @field_validator("alert_to", "own_handles", "data_languages", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
@@ -402,15 +409,6 @@ class Settings(BaseSettings):
                 f"stream_max_age_days ({self.stream_max_age_days}) must not exceed "
                 f"retention_days ({self.retention_days}): JetStream would keep messages after "
                 "ClickHouse deleted their rows"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _cluster_needs_a_server(self) -> Settings:
-        if self.clickhouse_cluster and not self.clickhouse_url:
-            raise ValueError(
-                "clickhouse_cluster needs clickhouse_url: chDB is one engine in one process, "
-                "it has no replicas"
             )
         return self
 

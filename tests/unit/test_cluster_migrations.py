@@ -230,11 +230,21 @@ def test_a_database_migrated_for_one_server_is_not_turned_into_a_cluster() -> No
     assert store.commands == []
 
 
-def test_a_cluster_needs_a_server_url(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="chDB"):
-        Settings(clickhouse_cluster=CLUSTER, clickhouse_url=None)
+def test_the_cluster_setting_is_a_name_and_empty_means_one_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRPARADIS_CLICKHOUSE_CLUSTER", "")  # compose's ${...:-}
+    assert Settings().clickhouse_cluster is None
+    monkeypatch.setenv("AIRPARADIS_CLICKHOUSE_CLUSTER", CLUSTER)
+    assert Settings().clickhouse_cluster == CLUSTER
     with pytest.raises(ValidationError):
-        Settings(clickhouse_cluster="air-paradis", clickhouse_url="http://h:8123/airparadis")
+        Settings(clickhouse_cluster="air paradis; DROP")
+
+
+def test_migrate_on_a_cluster_needs_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIRPARADIS_CLICKHOUSE_URL", raising=False)
     result = CliRunner().invoke(app, ["migrate", "--home", str(tmp_path), "--cluster", CLUSTER])
     assert result.exit_code == 2
     assert "--cluster needs a ClickHouse server" in result.output
