@@ -577,13 +577,23 @@ def replicated_statement(statement: str, cluster: str) -> str:
     `CREATE TABLE IF NOT EXISTS db.t ON CLUSTER cluster (...) ENGINE =
     ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', ver) ...`
     with the same columns, PARTITION BY, ORDER BY and TTL; `ALTER TABLE db.t ...` gains
-    `ON CLUSTER cluster`. Any other statement or engine is refused with the reason: a
+    `ON CLUSTER cluster` and waits for every replica (alter_sync = 2). Any other statement or
+    engine is refused with the reason: a
     migration this rewrite does not know must be taught to it, not guessed at."""
     _identifier(cluster, "cluster")
     if re.search(r"\bON\s+CLUSTER\b|\bReplicated\w*MergeTree\b", statement, re.IGNORECASE):
         raise MigrationError(f"already in a cluster form, not rewritten: {_head(statement)}")
     if match := _ALTER_TABLE.match(statement):
-        return f"ALTER TABLE {match.group(1)} ON CLUSTER {cluster} {statement[match.end() :]}"
+        if re.search(r"\bSETTINGS\b", statement, re.IGNORECASE):
+            raise MigrationError(
+                f"an ALTER with its own SETTINGS is not rewritten: {_head(statement)}"
+            )
+        # alter_sync = 2: a replicated ALTER (a column, a TTL) returns once every replica has
+        # it, so the next statement or read on any replica sees it.
+        return (
+            f"ALTER TABLE {match.group(1)} ON CLUSTER {cluster} {statement[match.end() :]}"
+            " SETTINGS alter_sync = 2"
+        )
     if not (match := _CREATE_TABLE.match(statement)):
         raise MigrationError(
             "only CREATE TABLE IF NOT EXISTS db.table (...) and ALTER TABLE db.table have a "

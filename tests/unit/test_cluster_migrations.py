@@ -58,6 +58,9 @@ def formatted(parser: ChdbStore, sql: str) -> str:
 def single_server_form(cluster_form: str) -> str:
     """A formatted cluster statement with ON CLUSTER and the replicated engine taken back out."""
     text = cluster_form.replace(f" ON CLUSTER {CLUSTER}", "", 1)
+    if text.startswith("ALTER"):
+        assert text.endswith("\nSETTINGS alter_sync = 2"), text
+        text = text.removesuffix("\nSETTINGS alter_sync = 2")
 
     def unreplicated(match: re.Match[str]) -> str:
         engine, arguments = match.group(1), match.group(2)
@@ -105,11 +108,11 @@ def test_the_version_column_of_a_replacing_table_stays_its_last_argument() -> No
     assert cluster_form.endswith("ORDER BY version")
 
 
-def test_an_alter_runs_on_the_cluster() -> None:
+def test_an_alter_runs_on_the_cluster_and_waits_for_every_replica() -> None:
     sql = "ALTER TABLE airparadis.predictions MODIFY TTL scored_at + INTERVAL 30 DAY"
     assert replicated_statement(sql, CLUSTER) == (
         "ALTER TABLE airparadis.predictions ON CLUSTER airparadis "
-        "MODIFY TTL scored_at + INTERVAL 30 DAY"
+        "MODIFY TTL scored_at + INTERVAL 30 DAY SETTINGS alter_sync = 2"
     )
 
 
@@ -139,6 +142,7 @@ def test_parentheses_inside_quotes_do_not_end_the_columns() -> None:
         ("DROP TABLE d.t", "only CREATE"),
         ("INSERT INTO d.t VALUES (1)", "only CREATE"),
         ("ALTER TABLE d.t ON CLUSTER other DROP COLUMN a", "already in a cluster form"),
+        ("ALTER TABLE d.t DELETE WHERE 1 SETTINGS mutations_sync = 2", "its own SETTINGS"),
         (
             "CREATE TABLE IF NOT EXISTS d.t (a UInt8) ENGINE = ReplicatedMergeTree ORDER BY a",
             "already in a cluster form",
