@@ -256,14 +256,32 @@ def gateway(
 
 
 @app.command()
-def migrate(home: HomeOption = None) -> None:
+def migrate(
+    home: HomeOption = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Create replicated tables ON CLUSTER this cluster of the server "
+            "(AIRPARADIS_CLICKHOUSE_CLUSTER); unset: one server.",
+        ),
+    ] = None,
+) -> None:
     """Apply the ClickHouse migrations (idempotent)."""
     from shared.storage import apply_migrations, open_store
 
     settings = load_settings(home)
+    cluster = cluster or settings.clickhouse_cluster
+    if cluster and not settings.clickhouse_url:
+        console.print(
+            "[red]--cluster needs a ClickHouse server[/red] (AIRPARADIS_CLICKHOUSE_URL): chDB "
+            "has no replicas."
+        )
+        raise typer.Exit(2)
     store = open_store(settings)
     try:
-        applied = apply_migrations(store, settings.retention_days, fsync=settings.clickhouse_fsync)
+        applied = apply_migrations(
+            store, settings.retention_days, fsync=settings.clickhouse_fsync, cluster=cluster
+        )
     finally:
         store.close()
     console.print(f"applied: {applied or 'nothing (schema up to date)'}")

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
         description="CA certificate (PEM) that an https ClickHouse URL is checked against "
         "(compose: /tls/ca.crt); unset: the system's CAs.",
     )
+    clickhouse_cluster: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse cluster (remote_servers) on which `airparadis migrate` creates "
+        "replicated tables, ON CLUSTER (compose's cluster profile: airparadis); unset or empty: "
+        "one server.",
+    )
     retention_days: int = Field(
         365, ge=1, description="TTL of predictions and feedback in ClickHouse (RGPD)."
     )
@@ -374,6 +381,12 @@ class Settings(BaseSettings):
         description="How often the gateway publishes the requests its rate limits refused since "
         "its last summary (one message, stored for Grafana), seconds; a last one at shutdown.",
     )
+
+    @field_validator("clickhouse_cluster", mode="before")
+    @classmethod
+    def _no_cluster_when_empty(cls, value: object) -> object:
+        # compose passes ${AIRPARADIS_CLICKHOUSE_CLUSTER:-}: empty means one server.
+        return None if value == "" else value
 
     @field_validator("alert_to", "own_handles", "data_languages", mode="before")
     @classmethod

@@ -475,14 +475,23 @@ def _fill(path: Path, source: str, values: Mapping[str, str]) -> str:
 
 
 def apply_migrations(
-    store: Store, retention_days: int, directory: Path | None = None, *, fsync: bool = True
+    store: Store,
+    retention_days: int,
+    directory: Path | None = None,
+    *,
+    fsync: bool = True,
+    cluster: str | None = None,
 ) -> list[str]:
     """Bring the store's database to the schema in `directory` (default infra/clickhouse/) and
     return the versions applied now. Safe at every start: what is applied is recorded in
     `schema_migrations`, and every statement is idempotent (IF NOT EXISTS). `fsync`: every
-    insert reaches the disk before it returns (R__durability.sql)."""
+    insert reaches the disk before it returns (R__durability.sql). `cluster`: the statements run
+    in their replicated form on every replica of that cluster (`replicated_statement`); the
+    ledger records the same checksums as on one server."""
     if retention_days < 1:
         raise ValueError(f"retention_days must be at least 1, got {retention_days}")
+    if cluster is not None:
+        _identifier(cluster, "cluster")
     database = store.query("SELECT currentDatabase() AS db")[0]["db"]
     values = {
         "database": database,
@@ -490,6 +499,15 @@ def apply_migrations(
         "fsync": "1" if fsync else "0",
     }
     migrations = load_migrations(directory or MIGRATIONS_DIR, values)
+    if cluster is not None:
+        _refuse_single_server_schema(store, cluster)
+        # Every statement is rewritten before any runs: one the rewrite refuses changes nothing.
+        statements = {
+            m.version: [replicated_statement(s, cluster) for s in split_statements(m.sql)]
+            for m in migrations
+        }
+    else:
+        statements = {m.version: split_statements(m.sql) for m in migrations}
     applied = _applied_checksums(store)
     done: list[str] = []
     for migration in migrations:
@@ -502,7 +520,11 @@ def apply_migrations(
                 extra={"version": migration.version, "database": database},
             )
             continue
-        for statement in split_statements(migration.sql):
+        if cluster is not None and not done:
+            # Only when there is DDL to run: the workers' users, which run this at start with
+            # the schema up to date, have no CREATE DATABASE grant.
+            store.command(f"CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER {cluster}")
+        for statement in statements[migration.version]:
             store.command(statement)
         store.insert(
             "schema_migrations",
@@ -531,6 +553,113 @@ def _applied_checksums(store: Store) -> dict[str, str]:
         " FROM schema_migrations GROUP BY version"
     )
     return {row["version"]: row["checksum"] for row in rows}
+
+
+# --- Replicated tables: the same schema on every replica of a cluster ---
+
+# A MergeTree engine and its replicated form, which takes the Keeper path and the replica's
+# name first, then the same arguments (ReplacingMergeTree's version column).
+REPLICATED_ENGINES: Mapping[str, str] = {
+    "MergeTree": "ReplicatedMergeTree",
+    "ReplacingMergeTree": "ReplicatedReplacingMergeTree",
+}
+# The replica's data in Keeper: one path per table and shard; {shard} and {replica} are the
+# macros of each server's config (infra/clickhouse/cluster/).
+KEEPER_PATH = "/clickhouse/tables/{{shard}}/{database}/{table}"
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*(?=\()")
+_ENGINE = re.compile(r"\s*ENGINE\s*=\s*(\w+)(?:\(([^()]*)\))?")
+_ALTER_TABLE = re.compile(r"ALTER TABLE (\w+\.\w+)\s+(?=\S)")
+
+
+def replicated_statement(statement: str, cluster: str) -> str:
+    """The form of one migration statement that runs on every replica of `cluster`:
+    `CREATE TABLE IF NOT EXISTS db.t (...) ENGINE = ReplacingMergeTree(ver) ...` becomes
+    `CREATE TABLE IF NOT EXISTS db.t ON CLUSTER cluster (...) ENGINE =
+    ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', ver) ...`
+    with the same columns, PARTITION BY, ORDER BY and TTL; `ALTER TABLE db.t ...` gains
+    `ON CLUSTER cluster` and waits for every replica (alter_sync = 2). Any other statement or
+    engine is refused with the reason: a
+    migration this rewrite does not know must be taught to it, not guessed at."""
+    _identifier(cluster, "cluster")
+    if re.search(r"\bON\s+CLUSTER\b|\bReplicated\w*MergeTree\b", statement, re.IGNORECASE):
+        raise MigrationError(f"already in a cluster form, not rewritten: {_head(statement)}")
+    if match := _ALTER_TABLE.match(statement):
+        if re.search(r"\bSETTINGS\b", statement, re.IGNORECASE):
+            raise MigrationError(
+                f"an ALTER with its own SETTINGS is not rewritten: {_head(statement)}"
+            )
+        # alter_sync = 2: a replicated ALTER (a column, a TTL) returns once every replica has
+        # it, so the next statement or read on any replica sees it.
+        return (
+            f"ALTER TABLE {match.group(1)} ON CLUSTER {cluster} {statement[match.end() :]}"
+            " SETTINGS alter_sync = 2"
+        )
+    if not (match := _CREATE_TABLE.match(statement)):
+        raise MigrationError(
+            "only CREATE TABLE IF NOT EXISTS db.table (...) and ALTER TABLE db.table have a "
+            f"cluster form; refused: {_head(statement)}"
+        )
+    database, table = match.groups()
+    columns_end = _closing_parenthesis(statement, match.end())
+    engine = _ENGINE.match(statement, columns_end + 1)
+    if engine is None:
+        raise MigrationError(f"{database}.{table}: no ENGINE = after the columns")
+    name, arguments = engine.groups()
+    if name not in REPLICATED_ENGINES:
+        raise MigrationError(
+            f"{database}.{table}: engine {name} has no replicated form here "
+            f"(known: {', '.join(REPLICATED_ENGINES)})"
+        )
+    path = KEEPER_PATH.format(database=database, table=table)
+    replicated = [f"'{path}'", "'{replica}'"] + ([arguments.strip()] if arguments else [])
+    return (
+        f"CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {cluster} "
+        f"{statement[match.end() : columns_end + 1]}\n"
+        f"ENGINE = {REPLICATED_ENGINES[name]}({', '.join(replicated)})"
+        f"{statement[engine.end() :]}"
+    )
+
+
+def _closing_parenthesis(sql: str, start: int) -> int:
+    """Index of the `)` that closes the `(` at `start`, quoted text skipped."""
+    depth = 0
+    quote: str | None = None
+    i = start
+    while i < len(sql):
+        char = sql[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise MigrationError(f"unbalanced parentheses: {_head(sql)}")
+
+
+def _head(statement: str) -> str:
+    return " ".join(statement.split())[:80]
+
+
+def _refuse_single_server_schema(store: Store, cluster: str) -> None:
+    """A database migrated for one server keeps its tables unreplicated: rewriting them is a
+    data move (README, "Scaling out"), not a migration."""
+    rows = store.query(
+        "SELECT engine FROM system.tables"
+        " WHERE database = currentDatabase() AND name = 'schema_migrations'"
+    )
+    if rows and not rows[0]["engine"].startswith("Replicated"):
+        raise MigrationError(
+            f"the database was migrated for one server ({rows[0]['engine']} tables): "
+            f"`migrate --cluster {cluster}` creates replicated tables in a new database only"
+        )
 
 
 # --- Domain rows and repository ---

@@ -67,6 +67,11 @@ def variables(node: Any) -> Iterator[re.Match[str]]:
             yield from variables(item)
 
 
+def with_defaults(text: str) -> str:
+    """`text` with each ${VAR:-default} as its default (what compose reads with VAR unset)."""
+    return VARIABLE.sub(lambda m: m["arg"] if m["op"] in (":-", "-") else "", text)
+
+
 def required_variables() -> set[str]:
     return {m["name"] for m in variables(compose()) if m["op"] == ":?"}
 
@@ -119,6 +124,8 @@ def test_every_name_a_service_uses_is_defined() -> None:
                 problems.append(f"{name}: unknown secret {secret_name}")
         for mount in service.get("volumes", []):
             source = mount.split(":")[0] if isinstance(mount, str) else mount.get("source", "")
+            if source.startswith("./"):  # a repo file chosen by a variable: its default
+                source = with_defaults(mount).split(":")[0]
             if source.startswith(("./", "/")):
                 path = ROOT / source if source.startswith("./") else Path(source)
                 if source.startswith("./") and not path.exists():
@@ -293,7 +300,7 @@ def tls_one_shot() -> dict[str, Any]:
 
 def test_the_tls_one_shot_certifies_nats_and_clickhouse_and_keeps_its_authority_apart() -> None:
     tls = tls_one_shot()
-    assert set(tls["server"]) == {"nats", "nats-2", "nats-3", "clickhouse"}
+    assert set(tls["server"]) == {"nats", "nats-2", "nats-3", "clickhouse", "clickhouse-2"}
     assert tls["key-gid"] == "101"  # the clickhouse user of the ClickHouse image
     assert {"localhost", "127.0.0.1"} <= set(tls["name"])  # upstream apps on the host
     one_shot = services()["tls"]
@@ -306,7 +313,7 @@ def test_the_tls_one_shot_certifies_nats_and_clickhouse_and_keeps_its_authority_
         if name != "tls":
             assert not any(m.startswith("tls-authority:") for m in mounts), name
             assert not any(m.startswith("tls:") and not m.endswith(":ro") for m in mounts), name
-    for server in ("nats", "clickhouse"):
+    for server in ("nats", "clickhouse", "clickhouse-2"):
         depends = services()[server]["depends_on"]
         assert depends["tls"] == {"condition": "service_completed_successfully"}
         assert f"tls:{tls['dir']}:ro" in services()[server]["volumes"]
@@ -492,8 +499,7 @@ def run_cli(cli: list[str], env_file: Path, *args: str) -> subprocess.CompletedP
         [
             *cli,
             *("--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(env_file)),
-            *("--profile", "tools", "--profile", "autoupdate", "--profile", "retrain"),
-            *("--profile", "cluster", *args),
+            *("--profile", "tools", "--profile", "autoupdate", "--profile", "retrain", *args),
         ],
         env={"PATH": "/usr/bin:/bin", "HOME": str(env_file.parent)},
         capture_output=True,
@@ -506,7 +512,7 @@ def run_cli(cli: list[str], env_file: Path, *args: str) -> subprocess.CompletedP
 def test_compose_cli_resolves_the_stack_with_a_complete_env(cli: list[str], tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     subprocess.run(["sh", str(ROOT / "infra/make-env.sh"), str(env_file)], check=True)
-    result = run_cli(cli, env_file, "config", "--format", "json")
+    result = run_cli(cli, env_file, "--profile", "cluster", "config", "--format", "json")
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     assert schema_errors(resolved) == []
@@ -576,13 +582,18 @@ def test_compose_cli_resolves_the_nats_cluster_profile(cli: list[str], tmp_path:
     text = env_file.read_text(encoding="utf-8")
     assert "# COMPOSE_PROFILES=cluster\n" in text
     text = text.replace("# COMPOSE_PROFILES=cluster\n", "COMPOSE_PROFILES=cluster\n")
-    for name in ("AIRPARADIS_NATS_CONFIG", "AIRPARADIS_NATS_URL", "AIRPARADIS_STREAM_REPLICAS"):
+    for name in (
+        "AIRPARADIS_NATS_CONFIG",
+        "AIRPARADIS_NATS_URL",
+        "AIRPARADIS_STREAM_REPLICAS",
+        "AIRPARADIS_CLICKHOUSE_CLUSTER",
+    ):
         # The value the comment above the setting gives for a cluster.
         found = re.search(rf"^# Cluster: (\S+)\n{name}=.*$", text, re.MULTILINE)
         assert found, f"{name}: .env.example says nothing of its cluster value"
         text = text.replace(found[0], f"# Cluster: {found[1]}\n{name}={found[1]}")
     env_file.write_text(text, encoding="utf-8")
-    result = run_cli(cli, env_file, "config", "--format", "json")
+    result = run_cli(cli, env_file, "--profile", "cluster", "config", "--format", "json")
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)["services"]
     nodes = {node: f"airparadis-nats-{k}" for k, node in enumerate(("nats", "nats-2", "nats-3"), 1)}
@@ -603,3 +614,127 @@ def test_compose_cli_resolves_the_nats_cluster_profile(cli: list[str], tmp_path:
     bus_init = resolved["bus-init"]
     assert bus_init["environment"]["AIRPARADIS_STREAM_REPLICAS"] == "3"
     assert set(bus_init["depends_on"]) >= set(nodes)
+    # The same profile runs the ClickHouse replicas, and migrate creates the tables on both.
+    assert {"clickhouse-2", "clickhouse-keeper"} <= set(resolved)
+    assert resolved["migrate"]["environment"]["AIRPARADIS_CLICKHOUSE_CLUSTER"] == "airparadis"
+
+
+# --- the cluster profile: ClickHouse Keeper and a second replica (README, "Scaling out") ---
+
+CLUSTER_DIR = ROOT / "infra/clickhouse/cluster"
+CLUSTER_MOUNT = "/etc/clickhouse-server/config.d/cluster.xml"
+
+
+def mounted_at(service: dict[str, Any], target: str) -> str:
+    """The source of what a resolved service (compose config) mounts at `target`."""
+    [source] = [m["source"] for m in service["volumes"] if m["target"] == target]
+    return str(source)
+
+
+def xml(path: Path) -> Any:
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(path).getroot()
+
+
+def test_the_cluster_config_names_the_replicas_their_keeper_and_macros() -> None:
+    config = xml(CLUSTER_DIR / "airparadis.xml")
+    # The file a cluster name selects defines the cluster of that name, and only it.
+    [cluster] = list(config.find("remote_servers"))
+    assert cluster.tag == "airparadis" and config.find("remote_servers").get("replace") == "true"
+    [shard] = cluster.findall("shard")
+    assert shard.findtext("internal_replication") == "true"
+    replicas = [(r.findtext("host"), r.findtext("port")) for r in shard.findall("replica")]
+    named = {
+        name: service["environment"]["CLICKHOUSE_REPLICA"]
+        for name, service in services().items()
+        if "CLICKHOUSE_REPLICA" in service.get("environment", {})
+    }
+    assert named == {"clickhouse": "clickhouse", "clickhouse-2": "clickhouse-2"}
+    assert replicas == [("clickhouse", "9000"), ("clickhouse-2", "9000")]
+    keeper = xml(CLUSTER_DIR / "keeper.xml").find("keeper_server")
+    assert config.findtext("zookeeper/node/host") == "clickhouse-keeper"
+    assert config.findtext("zookeeper/node/port") == keeper.findtext("tcp_port") == "9181"
+    # The macros in every replicated table's Keeper path and replica name (shared/storage.py).
+    assert config.findtext("macros/shard") == "01"
+    assert config.find("macros/replica").attrib == {"from_env": "CLICKHOUSE_REPLICA"}
+    assert config.find("interserver_http_host").attrib == {"from_env": "CLICKHOUSE_REPLICA"}
+    assert list(xml(CLUSTER_DIR / "none.xml")) == []  # one server: nothing added
+
+
+def test_the_second_replica_serves_https_as_the_first_with_its_own_certificate() -> None:
+    import xml.etree.ElementTree as ET
+
+    first = ET.tostring(xml(ROOT / "infra/clickhouse/config.d/tls.xml"), encoding="unicode")
+    second = ET.tostring(xml(CLUSTER_DIR / "tls-clickhouse-2.xml"), encoding="unicode")
+    assert second == first.replace("/tls/clickhouse/", "/tls/clickhouse-2/")
+    assert "clickhouse-2" in tls_one_shot()["server"]
+    replica = services()["clickhouse-2"]
+    assert (
+        "./infra/clickhouse/cluster/tls-clickhouse-2.xml:/etc/clickhouse-server/config.d/tls.xml:ro"
+        in replica["volumes"]
+    )
+    assert replica["healthcheck"] == services()["clickhouse"]["healthcheck"]
+
+
+def test_the_cluster_services_are_in_the_cluster_profile_only() -> None:
+    profiled = {name for name, s in services().items() if "cluster" in s.get("profiles", [])}
+    assert profiled == {"clickhouse-keeper", "clickhouse-2", "nats-2", "nats-3"}
+    profiled -= {"nats-2", "nats-3"}  # bus-init waits for those (test above)
+    assert services()["clickhouse-keeper"]["image"].endswith(":25.8")
+    assert services()["clickhouse-2"]["image"] == services()["clickhouse"]["image"]
+    migrate = services()["migrate"]["depends_on"]
+    for name in profiled:  # waited for when the profile runs them, ignored when not
+        assert migrate[name] == {"condition": "service_healthy", "required": False}
+    assert "clickhouse-keeper" not in services()["clickhouse"].get("depends_on", {})
+
+
+def resolve(cli: list[str], tmp_path: Path, *args: str, cluster: str = "") -> dict[str, Any]:
+    env_file = tmp_path / ".env"
+    subprocess.run(["sh", str(ROOT / "infra/make-env.sh"), str(env_file)], check=True)
+    text = env_file.read_text(encoding="utf-8")
+    env_file.write_text(
+        text.replace(
+            "AIRPARADIS_CLICKHOUSE_CLUSTER=\n", f"AIRPARADIS_CLICKHOUSE_CLUSTER={cluster}\n"
+        ),
+        encoding="utf-8",
+    )
+    result = run_cli(cli, env_file, *args, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    resolved: dict[str, Any] = json.loads(result.stdout)
+    assert schema_errors(resolved) == []
+    return resolved
+
+
+def test_compose_cli_without_the_cluster_runs_one_clickhouse_and_no_keeper(
+    cli: list[str], tmp_path: Path
+) -> None:
+    resolved = resolve(cli, tmp_path)["services"]
+
+    assert not {"clickhouse-keeper", "clickhouse-2"} & set(resolved)
+    assert mounted_at(resolved["clickhouse"], CLUSTER_MOUNT) == str(CLUSTER_DIR / "none.xml")
+    waits_for = resolved["migrate"]["depends_on"]
+    assert waits_for["clickhouse"]["required"] is True
+    assert {name for name, spec in waits_for.items() if spec["required"]} == {"clickhouse"}
+    assert resolved["migrate"]["environment"]["AIRPARADIS_CLICKHOUSE_CLUSTER"] == ""
+
+
+def test_compose_cli_with_the_cluster_runs_keeper_two_replicas_and_migrates_on_the_cluster(
+    cli: list[str], tmp_path: Path
+) -> None:
+    resolved = resolve(cli, tmp_path, "--profile", "cluster", cluster="airparadis")["services"]
+
+    for replica in ("clickhouse", "clickhouse-2"):
+        assert mounted_at(resolved[replica], CLUSTER_MOUNT) == str(CLUSTER_DIR / "airparadis.xml")
+        assert resolved[replica]["environment"]["CLICKHOUSE_REPLICA"] == replica
+    assert mounted_at(
+        resolved["clickhouse-keeper"], "/etc/clickhouse-keeper/keeper_config.xml"
+    ) == (str(CLUSTER_DIR / "keeper.xml"))
+    migrate = resolved["migrate"]
+    assert migrate["environment"]["AIRPARADIS_CLICKHOUSE_CLUSTER"] == "airparadis"
+    assert {"clickhouse", "clickhouse-keeper", "clickhouse-2"} <= set(migrate["depends_on"])
+    # The users and their passwords are the same on both replicas.
+    first, second = resolved["clickhouse"]["environment"], resolved["clickhouse-2"]["environment"]
+    assert {k: v for k, v in first.items() if k != "CLICKHOUSE_REPLICA"} == {
+        k: v for k, v in second.items() if k != "CLICKHOUSE_REPLICA"
+    }

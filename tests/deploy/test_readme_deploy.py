@@ -44,7 +44,7 @@ def test_section_covers_what_a_self_hoster_needs() -> None:
 
 
 def test_every_volume_is_listed_where_data_lives() -> None:
-    listed = set(re.findall(r"^\| `([a-z-]+)`(?:, `([a-z-]+)`)? \|", section(), re.MULTILINE))
+    listed = set(re.findall(r"^\| `([a-z0-9-]+)`(?:, `([a-z0-9-]+)`)? \|", section(), re.MULTILINE))
     names = {name for pair in listed for name in pair if name}
     assert names == set(compose()["volumes"])
 

@@ -72,6 +72,14 @@ def test_ci_runs_on_every_push_and_pull_request_with_the_expected_jobs() -> None
     for image in ("clickhouse/clickhouse-server", "nats:", "grafana/grafana"):
         assert image in containers
     assert "tests/deploy/test_containers.py" in containers
+    # The cluster profile's tests, on Keeper and two replicas, run there and only there.
+    assert "clickhouse/clickhouse-keeper" in containers
+    tests = " ".join(s.get("run", "") for s in ci["jobs"]["test"]["steps"])
+    for cluster_test in (
+        "tests/deploy/test_clickhouse_cluster.py",
+        "tests/integration/test_storage_cluster.py",
+    ):
+        assert cluster_test in containers and f"--ignore={cluster_test}" in tests
 
 
 def test_release_on_a_tag_pushes_version_and_latest_with_an_sbom_after_ci() -> None:

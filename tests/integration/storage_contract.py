@@ -108,7 +108,13 @@ def wrong_predictions_alert() -> AlertRaised:
 
 
 class StoreContract:
-    """Run by each backend's test module; the subclass provides `make_store`."""
+    """Run by each backend's test module; the subclass provides `make_store`, and `cluster`
+    when its server is a replica of a ClickHouse cluster (migrations run ON CLUSTER)."""
+
+    cluster: str | None = None
+
+    def migrate(self, store: Store, retention_days: int, *, fsync: bool = True) -> list[str]:
+        return apply_migrations(store, retention_days, fsync=fsync, cluster=self.cluster)
 
     @pytest.fixture
     def make_store(self) -> Callable[[], Store]:
@@ -130,14 +136,15 @@ class StoreContract:
         cleanup = make_store()
         try:
             database = cleanup.query("SELECT currentDatabase() AS db")[0]["db"]
-            cleanup.command(f"DROP DATABASE IF EXISTS {database}")
+            on_cluster = f" ON CLUSTER {self.cluster} SYNC" if self.cluster else ""
+            cleanup.command(f"DROP DATABASE IF EXISTS {database}{on_cluster}")
         finally:
             cleanup.close()
 
     @pytest.fixture
     def store(self, connect: Callable[[], Store]) -> Store:
         store = connect()
-        apply_migrations(store, RETENTION_DAYS)
+        self.migrate(store, RETENTION_DAYS)
         return store
 
     @pytest.fixture
@@ -148,14 +155,14 @@ class StoreContract:
         self, connect: Callable[[], Store]
     ) -> None:
         first = connect()
-        assert apply_migrations(first, RETENTION_DAYS) == ALL_MIGRATIONS
+        assert self.migrate(first, RETENTION_DAYS) == ALL_MIGRATIONS
         tables = first.query("SELECT name FROM system.tables WHERE database = currentDatabase()")
         assert {"predictions", "feedback", "alerts", "schema_migrations"} <= {
             t["name"] for t in tables
         }
 
         restarted = connect()
-        assert apply_migrations(restarted, RETENTION_DAYS) == []
+        assert self.migrate(restarted, RETENTION_DAYS) == []
         ledger = restarted.query("SELECT version FROM schema_migrations FINAL ORDER BY version")
         assert [row["version"] for row in ledger] == ALL_MIGRATIONS
 
@@ -215,7 +222,7 @@ class StoreContract:
             assert "fsync_part_directory = 1" in create["statement"]
         restarted = connect()
 
-        assert apply_migrations(restarted, RETENTION_DAYS, fsync=False) == ["R__durability"]
+        assert self.migrate(restarted, RETENTION_DAYS, fsync=False) == ["R__durability"]
         for table in tables:
             [create] = restarted.query(f"SHOW CREATE TABLE {table}")
             assert "fsync_after_insert = 0" in create["statement"], create["statement"]
@@ -225,11 +232,11 @@ class StoreContract:
     ) -> None:
         restarted = connect()
 
-        assert apply_migrations(restarted, 30) == ["R__retention_ttl"]
+        assert self.migrate(restarted, 30) == ["R__retention_ttl"]
         for table in ("predictions", "feedback", "alerts", "thresholds", "refusals"):
             [create] = restarted.query(f"SHOW CREATE TABLE {table}")
             assert "toIntervalDay(30)" in create["statement"], create["statement"]
-        assert apply_migrations(connect(), 30) == []
+        assert self.migrate(connect(), 30) == []
         assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
     @pytest.mark.parametrize("text", [MALICIOUS, AWKWARD], ids=["injection", "escapes"])
