@@ -134,6 +134,8 @@ async def test_a_node_killed_mid_stream_loses_and_doubles_nothing_and_catches_up
             return True
 
         await eventually(settled, within=60, what="every TWEETS consumer with nothing left")
+        # Not one good tweet dead-lettered for the bus's fault (a leader change).
+        assert (await js.stream_info(subjects.STREAM_DLQ)).state.messages == 0
         after = await js.stream_info(subjects.STREAM_TWEETS)
         assert after.cluster is not None and after.cluster.leader != leader_name
 
@@ -151,3 +153,32 @@ async def test_a_node_killed_mid_stream_loses_and_doubles_nothing_and_catches_up
         assert info.cluster is not None
         assert all(peer.current and not peer.offline for peer in info.cluster.replicas or [])
         assert stored() == {"rows": TOTAL, "ids": TOTAL}
+
+
+async def test_bus_init_raises_a_stream_from_one_replica_to_three_in_place(
+    cluster: list[ClusterNode], client: Client, settings: Settings
+) -> None:
+    """A platform that started on one replica and moves to three: `bus init` changes each
+    stream in place; the messages it held are on every node afterwards."""
+    one = settings.model_copy(
+        update={"nats_url": ",".join(node.url for node in cluster), "stream_replicas": 1}
+    )
+    await init_bus(one, wait_s=60)
+    publisher = JetStreamPublisher(client)
+    await publisher.start()
+    tweets = [TweetSubmitted(text=f"Gate {i} opened", source="r1") for i in range(200)]
+    await publish_every_one(publisher, tweets)
+
+    three = one.model_copy(update={"stream_replicas": 3})
+    outcomes = {o.name: o for o in await init_bus(three, wait_s=60)}
+    assert outcomes[subjects.STREAM_TWEETS].action == "updated"
+    assert outcomes[subjects.STREAM_TWEETS].changes == ["replicas 1 → 3"]
+    assert {o.replicas for o in outcomes.values()} == {3}
+
+    def on_every_node() -> bool:
+        states = [node.stream_state(subjects.STREAM_TWEETS) for node in cluster]
+        return all(state is not None and state[0] == len(tweets) for state in states)
+
+    await eventually(on_every_node, within=60, what="200 messages on each of the three nodes")
+    again = await init_bus(three, wait_s=30)
+    assert {o.action for o in again} == {"unchanged"}
