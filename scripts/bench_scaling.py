@@ -317,6 +317,13 @@ def wait_running(log: Path, worker: str, count: int, within_s: float = 180.0) ->
     sys.exit(f"{count} {worker} processes not running within {within_s:g} s; see {log}")
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds every core of the machine spent busy so far (user, nice, system, irq)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_replicas(
     settings: Settings,
     work: Path,
@@ -343,9 +350,13 @@ def measure_replicas(
         tweets = [TweetSubmitted(text=t, source=name) for t in texts]
         pids = descendants(root) | {root: "supervisor"}
         load = Path("/proc/loadavg").read_text().split()[0]
-        before = cpu_of(pids)
+        before, machine, bench = cpu_of(pids), machine_cpu_s(), time.process_time()
         elapsed = asyncio.run(bus_load(url, tweets))
-        after = cpu_of(pids)
+        after, machine, bench = (
+            cpu_of(pids),
+            machine_cpu_s() - machine,
+            time.process_time() - bench,
+        )
         if set(after) != set(before) or sorted(pids.values()).count("infer") != count:
             sys.exit(f"{name}: processes changed during the burst: {pids} then {after}")
         [row] = asyncio.run(
@@ -365,12 +376,17 @@ def measure_replicas(
     platform_cpu = sum(seconds for role, seconds in cpu.items() if role != "nats-server")
     figures.add(f"{key}.platform_cpu", platform_cpu * 1000 / total)
     figures.add(f"{key}.nats_cpu", cpu.get("nats-server", 0.0) * 1000 / total)
-    figures.add(f"{key}.busy_cores", (platform_cpu + cpu.get("nats-server", 0.0)) / elapsed)
+    ours = platform_cpu + cpu.get("nats-server", 0.0)
+    figures.add(f"{key}.busy_cores", ours / elapsed)
+    # What the rest of the machine took meanwhile (the bench's publisher apart): others' load.
+    others = max(0.0, machine - ours - bench) / elapsed
+    figures.add(f"{key}.others_cores", others)
     figures.add(f"{key}.load", float(load))
     figures.add(f"{key}.rows", float(row["rows"]))
     figures.add(f"{key}.ids", float(row["ids"]))
     print(
-        f"{name}: load {load}; {total} tweets in {elapsed:.1f} s ({total / elapsed:,.0f}/s); "
+        f"{name}: load {load}; {total} tweets in {elapsed:.1f} s ({total / elapsed:,.0f}/s), "
+        f"{ours / elapsed:.2f} cores ours, {others:.2f} others'; "
         f"infer {cpu['infer'] * 1000 / total:.2f} ms CPU a tweet, platform "
         f"{platform_cpu * 1000 / total:.2f}; {row['rows']} rows, {row['ids']} ids",
         flush=True,
@@ -460,10 +476,10 @@ def replicas_compare(
     print()
     print(
         f"| infer processes | tweets/s | vs {counts[0]} | infer CPU ms/tweet | vs {counts[0]} "
-        "| platform CPU ms/tweet | nats-server CPU ms/tweet | cores busy | rows | distinct ids "
-        "| load at start |"
+        "| platform CPU ms/tweet | nats-server CPU ms/tweet | cores used (platform + nats) "
+        "| cores used by others | rows | distinct ids | load at start |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for count in counts:
         key = f"r{count}"
         print(
@@ -474,6 +490,7 @@ def replicas_compare(
             f"| {figures.text(key + '.platform_cpu', '{:.2f}')} "
             f"| {figures.text(key + '.nats_cpu', '{:.2f}')} "
             f"| {figures.text(key + '.busy_cores', '{:.2f}')} "
+            f"| {figures.text(key + '.others_cores', '{:.2f}')} "
             f"| {figures.text(key + '.rows', '{:.0f}')} | {figures.text(key + '.ids', '{:.0f}')} "
             f"| {figures.text(key + '.load', '{:.2f}')} |"
         )
