@@ -18,16 +18,18 @@ With --replicas 1,2,4 it measures instead how infer scales with its processes: f
 infer fixed at that many processes (scaling off, preprocess fixed at 1), the same burst after a
 warm-up; tweets/s from the first publish until every tweet is scored and stored, CPU ms per
 tweet of the infer processes and of the whole platform (user + system from /proc over the burst;
-nats-server apart), rows and distinct ids stored, and each figure as a ratio of the first
-count's. The counts alternate within each --repeat (in reverse order every other repeat), so the
-machine's noise falls on all of them alike. --py-spy S then records one infer process for S
-seconds under a burst (py-spy, Python stacks) and says where its time went.
+nats-server apart), the cores the platform used and those the rest of the machine took meanwhile
+(/proc/stat: others' load on a shared machine), rows and distinct ids stored, and each figure
+as a ratio of the first count's. The counts alternate within each --repeat (in reverse order
+every other repeat), so the machine's noise falls on all of them alike. --py-spy S then records
+one infer process for S seconds under a burst (py-spy, Python stacks) and says where its time
+went.
 
     AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
         .venv/bin/python scripts/bench_scaling.py --tweets 20000
     AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
         .venv/bin/python scripts/bench_scaling.py --family transformer --replicas 1,2,4 \\
-        --tweets 3000 --repeat 2 --py-spy 10
+        --tweets 3000 --repeat 3 --py-spy 10
 """
 
 from __future__ import annotations
