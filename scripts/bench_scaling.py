@@ -14,8 +14,22 @@ then --cold-starts times the cold start of one infer process on the idle machine
 "process running": what a minimum of 0 makes the first tweet wait). --tweets 0 measures only
 those; --family transformer does it all with a smoke-trained transformer (same serving path).
 
+With --replicas 1,2,4 it measures instead how infer scales with its processes: for each count,
+infer fixed at that many processes (scaling off, preprocess fixed at 1), the same burst after a
+warm-up; tweets/s from the first publish until every tweet is scored and stored, CPU ms per
+tweet of the infer processes and of the whole platform (user + system from /proc over the burst;
+nats-server apart), the cores the platform used and those the rest of the machine took meanwhile
+(/proc/stat: others' load on a shared machine), rows and distinct ids stored, and each figure
+as a ratio of the first count's. The counts alternate within each --repeat (in reverse order
+every other repeat), so the machine's noise falls on all of them alike. --py-spy S then records
+one infer process for S seconds under a burst (py-spy, Python stacks) and says where its time
+went.
+
     AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
         .venv/bin/python scripts/bench_scaling.py --tweets 20000
+    AIRPARADIS_DATA=../shared/data/sentiment140/sample-100k.csv.gz \\
+        .venv/bin/python scripts/bench_scaling.py --family transformer --replicas 1,2,4 \\
+        --tweets 3000 --repeat 3 --py-spy 10
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +55,9 @@ import nats
 from airparadis.bus_init import init_bus
 from airparadis.processes import descendants
 from scripts.bench_pipeline import (
+    Figures,
+    bus_load,
+    cpu_of,
     prepare_registry,
     publish_all,
     scored_so_far,
@@ -256,6 +273,243 @@ def report(outcomes: list[Outcome], total: int, uptime: str, args: Any) -> None:
     print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
 
 
+# --- Infer processes side by side (--replicas) ---
+
+
+def parse_counts(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]: the infer process counts to compare, each at least 1, each once."""
+    counts = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            count = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a number of processes: {part.strip()!r}"
+            ) from None
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"at least one infer process, not {count}")
+        if count in counts:
+            raise argparse.ArgumentTypeError(f"{count} given twice")
+        counts.append(count)
+    if not counts:
+        raise argparse.ArgumentTypeError("no process count given")
+    return counts
+
+
+def order_of(counts: list[int], run: int) -> list[int]:
+    """The counts in order on even runs, reversed on odd ones: none always goes first."""
+    return counts if run % 2 == 0 else counts[::-1]
+
+
+def wait_running(log: Path, worker: str, count: int, within_s: float = 180.0) -> None:
+    """Until `count` processes of `worker` logged "process running" (model loaded, consumer
+    bound): /readyz answers once the first one is up."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        running = 0
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"process running"' in line:
+                entry = json.loads(line)
+                running += entry.get("message") == "process running" and entry.get("workers") == [
+                    worker
+                ]
+        if running >= count:
+            return
+        time.sleep(0.5)
+    sys.exit(f"{count} {worker} processes not running within {within_s:g} s; see {log}")
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds every core of the machine spent busy so far (user, nice, system, irq)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_replicas(
+    settings: Settings,
+    work: Path,
+    count: int,
+    run: int,
+    env: dict[str, str],
+    texts: list[str],
+    warmup: int,
+    figures: Figures,
+) -> None:
+    """One burst through `up` with infer fixed at `count` processes."""
+    name = f"infer{count}-run{run}"
+    fixed = {
+        "AIRPARADIS_INFER_REPLICAS": str(count),
+        "AIRPARADIS_SCALE_PREPROCESS_MIN": "1",
+        "AIRPARADIS_SCALE_PREPROCESS_MAX": "1",
+    }
+    folder = work / name
+    with platform(settings, folder, env | fixed) as (root, url):
+        wait_running(folder.with_suffix(".log"), "infer", count)
+        # Every process's first ONNX calls and first inserts before the measured burst.
+        warm = [TweetSubmitted(text=t, source=f"{name}-warm") for t in texts[:warmup]]
+        asyncio.run(bus_load(url, warm))
+        tweets = [TweetSubmitted(text=t, source=name) for t in texts]
+        pids = descendants(root) | {root: "supervisor"}
+        load = Path("/proc/loadavg").read_text().split()[0]
+        before, machine, bench = cpu_of(pids), machine_cpu_s(), time.process_time()
+        elapsed = asyncio.run(bus_load(url, tweets))
+        after, machine, bench = (
+            cpu_of(pids),
+            machine_cpu_s() - machine,
+            time.process_time() - bench,
+        )
+        if set(after) != set(before) or sorted(pids.values()).count("infer") != count:
+            sys.exit(f"{name}: processes changed during the burst: {pids} then {after}")
+        [row] = asyncio.run(
+            store_query(
+                url,
+                "SELECT count() AS rows, uniqExact(id) AS ids FROM predictions"
+                f" WHERE source = '{name}'",
+            )
+        )
+    cpu: dict[str, float] = {}
+    for pid, role in pids.items():
+        cpu[role] = cpu.get(role, 0.0) + after[pid] - before[pid]
+    total = len(tweets)
+    key = f"r{count}"
+    figures.add(f"{key}.tweets_s", total / elapsed)
+    figures.add(f"{key}.infer_cpu", cpu["infer"] * 1000 / total)
+    platform_cpu = sum(seconds for role, seconds in cpu.items() if role != "nats-server")
+    figures.add(f"{key}.platform_cpu", platform_cpu * 1000 / total)
+    figures.add(f"{key}.nats_cpu", cpu.get("nats-server", 0.0) * 1000 / total)
+    ours = platform_cpu + cpu.get("nats-server", 0.0)
+    figures.add(f"{key}.busy_cores", ours / elapsed)
+    # What the rest of the machine took meanwhile (the bench's publisher apart): others' load.
+    others = max(0.0, machine - ours - bench) / elapsed
+    figures.add(f"{key}.others_cores", others)
+    figures.add(f"{key}.load", float(load))
+    figures.add(f"{key}.rows", float(row["rows"]))
+    figures.add(f"{key}.ids", float(row["ids"]))
+    print(
+        f"{name}: load {load}; {total} tweets in {elapsed:.1f} s ({total / elapsed:,.0f}/s), "
+        f"{ours / elapsed:.2f} cores ours, {others:.2f} others'; "
+        f"infer {cpu['infer'] * 1000 / total:.2f} ms CPU a tweet, platform "
+        f"{platform_cpu * 1000 / total:.2f}; {row['rows']} rows, {row['ids']} ids",
+        flush=True,
+    )
+
+
+# py-spy's raw (folded) stacks: "frame;frame;... count", each frame "function (file:line)".
+# A stack goes to the category of its innermost frame that matches one (categories in order).
+PROFILE_CATEGORIES = (
+    ("model call (ONNX Runtime session.run)", ("onnxruntime",)),
+    ("tokenizer (token ids)", ("token_ids", "encode_batch")),
+    ("padding, batching around the model", ("onnx_transformer.py", "shared/models.py")),
+    ("the model's own preprocessing of the text", ("preprocessing.py", "wordsegment", "emoji/")),
+    ("message decode/encode (pydantic, JSON)", ("pydantic", "model_validate", "model_dump")),
+    ("infer handler", ("services/infer/",)),
+    ("bus (nats-py, stages, event loop, sockets)", ("nats/", "shared/", "asyncio", "selectors")),
+)
+
+
+def profile_shares(lines: Iterable[str]) -> dict[str, float]:
+    """Share of the samples of each category (plus "other") in py-spy raw output."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        stack, _, number = line.strip().rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        frames = stack.split(";")[::-1]
+        category = "other"
+        for frame in frames:
+            found = [name for name, marks in PROFILE_CATEGORIES if any(m in frame for m in marks)]
+            if found:
+                category = found[0]
+                break
+        counts[category] = counts.get(category, 0) + int(number)
+    total = sum(counts.values())
+    return {name: n / total for name, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
+def profile_infer(
+    settings: Settings, work: Path, env: dict[str, str], texts: list[str], seconds: int
+) -> None:
+    """py-spy on the one infer process while a burst drains; where its time went."""
+    spy = Path(sys.executable).with_name("py-spy")
+    name = "profile"
+    folder = work / name
+    raw = work / "infer-py-spy.txt"
+    fixed = {
+        "AIRPARADIS_INFER_REPLICAS": "1",
+        "AIRPARADIS_SCALE_PREPROCESS_MIN": "1",
+        "AIRPARADIS_SCALE_PREPROCESS_MAX": "1",
+    }
+    with platform(settings, folder, env | fixed) as (root, url):
+        wait_running(folder.with_suffix(".log"), "infer", 1)
+        [pid] = [p for p, role in descendants(root).items() if role == "infer"]
+        tweets = [TweetSubmitted(text=t, source=name) for t in texts]
+        record = [str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw"]
+        recorder = subprocess.Popen(
+            [*record, "-o", str(raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        asyncio.run(bus_load(url, tweets))
+        recorder.wait(timeout=seconds + 60)
+    shares = profile_shares(raw.read_text().splitlines())
+    print(f"\npy-spy, one infer process, {seconds:g} s of a burst ({raw}):")
+    for category, share in shares.items():
+        print(f"  {category:<42} {share:6.1%}")
+
+
+def replicas_compare(
+    settings: Settings, work: Path, env: dict[str, str], texts: list[str], args: Any
+) -> None:
+    counts: list[int] = args.replicas
+    figures = Figures()
+    warmup = min(len(texts), 100 * max(counts))
+    for run in range(args.repeat):
+        for count in order_of(counts, run):
+            print(f"run {run + 1}/{args.repeat}: {count} infer process(es)", flush=True)
+            measure_replicas(settings, work, count, run, env, texts, warmup, figures)
+    base = f"r{counts[0]}"
+    print()
+    print(
+        f"burst of {len(texts):,} tweets after a warm-up of {warmup}, {args.family} model, "
+        f"batch {args.batch_size}, preprocess 1 process; {os.cpu_count()} cores; "
+        f"{args.repeat} run(s) of each, min..max"
+    )
+    print()
+    print(
+        f"| infer processes | tweets/s | vs {counts[0]} | infer CPU ms/tweet | vs {counts[0]} "
+        "| platform CPU ms/tweet | nats-server CPU ms/tweet | cores used (platform + nats) "
+        "| cores used by others | rows | distinct ids | load at start |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for count in counts:
+        key = f"r{count}"
+        print(
+            f"| {count} | {figures.text(key + '.tweets_s', '{:,.0f}')} "
+            f"| {figures.ratio(key + '.tweets_s', base + '.tweets_s')} "
+            f"| {figures.text(key + '.infer_cpu', '{:.2f}')} "
+            f"| {figures.ratio(key + '.infer_cpu', base + '.infer_cpu')} "
+            f"| {figures.text(key + '.platform_cpu', '{:.2f}')} "
+            f"| {figures.text(key + '.nats_cpu', '{:.2f}')} "
+            f"| {figures.text(key + '.busy_cores', '{:.2f}')} "
+            f"| {figures.text(key + '.others_cores', '{:.2f}')} "
+            f"| {figures.text(key + '.rows', '{:.0f}')} | {figures.text(key + '.ids', '{:.0f}')} "
+            f"| {figures.text(key + '.load', '{:.2f}')} |"
+        )
+    wrong = [
+        k
+        for k, values in figures.values.items()
+        if k.endswith((".rows", ".ids")) and any(v != len(texts) for v in values)
+    ]
+    print()
+    print("nothing lost or doubled" if not wrong else f"LOST OR DOUBLED: {wrong}")
+    print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
+    if args.py_spy:
+        profile_infer(settings, work, env, texts, args.py_spy)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=os.environ.get("AIRPARADIS_DATA"))
@@ -271,6 +525,20 @@ def main() -> None:
     parser.add_argument("--down-after-s", type=float, default=10.0)
     parser.add_argument(
         "--cold-starts", type=int, default=3, help="infer cold starts measured on an idle machine"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=parse_counts,
+        metavar="LIST",
+        help="instead: infer fixed at each of these process counts (e.g. 1,2,4), side by side",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each count (--replicas)")
+    parser.add_argument(
+        "--py-spy",
+        type=int,
+        default=0,
+        metavar="S",
+        help="with --replicas: then py-spy on one infer process for S seconds of a burst",
     )
     args = parser.parse_args()
     if args.data is None:
@@ -307,6 +575,11 @@ def main() -> None:
             "AIRPARADIS_SCALE_PREPROCESS_MAX": "2",
         },
     }
+    if args.replicas:
+        replicas_compare(
+            settings, work, {"AIRPARADIS_BATCH_MAX_SIZE": str(args.batch_size)}, texts, args
+        )
+        return
     if args.tweets:  # --tweets 0: only the cold starts
         outcomes = [
             run_one(settings, work, name, common | env, texts)
