@@ -522,31 +522,40 @@ class BatchStage:
                 return await self._handle_isolating(batch)
             except RetryLater as error:
                 attempt += 1
-                if attempt == 1 or attempt % 10 == 0:
-                    log.warning(
-                        "dependency unavailable; holding the batch",
-                        extra={
-                            "worker": self.worker,
-                            "durable": self.consumer.durable,
-                            "messages": len(batch),
-                            "attempt": attempt,
-                            "reason": str(error),
-                        },
-                    )
-            last_touch = await self._keep_in_progress(batch, last_touch)
-            await self._pause(min(backoff_s(attempt), self.settings.ack_wait_s / 3))
+                last_touch = await self._hold(
+                    batch,
+                    attempt,
+                    last_touch,
+                    "dependency unavailable; holding the batch",
+                    messages=len(batch),
+                    reason=str(error),
+                )
             if self._stopping.is_set():
                 return None
 
-    async def _keep_in_progress(self, batch: list[Msg], last_touch: float) -> float:
-        """While a batch is held, keep it (and what is buffered behind it) ours: no redelivery,
-        no delivery spent. The time of the last touch."""
+    async def _hold(
+        self, batch: list[Msg], attempt: int, last_touch: float, why: str, **extra: object
+    ) -> float:
+        """One pause of a held batch: said in the log (first time, then every tenth), the batch
+        (and what is buffered behind it) kept ours with in-progress acks, so that it is neither
+        redelivered nor spends a delivery, then the back-off. The time of the last touch."""
+        if attempt == 1 or attempt % 10 == 0:
+            log.warning(
+                why,
+                extra={
+                    "worker": self.worker,
+                    "durable": self.consumer.durable,
+                    "attempt": attempt,
+                    **extra,
+                },
+            )
         now = time.monotonic()
-        if now - last_touch <= self.settings.ack_wait_s / 3:
-            return last_touch
-        for raw in [*batch, *self.consumer.buffered]:
-            await _settle(raw, b"+WPI")
-        return now
+        if now - last_touch > self.settings.ack_wait_s / 3:
+            for raw in [*batch, *self.consumer.buffered]:
+                await _settle(raw, b"+WPI")
+            last_touch = now
+        await self._pause(min(backoff_s(attempt), self.settings.ack_wait_s / 3))
+        return last_touch
 
     async def _publish_holding(self, batch: list[Msg], outputs: list[Outgoing]) -> list[Published]:
         """Publish the outputs; while the bus is the problem (disconnected, no confirmation, a
@@ -562,19 +571,14 @@ class BatchStage:
             if not waiting:
                 break
             attempt += 1
-            if attempt == 1 or attempt % 10 == 0:
-                log.warning(
-                    "bus unavailable; holding the batch and publishing again",
-                    extra={
-                        "worker": self.worker,
-                        "durable": self.consumer.durable,
-                        "outputs": len(waiting),
-                        "attempt": attempt,
-                        "reason": results[waiting[0]].error,
-                    },
-                )
-            last_touch = await self._keep_in_progress(batch, last_touch)
-            await self._pause(min(backoff_s(attempt), self.settings.ack_wait_s / 3))
+            last_touch = await self._hold(
+                batch,
+                attempt,
+                last_touch,
+                "bus unavailable; holding the batch and publishing again",
+                outputs=len(waiting),
+                reason=results[waiting[0]].error,
+            )
             again = await self.publisher.publish([outputs[i] for i in waiting], timeout)
             for index, result in zip(waiting, again, strict=True):
                 results[index] = result
