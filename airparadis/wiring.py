@@ -119,7 +119,7 @@ class Platform:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Connect, declare streams, load what the workers need, then start consuming.
+        """Connect, wait for the streams `bus init` made, load what the workers need, then consume.
         On failure everything opened so far is closed again."""
         try:
             await self._start()

@@ -513,7 +513,7 @@ class Registry:
         """Publish models.promoted for `version` and `alias` (or, removed, its loss of the alias)
         on the platform's bus, so infer reloads and the store copies its drift reference.
         Returns where, or None when there is nobody to tell (a registry without settings, no
-        NATS server reachable, no stream declared yet) or the bus refused: workers read the
+        NATS server reachable, no stream made yet) or the bus refused: workers read the
         registry at their next start."""
         if self.bus is None:
             return None
@@ -530,7 +530,7 @@ class Registry:
         try:
             asyncio.run(publish_promotion(self.bus, url, event))
         except nats.js.errors.NoStreamResponseError:
-            # No worker has declared the streams yet (the first start): each reads the
+            # `bus init` has not made the streams yet (the first start): each reads the
             # registry when it starts, so there is nobody to tell.
             log.info("no models stream on %s yet: the promotion is read at start", url)
             return None

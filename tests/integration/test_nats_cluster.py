@@ -26,7 +26,7 @@ from shared.settings import Settings
 from tests.integration.platform import StartPlatform
 from tests.servers import ClusterNode, eventually, nats_cluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 TOTAL = 10_000
 TWEETS_DURABLES = [

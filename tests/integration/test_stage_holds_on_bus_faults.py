@@ -24,7 +24,7 @@ from shared.jetstream import (
 from shared.settings import Settings
 from tests.servers import eventually, nats_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 
 async def test_outputs_nobody_stores_yet_hold_the_batch_instead_of_spending_deliveries(
