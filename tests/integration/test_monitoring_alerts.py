@@ -195,7 +195,7 @@ async def test_infer_stores_the_oov_rate_of_each_prediction(
 async def test_a_cooldown_claimed_in_kv_holds_and_can_be_given_back(
     platform_settings: Settings, upstream: NatsBroker
 ) -> None:
-    state = KvAlerterState(alerter_bucket(upstream, platform_settings))
+    state = KvAlerterState(alerter_bucket(upstream))
     now = datetime.now(UTC)
 
     assert await state.claim_cooldown("drift", now, 3600)
