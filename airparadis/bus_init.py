@@ -114,7 +114,8 @@ class StreamOutcome:
             action=action,
             changes=changes or [],
             replicas=info.config.num_replicas or 1,
-            leader=cluster.leader if cluster else None,
+            # One server names no leader worth showing (a stream of one replica leads itself).
+            leader=cluster.leader if cluster and (info.config.num_replicas or 1) > 1 else None,
             peers=peers,
             messages=info.state.messages,
         )
@@ -200,7 +201,8 @@ async def init_bus(settings: Settings, wait_s: float = 60.0) -> list[StreamOutco
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return await _init_once(settings)
+            # Each attempt bounded: a server that accepts but never answers cannot hold it.
+            return await asyncio.wait_for(_init_once(settings), timeout=max(wait_s, 30.0))
         except BusInitError:
             raise
         except Exception as error:
@@ -226,7 +228,8 @@ async def _init_once(settings: Settings) -> list[StreamOutcome]:
         nats_servers(settings),
         connect_timeout=2,
         allow_reconnect=False,
-        max_reconnect_attempts=0,
+        # One attempt per server (0 would make nats-py try the first connection for ever).
+        max_reconnect_attempts=1,
         error_cb=on_error,
         **nats_credentials(settings),
     )

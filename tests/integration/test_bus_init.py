@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import nats
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from airparadis.cli import app
 from shared import subjects
 from shared.messages import TweetSubmitted
+from shared.nats_server import free_port
 from shared.settings import Settings
 from tests.integration.platform import StartPlatform
 from tests.servers import eventually, nats_server
@@ -100,3 +102,14 @@ def test_bus_init_says_why_three_replicas_cannot_live_on_one_server(tmp_path: Pa
         assert again.exit_code == 0, again.output
         unchanged = CliRunner().invoke(app, ["bus", "init"], env={"AIRPARADIS_NATS_URL": one.url})
         assert unchanged.output.count("unchanged") == len(subjects.STREAMS) + 1
+
+
+def test_bus_init_gives_up_on_an_unreachable_bus_after_its_wait(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        app, ["bus", "init", "--wait", "3"], env={"AIRPARADIS_NATS_URL": f"nats://127.0.0.1:{port}"}
+    )
+    assert result.exit_code == 1
+    assert "bus init failed" in result.output and "NoServersError" in result.output
+    assert time.monotonic() - started < 30
