@@ -654,6 +654,18 @@ def tweets_from(data: Path, n: int) -> list[str]:
     return [texts[i % len(texts)][:280] for i in range(n)]
 
 
+def bench_champion(prefix: str, data: Path, family: str, sample: int) -> tuple[Path, Settings]:
+    """A fresh work folder (`prefix` in the temporary folder) whose MLflow registry holds a
+    `family` champion trained on `sample` tweets of `data`; the settings that read it."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = Settings(
+        home=work / "registry", mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}"
+    )
+    print(f"preparing a {family} champion in {work}", flush=True)
+    prepare_registry(settings, data, family, sample)
+    return work, settings
+
+
 def prepare_registry(settings: Settings, data: Path, family: str, sample: int) -> None:
     """A champion in a registry of our own: the baseline, or a transformer (smoke-trained:
     the same encoder and serving path as a full-size one, at the full 128 tokens)."""
@@ -770,12 +782,7 @@ def main() -> None:
     if args.data is None:
         sys.exit("give --data or set AIRPARADIS_DATA")
     uptime = Path("/proc/loadavg").read_text().strip()
-    work = Path(tempfile.mkdtemp(prefix="airparadis-bench-"))
-    settings = Settings(
-        home=work / "registry", mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}"
-    )
-    print(f"preparing a {args.family} champion in {work}", flush=True)
-    prepare_registry(settings, args.data, args.family, args.sample)
+    work, settings = bench_champion("airparadis-bench-", args.data, args.family, args.sample)
     texts = tweets_from(args.data, max(args.requests, 5000))
     if args.soak:
         soak(settings, work, texts, args.soak)

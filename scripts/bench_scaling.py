@@ -41,7 +41,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -52,25 +51,28 @@ from typing import Any
 
 import nats
 
-from airparadis.bus_init import init_bus
-from airparadis.processes import descendants
-from scripts.bench_pipeline import (
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file: make `scripts.bench_pipeline` importable
+    sys.path.insert(0, str(ROOT))
+
+from airparadis.bus_init import init_bus  # noqa: E402
+from airparadis.processes import descendants  # noqa: E402
+from scripts.bench_pipeline import (  # noqa: E402
     Figures,
+    bench_champion,
     bus_load,
     cpu_of,
-    prepare_registry,
     publish_all,
     scored_so_far,
     store_query,
     tweets_from,
     wait_http,
 )
-from shared import subjects
-from shared.messages import TweetSubmitted
-from shared.nats_server import free_port
-from shared.settings import Settings
+from shared import subjects  # noqa: E402
+from shared.messages import TweetSubmitted  # noqa: E402
+from shared.nats_server import free_port  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ("preprocess", "infer")
 
 
@@ -544,12 +546,9 @@ def main() -> None:
     if args.data is None:
         sys.exit("give --data or set AIRPARADIS_DATA")
     uptime = Path("/proc/loadavg").read_text().strip()
-    work = Path(tempfile.mkdtemp(prefix="airparadis-bench-scaling-"))
-    settings = Settings(
-        home=work / "registry", mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}"
+    work, settings = bench_champion(
+        "airparadis-bench-scaling-", args.data, args.family, args.sample
     )
-    print(f"preparing a {args.family} champion in {work}", flush=True)
-    prepare_registry(settings, args.data, args.family, args.sample)
     texts = tweets_from(args.data, max(args.tweets, 1))
     common = {
         "AIRPARADIS_BATCH_MAX_SIZE": str(args.batch_size),
